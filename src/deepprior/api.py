@@ -1,0 +1,259 @@
+"""The public functions: :func:`denoise`, :func:`deblock`, :func:`super_resolve`, :func:`inpaint`.
+
+Signatures follow scikit-image: the image first, options keyword-only.
+
+Dtype and range rules
+---------------------
+* numpy in -> numpy out; torch in -> torch out on the same device.
+* numpy arrays are (H, W) or (H, W, C) (``channel_axis`` says where C is; default last); torch
+  tensors are channel-first, (H, W), (C, H, W) or (1, C, H, W), and come back in the same layout.
+* Integer input is scaled to [0, 1] by its type's maximum (uint8 / 255, uint16 / 65535); float
+  input is taken as [0, 1] (values a little outside, such as unclipped noise, are fine).  The
+  output is float in [0, 1]: float64 for float64 input, float32 otherwise.
+* C = 1 (gray), 3 (RGB), or 2 / 4 (with alpha as the last channel).  Denoising, deblocking and
+  super-resolution carry alpha through untouched (resized for SR); :func:`inpaint` returns an
+  opaque image (alpha dropped), and without a mask fills the transparent pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .pipeline import MAX_PIXELS, InputError
+
+__all__ = ["denoise", "deblock", "super_resolve", "inpaint", "run_task", "TaskResult"]
+
+
+@dataclass
+class _Layout:
+    is_torch: bool
+    ndim: int
+    channel_axis: int | None
+    device: object = None
+    dtype: object = None
+
+
+def _to_bchw(image, channel_axis, what="image"):
+    import torch
+
+    if isinstance(image, torch.Tensor):
+        layout = _Layout(True, image.ndim, None, image.device, image.dtype)
+        t = image.detach()
+        if t.ndim == 2:
+            t = t[None, None]
+        elif t.ndim == 3:
+            t = t[None]
+        elif not (t.ndim == 4 and t.shape[0] == 1):
+            raise InputError(f"a torch {what} must be (H, W), (C, H, W) or (1, C, H, W), got {tuple(t.shape)}")
+        if t.dtype == torch.uint8:
+            t = t.float() / 255.0
+        elif t.dtype != torch.bool and not t.is_floating_point():
+            t = t.float() / 65535.0  # 16-bit images come as uint16 or a wider integer type
+        return t.float(), layout
+    arr = np.asarray(image)
+    if arr.ndim == 2:
+        arr3 = arr[:, :, None]
+        axis = None
+    elif arr.ndim == 3:
+        axis = channel_axis if channel_axis is not None else -1
+        arr3 = np.moveaxis(arr, axis, -1)
+    else:
+        raise InputError(f"a numpy {what} must be (H, W) or (H, W, C), got shape {arr.shape}")
+    layout = _Layout(False, arr.ndim, axis, dtype=arr.dtype)
+    if arr3.dtype == bool:
+        f = arr3.astype(np.float32)
+    elif np.issubdtype(arr3.dtype, np.integer):
+        f = arr3.astype(np.float32) / float(np.iinfo(arr3.dtype).max)
+    elif np.issubdtype(arr3.dtype, np.floating):
+        f = arr3.astype(np.float32)
+    else:
+        raise InputError(f"unsupported {what} dtype {arr3.dtype}")
+    if arr3.shape[2] not in (1, 2, 3, 4):
+        raise InputError(f"the {what} has {arr3.shape[2]} channels; expected 1 to 4 (is channel_axis right?)")
+    return torch.from_numpy(np.ascontiguousarray(f.transpose(2, 0, 1)))[None], layout
+
+
+def _from_bchw(t, layout: _Layout):
+    import torch
+
+    if layout.is_torch:
+        out = t.to(layout.device)
+        if layout.dtype is not None and layout.dtype.is_floating_point:
+            out = out.to(layout.dtype)
+        if layout.ndim == 2:
+            return out[0, 0] if out.shape[1] == 1 else out[0]
+        return out[0] if layout.ndim == 3 else out
+    arr = t[0].detach().cpu().numpy().transpose(1, 2, 0)
+    arr = arr.astype(np.float64 if layout.dtype == np.float64 else np.float32)
+    if layout.ndim == 2 and arr.shape[2] == 1:
+        return arr[:, :, 0]
+    return np.moveaxis(arr, -1, layout.channel_axis) if layout.channel_axis is not None else arr
+
+
+@dataclass
+class TaskResult:
+    """What :func:`run_task` returns: the image (same kind as the input) and the details."""
+
+    image: object
+    restoration: object  # deepprior.pipeline.Restoration
+    alpha_dropped: bool = False
+
+
+def run_task(
+    task: str,
+    image,
+    *,
+    mask=None,
+    scale: int | None = None,
+    preset=None,
+    iters: int | None = None,
+    rng=None,
+    device=None,
+    callback=None,
+    reference=None,
+    channel_axis: int | None = -1,
+    mask_keeps: bool = False,
+    mask_dilate: int = 0,
+    time_budget: float | None = None,
+    max_pixels: int | None = MAX_PIXELS,
+    **overrides,
+) -> TaskResult:
+    """Run one task ("denoise", "deblock", "sr", "inpaint") and return the image with its details.
+
+    The task functions below are thin wrappers of this one.  ``overrides`` change preset fields
+    (e.g. ``lr=0.005``, ``jitter=0``).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    from .masks import binarize_mask, check_mask, dilate_mask
+    from .presets import default_preset, get_preset
+    from .pipeline import restore
+
+    p = get_preset(preset or default_preset(task, scale=scale))
+    p = p.replace(iters=iters, **overrides)
+    y, layout = _to_bchw(image, channel_axis)
+    c = y.shape[1]
+    alpha = None
+    if c in (2, 4):
+        y, alpha = y[:, : c - 1], y[:, c - 1 :]
+    ref = None
+    if reference is not None:
+        ref, _ = _to_bchw(reference, channel_axis, "reference")
+        ref = ref[:, : y.shape[1]]
+    known = None
+    sr_scale = 1
+    if task == "inpaint":
+        if mask is None:
+            if alpha is None:
+                raise InputError("inpainting needs a mask (or an image with transparent pixels to fill)")
+            fill = (alpha[0, 0] < 0.5).numpy()
+        else:
+            m = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
+            if isinstance(mask, torch.Tensor) and m.ndim == 3:
+                m = np.moveaxis(m, 0, -1)
+            fill = binarize_mask(m, keeps=mask_keeps)
+        fill = dilate_mask(fill, mask_dilate)
+        check_mask(fill, tuple(y.shape[-2:]))
+        known = torch.from_numpy(~fill)[None, None].float()
+    elif task == "sr":
+        sr_scale = scale or 4
+    elif task not in ("denoise", "deblock"):
+        raise ValueError(f"unknown task {task!r}")
+    r = restore(
+        y,
+        p,
+        known=known,
+        scale=sr_scale,
+        rng=rng,
+        device=device,
+        callback=callback,
+        reference=ref,
+        time_budget=time_budget,
+        max_pixels=max_pixels,
+    )
+    out = r.image.cpu()
+    dropped = False
+    if alpha is not None:
+        if task == "inpaint":
+            dropped = True
+        else:
+            if sr_scale != 1:
+                alpha = F.interpolate(alpha, scale_factor=sr_scale, mode="bicubic", align_corners=False).clamp(0, 1)
+            out = torch.cat([out, alpha], dim=1)
+    return TaskResult(_from_bchw(out, layout), r, dropped)
+
+
+def denoise(image, *, preset=None, iters=None, rng=None, device=None, callback=None, channel_axis=-1, **kwargs):
+    """Remove noise from an image with Deep Image Prior.
+
+    Parameters
+    ----------
+    image : ndarray or torch.Tensor
+        The noisy image (see the module docstring for shapes, dtypes and ranges).
+    preset : str or Preset, optional
+        Default ``"denoise-paper"`` (see ``deepprior presets``).
+    iters : int, optional
+        Number of steps (overrides the preset's).
+    rng : int or numpy.random.Generator, optional
+        Seed: the same seed gives the same result (same machine, torch version and threads).
+    device : {"auto", "cpu", "cuda", "mps"}, optional
+    callback : callable, optional
+        ``callback(step, state)`` after every step (:class:`deepprior.fitting.FitState`); return True to stop.
+    channel_axis : int, optional
+        Axis of the channels of a 3-D numpy array (default: last).
+    **kwargs
+        ``reference=`` (ground truth, for PSNR curves), ``time_budget=``, ``max_pixels=``, or
+        preset fields such as ``lr=``.
+
+    Returns
+    -------
+    ndarray or torch.Tensor
+        The restored image, float in [0, 1], in the input's layout.
+    """
+    return run_task("denoise", image, preset=preset, iters=iters, rng=rng, device=device,
+                    callback=callback, channel_axis=channel_axis, **kwargs).image
+
+
+def deblock(image, *, preset=None, iters=None, rng=None, device=None, callback=None, channel_axis=-1, **kwargs):
+    """Remove JPEG compression artifacts (blocks, ringing).  Parameters as :func:`denoise`;
+    default preset ``"deblock-paper"``."""
+    return run_task("deblock", image, preset=preset, iters=iters, rng=rng, device=device,
+                    callback=callback, channel_axis=channel_axis, **kwargs).image
+
+
+def super_resolve(image, scale=4, *, preset=None, iters=None, rng=None, device=None, callback=None,
+                  channel_axis=-1, **kwargs):
+    """Upscale an image by ``scale`` (2, 4 or 8).  The output is ``scale`` times larger.
+
+    The forward model is the paper's Lanczos2 downsampler.  Default preset ``"sr-x4-paper"``
+    (``"sr-x8-paper"`` for x8).  Other parameters as :func:`denoise`.
+    """
+    return run_task("sr", image, scale=scale, preset=preset, iters=iters, rng=rng, device=device,
+                    callback=callback, channel_axis=channel_axis, **kwargs).image
+
+
+def inpaint(image, mask=None, *, preset=None, iters=None, rng=None, device=None, callback=None,
+            channel_axis=-1, mask_keeps=False, mask_dilate=0, **kwargs):
+    """Fill the masked pixels of an image.
+
+    Parameters
+    ----------
+    image : ndarray or torch.Tensor
+        The image; the values under the mask are ignored.
+    mask : array-like (H, W), optional
+        Nonzero / True / white = pixels to fill.  Without a mask, an image with alpha has its
+        transparent pixels filled.
+    mask_keeps : bool
+        The mask marks the known pixels instead (the paper's data uses that convention).
+    mask_dilate : int
+        Grow the mask by this many pixels (anti-aliased text, rough strokes).
+
+    Other parameters as :func:`denoise`; default preset ``"inpaint-text-paper"``.  The output is
+    opaque (no alpha channel).
+    """
+    return run_task("inpaint", image, mask=mask, preset=preset, iters=iters, rng=rng, device=device,
+                    callback=callback, channel_axis=channel_axis, mask_keeps=mask_keeps,
+                    mask_dilate=mask_dilate, **kwargs).image

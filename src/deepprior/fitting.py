@@ -1,0 +1,312 @@
+"""The fitting loop: Adam on ``||A(f(z + jitter)) - y||^2``, with output averaging, backtracking
+and a step-end callback.
+
+This module knows nothing about tasks, files or presets: give it a network, an input ``z``, a
+forward model ``A`` and a measurement ``y``.  :mod:`deepprior.pipeline` wires presets to it.
+
+The callback is called after every step as ``callback(step, state)`` (``step`` counts from 1) with
+a :class:`FitState`; it may return ``True`` (or set ``state.stop = True``) to end the fit.  That is
+also the place for stopping rules: a rule is a callable with the same signature.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+import torch
+from torch import nn
+
+from .forward import ForwardModel
+
+__all__ = ["fit", "make_input", "FitState", "FitResult", "DivergenceError", "psnr"]
+
+# How many non-finite losses in a row backtracking may absorb before the fit is declared diverged.
+MAX_NONFINITE_IN_A_ROW = 5
+
+
+class DivergenceError(RuntimeError):
+    """The loss became non-finite and backtracking could not recover."""
+
+
+def psnr(x: torch.Tensor, ref: torch.Tensor, data_range: float = 1.0) -> float:
+    """PSNR in dB between two tensors with values in [0, data_range]."""
+    mse = torch.mean((x.float() - ref.float()) ** 2).item()
+    return float("inf") if mse == 0 else 10.0 * math.log10(data_range**2 / mse)
+
+
+def make_input(
+    kind: str, depth: int, height: int, width: int, *, scale: float = 0.1, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """The fixed network input ``z`` of shape (1, depth, height, width).
+
+    ``"noise"``: uniform [0, 1) times ``scale`` (the paper's ``get_noise(..., var=1/10)``).
+    ``"meshgrid"``: two channels of x and y ramps from 0 to 1 (``depth`` must be 2).
+    """
+    if kind == "noise":
+        return torch.rand((1, depth, height, width), generator=generator) * scale
+    if kind == "meshgrid":
+        if depth != 2:
+            raise ValueError(f"a meshgrid input has 2 channels, got input_depth={depth}")
+        ys = torch.arange(height, dtype=torch.float32) / max(height - 1, 1)
+        xs = torch.arange(width, dtype=torch.float32) / max(width - 1, 1)
+        gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+        return torch.stack([gx, gy])[None]
+    raise ValueError(f"unknown input kind {kind!r}: use 'noise' or 'meshgrid'")
+
+
+class FitState:
+    """What the callback sees after a step.  Metrics against a reference are computed on access.
+
+    Attributes
+    ----------
+    step, iters : int
+        Steps done (from 1) and the planned number of steps.
+    output : tensor (1, C, H, W)
+        This step's raw network output, cropped to the image.
+    average : tensor or None
+        The exponential moving average of outputs (None when the recipe does not average).
+    loss : float
+        The data term ``||A(f(z)) - y||^2 / n`` of this step.
+    psnr_measurement : float
+        PSNR of ``A(f(z))`` against ``y`` in dB (from the loss; free).
+    elapsed : float
+        Seconds since the fit started.
+    backtracked : bool
+        True when this step was rejected and the last good weights restored.
+    stop : bool
+        Set to True to end the fit after this step.
+    """
+
+    def __init__(self, step, iters, output, average, loss, elapsed, backtracked, reference):
+        self.step = step
+        self.iters = iters
+        self.output = output
+        self.average = average
+        self.loss = loss
+        self.psnr_measurement = -10.0 * math.log10(loss) if loss > 0 else float("inf")
+        self.elapsed = elapsed
+        self.backtracked = backtracked
+        self.reference = reference
+        self.stop = False
+        self._cache: dict[str, float | None] = {}
+
+    @property
+    def result(self) -> torch.Tensor:
+        """The image the fit would return if it ended now (the average when there is one)."""
+        return self.average if self.average is not None else self.output
+
+    @property
+    def psnr_reference(self) -> float | None:
+        """PSNR of the raw output against the reference image (None without one)."""
+        if "raw" not in self._cache:
+            self._cache["raw"] = None if self.reference is None else psnr(self.output.clamp(0, 1), self.reference)
+        return self._cache["raw"]
+
+    @property
+    def psnr_average_reference(self) -> float | None:
+        """PSNR of the averaged output against the reference (None without one or without averaging)."""
+        if "avg" not in self._cache:
+            ok = self.reference is not None and self.average is not None
+            self._cache["avg"] = psnr(self.average.clamp(0, 1), self.reference) if ok else None
+        return self._cache["avg"]
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns."""
+
+    image: torch.Tensor  # (1, C, H, W), the restored image, cropped, clipped to [0, 1]
+    steps: int  # steps run
+    stop_reason: str  # "iters", "callback", "time_budget" or "interrupted"
+    seconds: float
+    backtracks: int = 0
+    history: dict[str, list] = field(default_factory=dict)  # per-step curves (see fit())
+    network: nn.Module | None = None
+
+    @property
+    def interrupted(self) -> bool:
+        return self.stop_reason == "interrupted"
+
+
+def _callbacks(callback) -> list[Callable]:
+    if callback is None:
+        return []
+    if callable(callback):
+        return [callback]
+    return list(callback)
+
+
+def fit(
+    network: nn.Module,
+    z: torch.Tensor,
+    forward: ForwardModel,
+    y: torch.Tensor,
+    *,
+    iters: int,
+    lr: float = 0.01,
+    jitter: float = 1.0 / 30,
+    jitter_kind: str = "gaussian",
+    ema: float | None = 0.99,
+    backtrack: bool = True,
+    backtrack_db: float = 5.0,
+    crop: tuple[int, int, int, int] | None = None,
+    reference: torch.Tensor | None = None,
+    callback: Callable | Iterable[Callable] | None = None,
+    generator: torch.Generator | None = None,
+    time_budget: float | None = None,
+    record_history: bool = True,
+) -> FitResult:
+    """Fit ``network`` so that ``forward(network(z))`` matches ``y``; return the restored image.
+
+    Parameters
+    ----------
+    network : nn.Module
+        Maps ``z`` to an image; trained in place (train mode throughout, as the paper).
+    z : tensor (1, D, H, W)
+        The fixed input, on the device to fit on.
+    forward : ForwardModel
+        The degradation ``A``.
+    y : tensor
+        The measurement, shaped like ``forward(network(z))``.
+    iters : int
+        Maximum number of Adam steps.
+    lr, jitter, jitter_kind, ema, backtrack, backtrack_db
+        See :class:`deepprior.presets.Preset`.
+    crop : (top, left, height, width), optional
+        The region of the output that is the image (the rest is padding).
+    reference : tensor (1, C, height, width), optional
+        Ground truth, for PSNR curves only; it never enters the fit.
+    callback : callable or list of callables, optional
+        ``callback(step, state)`` after every step; return True to stop.
+    generator : torch.Generator, optional
+        Source of the per-step jitter (on z's device).
+    time_budget : float, optional
+        Stop after this many seconds and return the result so far.
+
+    Returns
+    -------
+    FitResult
+        ``history`` has lists ``step``, ``loss``, ``psnr_measurement`` and, with a reference,
+        ``psnr_reference`` (raw output) and ``psnr_average_reference``.
+    """
+    if iters < 0:
+        raise ValueError(f"iters must be >= 0, got {iters}")
+    device = z.device
+    callbacks = _callbacks(callback)
+    _, _, hp, wp = z.shape
+    top, left, h, w = crop if crop is not None else (0, 0, hp, wp)
+
+    def cropped(t):
+        return t[..., top : top + h, left : left + w]
+
+    if reference is not None:
+        reference = reference.to(device=device, dtype=torch.float32)
+    params = [p for p in network.parameters()]
+    optimizer = torch.optim.Adam(params, lr=lr)
+    # the last good weights (and BatchNorm buffers), for backtracking and non-finite losses
+    snapshot = [t.detach().clone() for t in network.state_dict().values()]
+    last_good_psnr = -math.inf
+    average = None
+    history: dict[str, list] = {"step": [], "loss": [], "psnr_measurement": []}
+    if reference is not None:
+        history["psnr_reference"] = []
+        if ema is not None:
+            history["psnr_average_reference"] = []
+    jitter_buf = torch.empty_like(z)
+    backtracks = nonfinite_run = 0
+    stop_reason = "iters"
+    step = 0
+    out = None
+    start = time.perf_counter()
+    network.train()
+    try:
+        for step in range(1, iters + 1):
+            if jitter > 0:
+                if jitter_kind == "uniform":
+                    jitter_buf.uniform_(0.0, jitter, generator=generator)
+                else:
+                    jitter_buf.normal_(0.0, jitter, generator=generator)
+                net_in = z + jitter_buf
+            else:
+                net_in = z
+            optimizer.zero_grad(set_to_none=True)
+            out = network(net_in)
+            loss_t = forward.data_term(out, y)
+            loss = float(loss_t.item())
+            finite = math.isfinite(loss)
+            meas_psnr = -10.0 * math.log10(loss) if finite and loss > 0 else (math.inf if finite else math.nan)
+            rejected = not finite or (backtrack and meas_psnr < last_good_psnr - backtrack_db)
+            if rejected:
+                # restore the last good weights and skip this step's update
+                with torch.no_grad():
+                    for t, s in zip(network.state_dict().values(), snapshot):
+                        t.copy_(s)
+                backtracks += 1
+                nonfinite_run = nonfinite_run + 1 if not finite else 0
+                if nonfinite_run >= MAX_NONFINITE_IN_A_ROW:
+                    raise DivergenceError(
+                        f"the loss became non-finite at step {step} and backtracking did not recover; "
+                        f"lower the learning rate (now {lr:g})"
+                    )
+            else:
+                nonfinite_run = 0
+                with torch.no_grad():
+                    for t, s in zip(network.state_dict().values(), snapshot):
+                        s.copy_(t)
+                last_good_psnr = meas_psnr
+                loss_t.backward()
+                optimizer.step()
+                if ema is not None:
+                    o = out.detach()
+                    average = o.clone() if average is None else average.mul_(ema).add_(o, alpha=1 - ema)
+            state = FitState(
+                step,
+                iters,
+                cropped(out.detach()),
+                None if average is None else cropped(average),
+                loss,
+                time.perf_counter() - start,
+                rejected,
+                reference,
+            )
+            if record_history:
+                history["step"].append(step)
+                history["loss"].append(loss)
+                history["psnr_measurement"].append(state.psnr_measurement)
+                if reference is not None:
+                    history["psnr_reference"].append(state.psnr_reference)
+                    if ema is not None:
+                        history["psnr_average_reference"].append(state.psnr_average_reference)
+            for cb in callbacks:
+                if cb(step, state):
+                    state.stop = True
+            if state.stop:
+                stop_reason = "callback"
+                break
+            if time_budget is not None and state.elapsed >= time_budget:
+                stop_reason = "time_budget"
+                break
+    except KeyboardInterrupt:
+        stop_reason = "interrupted"
+
+    with torch.no_grad():
+        if average is not None:
+            final = average
+        elif stop_reason == "interrupted" and out is not None:
+            final = out.detach()
+        else:
+            # the notebooks' final output: one more pass on z without jitter (train-mode BN)
+            final = network(z)
+    image = cropped(final).clamp(0, 1)
+    return FitResult(
+        image=image,
+        steps=step if iters else 0,
+        stop_reason=stop_reason,
+        seconds=time.perf_counter() - start,
+        backtracks=backtracks,
+        history=history,
+        network=network,
+    )

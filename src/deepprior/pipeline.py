@@ -1,0 +1,193 @@
+"""The pipeline: a preset + a forward model + a measurement -> a restored image.
+
+:func:`restore` pads the measurement to the network's size multiple (reflection), builds the
+network and the input ``z`` from the seed, runs :func:`deepprior.fitting.fit` and crops the result
+back.  It works on tensors of shape (1, C, H, W) in [0, 1]; :mod:`deepprior.api` converts arrays.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .fitting import FitResult, fit, make_input
+from .forward import Downsampler, ForwardModel, Identity, Mask, SR_FACTORS
+from .networks import build_network, min_size, size_multiple
+from .presets import Preset, get_preset
+
+__all__ = ["restore", "Restoration", "resolve_device", "resolve_seed", "pad_reflect", "MAX_PIXELS"]
+
+#: Default limit on output pixels (4096 x 4096).  The paper network needs ~40 GB at that size.
+MAX_PIXELS = 4096 * 4096
+
+
+class InputError(ValueError):
+    """Bad input: the message is meant for the user, as one line."""
+
+
+@dataclass
+class Restoration:
+    """The result of :func:`restore`."""
+
+    image: torch.Tensor  # (1, C, H, W) in [0, 1]
+    fit: FitResult
+    preset: Preset
+    seed: int
+    device: str
+    padded_size: tuple[int, int]  # the network's output size before cropping
+
+
+def resolve_device(device=None) -> torch.device:
+    """``None`` or ``"auto"``: CUDA, then Apple MPS, then the CPU."""
+    if device is None or device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda was asked for but no CUDA GPU is available (use --device cpu)")
+    return dev
+
+
+def resolve_seed(rng=None) -> int:
+    """An integer seed from ``rng``: an int, a ``numpy.random.Generator``, or None (fresh entropy)."""
+    if rng is None:
+        return secrets.randbelow(2**31)
+    if isinstance(rng, np.random.Generator):
+        return int(rng.integers(0, 2**31))
+    if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
+        return int(rng)
+    raise TypeError(f"rng must be an int, a numpy.random.Generator or None, got {type(rng).__name__}")
+
+
+def pad_reflect(x: torch.Tensor, top: int, bottom: int, left: int, right: int) -> torch.Tensor:
+    """Reflection padding of any width (repeated reflection when the pad exceeds the image;
+    replication for a side of one pixel)."""
+    while top or bottom or left or right:
+        h, w = x.shape[-2:]
+        if h == 1 or w == 1:
+            return F.pad(x, (left, right, top, bottom), mode="replicate")
+        t, b, l, r = min(top, h - 1), min(bottom, h - 1), min(left, w - 1), min(right, w - 1)
+        x = F.pad(x, (l, r, t, b), mode="reflect")
+        top, bottom, left, right = top - t, bottom - b, left - l, right - r
+    return x
+
+
+def _padded(n: int, multiple: int, minimum: int) -> int:
+    return max(math.ceil(n / multiple) * multiple, minimum)
+
+
+def restore(
+    y: torch.Tensor,
+    preset: "Preset | str",
+    *,
+    forward: ForwardModel | None = None,
+    known: torch.Tensor | None = None,
+    scale: int = 1,
+    rng=None,
+    device=None,
+    callback=None,
+    reference: torch.Tensor | None = None,
+    time_budget: float | None = None,
+    max_pixels: int | None = MAX_PIXELS,
+) -> Restoration:
+    """Restore one image from its measurement.
+
+    Parameters
+    ----------
+    y : tensor (1, C, h, w)
+        The degraded image in [0, 1] (values slightly outside, e.g. unclipped noise, are fine).
+    preset : Preset or str
+        The recipe (see ``deepprior presets``).
+    forward : ForwardModel, optional
+        The degradation, if not given by ``known`` / ``scale``: it must accept any image size
+        (it is applied to the padded image).  Default: the identity.
+    known : tensor (1, 1 or C, h, w), optional
+        Inpainting: 1 where pixels are known.  Padded with ``y`` and made into a :class:`Mask`.
+    scale : int
+        Super-resolution factor (the output is ``scale`` times larger); 1 otherwise.
+    rng : int, numpy.random.Generator or None
+        Seed for ``z``, the jitter and the initial weights (None: a fresh one, reported back).
+    device : str or torch.device, optional
+        "auto" (default), "cpu", "cuda", "mps".
+    callback : callable or list, optional
+        ``callback(step, state)``; see :func:`deepprior.fitting.fit`.
+    reference : tensor (1, C, h * scale, w * scale), optional
+        Ground truth, for PSNR curves only.
+    time_budget : float, optional
+        Seconds after which the fit stops and returns what it has.
+    max_pixels : int or None
+        Refuse outputs larger than this many pixels (None: no limit).
+    """
+    preset = get_preset(preset)
+    if y.ndim != 4 or y.shape[0] != 1:
+        raise InputError(f"the measurement must be a (1, C, H, W) tensor, got {tuple(y.shape)}")
+    if not torch.isfinite(y).all():
+        raise InputError("the image contains non-finite values (NaN or infinity)")
+    _, c, h, w = y.shape
+    if scale != 1 and scale not in SR_FACTORS:
+        raise InputError(f"super-resolution scale must be one of {', '.join(map(str, SR_FACTORS))}, got {scale}")
+    big_h, big_w = h * scale, w * scale
+    if max_pixels is not None and big_h * big_w > max_pixels:
+        raise InputError(
+            f"the output would be {big_w}x{big_h} = {big_h * big_w:,} pixels, over the limit of {max_pixels:,}; "
+            "raise it with --max-pixels N (API: max_pixels=N) if your memory allows"
+        )
+    cfg = preset.network
+    mult = math.lcm(size_multiple(cfg), scale)
+    hp, wp = _padded(big_h, mult, min_size(cfg)), _padded(big_w, mult, min_size(cfg))
+    top, left = ((hp - big_h) // 2) // scale, ((wp - big_w) // 2) // scale
+    bottom, right = hp // scale - h - top, wp // scale - w - left
+
+    dev = resolve_device(device)
+    seed = resolve_seed(rng)
+    y_p = pad_reflect(y.float(), top, bottom, left, right).to(dev)
+    if known is not None:
+        if known.shape[-2:] != y.shape[-2:]:
+            raise InputError(
+                f"the mask is {known.shape[-1]}x{known.shape[-2]} but the image is {w}x{h} (WxH)"
+            )
+        forward = Mask(pad_reflect(known.float(), top, bottom, left, right)).to(dev)
+    elif scale != 1:
+        forward = Downsampler(scale, kernel=preset.sr_kernel).to(dev)
+    elif forward is None:
+        forward = Identity()
+    forward = forward.to(dev)
+
+    cpu_gen = torch.Generator().manual_seed(seed)
+    depth = 2 if preset.input == "meshgrid" else preset.input_depth
+    z = make_input(preset.input, depth, hp, wp, scale=preset.input_scale, generator=cpu_gen).to(dev)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = build_network(cfg, depth, c).to(dev)
+    jitter_gen = torch.Generator(device=dev).manual_seed(seed + 1)
+    ref = None if reference is None else reference.to(dev)
+    result = fit(
+        net,
+        z,
+        forward,
+        y_p,
+        iters=preset.iters,
+        lr=preset.lr,
+        jitter=preset.jitter,
+        jitter_kind=preset.jitter_kind,
+        ema=preset.ema,
+        backtrack=preset.backtrack,
+        backtrack_db=preset.backtrack_db,
+        crop=(top * scale, left * scale, big_h, big_w),
+        reference=ref,
+        callback=callback,
+        generator=jitter_gen,
+        time_budget=time_budget,
+    )
+    return Restoration(
+        image=result.image, fit=result, preset=preset, seed=seed, device=str(dev), padded_size=(hp, wp)
+    )
