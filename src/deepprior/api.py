@@ -133,7 +133,8 @@ def run_task(
     from .pipeline import restore
 
     p = get_preset(preset or default_preset(task, scale=scale))
-    p = p.replace(iters=iters, **overrides)
+    # None means "keep the preset's value" (e.g. an unset CLI flag)
+    p = p.replace(**{k: v for k, v in dict(iters=iters, **overrides).items() if v is not None})
     y, layout = _to_bchw(image, channel_axis)
     c = y.shape[1]
     alpha = None

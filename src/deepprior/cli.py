@@ -218,8 +218,17 @@ class _Snapshots:
         return False
 
 
-def _to_hwc(t):
-    return t[0].detach().cpu().numpy().transpose(1, 2, 0)
+def _curve(history: dict, points: int = 500) -> dict:
+    """The fit's curves, subsampled to at most ``points`` steps (always keeping the last)."""
+    steps = history.get("step", [])
+    if not steps:
+        return {}
+    every = max(1, -(-len(steps) // points))
+    idx = list(range(every - 1, len(steps), every))
+    if idx[-1] != len(steps) - 1:
+        idx.append(len(steps) - 1)
+    return {k: [round(v[i], 5) if v[i] is not None else None for i in idx] for k, v in history.items() if v}
+
 
 
 # ----------------------------------------------------------------------------------------------
@@ -271,8 +280,6 @@ def cmd_task(args) -> int:
     preset = get_preset(args.preset or default_preset(args.task, scale=scale))
     if args.task == "sr" and scale not in (2, 4, 8):
         raise CLIError(f"--scale must be 2, 4 or 8, got {scale}")
-    if args.preset and preset.task != args.task:
-        print(f"deepprior: note: preset {preset.name} was made for `{preset.task}`", file=sys.stderr)
     iters = args.iters if args.iters is not None else preset.iters
 
     callbacks = []
@@ -336,6 +343,7 @@ def cmd_task(args) -> int:
         "backtracks": r.fit.backtracks,
         "seconds": round(r.fit.seconds, 3),
         "final": final,
+        "curve": _curve(hist),
         "versions": _versions(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
@@ -438,12 +446,12 @@ def cmd_demo(args) -> int:
     noisy = add_noise(clean, 25, rng=0)
     write_image(folder / "clean.png", clean)
     write_image(folder / "noisy.png", noisy)
-    progress = _Progress(args.iters or get_preset("denoise-demo").iters, enabled=not args.quiet)
+    progress = _Progress(args.iters or get_preset("denoise-small").iters, enabled=not args.quiet)
     if not args.quiet:
         print("deepprior demo: denoising a 128x128 crop of scikit-image's astronaut with noise sigma=25 "
-              "(preset denoise-demo)", file=sys.stderr)
+              "(preset denoise-small)", file=sys.stderr)
     try:
-        res = run_task("denoise", noisy, preset="denoise-demo", iters=args.iters, rng=0, device=args.device,
+        res = run_task("denoise", noisy, preset="denoise-small", iters=args.iters, rng=0, device=args.device,
                        callback=progress, reference=clean)
     finally:
         progress.close()
@@ -484,7 +492,7 @@ def main(argv=None) -> int:
             raise
         if _is_oom(e):
             print("deepprior: error: out of memory; try a smaller image, a smaller preset (e.g. --preset "
-                  "denoise-demo), or --device cpu if the GPU is the one that ran out", file=sys.stderr)
+                  "denoise-small), or --device cpu if the GPU is the one that ran out", file=sys.stderr)
         elif isinstance(e, (ValueError, TypeError, RuntimeError, OSError)):
             print(f"deepprior: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
         else:

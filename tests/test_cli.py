@@ -1,0 +1,200 @@
+"""The command line end to end on tiny images, and every bad input it must refuse."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from deepprior.cli import main
+
+FAST = ["--preset", "denoise-small", "--iters", "3", "--seed", "0", "--quiet"]
+
+
+@pytest.fixture()
+def tiny(tmp_path):
+    """A 37x31 RGB image (odd sizes catch padding bugs) and its folder."""
+    rng = np.random.default_rng(0)
+    arr = (rng.random((31, 37, 3)) * 255).astype(np.uint8)
+    p = tmp_path / "photo.png"
+    Image.fromarray(arr).save(p)
+    return p
+
+
+def run(*args):
+    return main([str(a) for a in args])
+
+
+def test_help_is_instant_and_does_not_import_torch():
+    code = "import sys; from deepprior.cli import build_parser; build_parser(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    r = subprocess.run([sys.executable, "-m", "deepprior", "--help"], capture_output=True, text=True)
+    assert r.returncode == 0 and "denoise" in r.stdout
+
+
+def test_denoise_writes_image_sidecar_and_plot(tiny, tmp_path):
+    ref = tiny  # any image of the right size serves as a reference here
+    out = tmp_path / "out" / "clean.png"
+    assert run("denoise", tiny, "-o", out, "--plot", "--reference", ref, "--save-every", "2", *FAST) == 0
+    assert Image.open(out).size == (37, 31)
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["complete"] and meta["iterations"] == 3 and meta["seed"] == 0
+    assert meta["preset"]["name"] == "denoise-small" and meta["preset"]["iters"] == 3
+    assert meta["versions"]["torch"] and meta["device"] == "cpu" or meta["device"].startswith(("cuda", "mps"))
+    assert "psnr_reference" in meta["final"] and len(meta["curve"]["loss"]) == 3
+    assert (out.parent / "clean_plot.png").is_file()
+    assert (out.parent / "clean_steps" / "step_000002.png").is_file()
+
+
+def test_default_output_name_and_output_folder(tiny, tmp_path):
+    assert run("denoise", tiny, *FAST) == 0
+    assert (tmp_path / "photo_denoised.png").is_file() and (tmp_path / "photo_denoised.json").is_file()
+    folder = tmp_path / "results"
+    folder.mkdir()
+    assert run("deblock", tiny, "-o", folder, *FAST) == 0
+    assert (folder / "photo_deblocked.png").is_file()
+
+
+@pytest.mark.parametrize("scale", [2, 4, 8])
+def test_sr_output_is_scale_times_larger(tiny, tmp_path, scale):
+    out = tmp_path / f"x{scale}.png"
+    assert run("sr", tiny, "--scale", scale, "-o", out, "--preset", "denoise-small", "--iters", "1", "--quiet") == 0
+    assert Image.open(out).size == (37 * scale, 31 * scale)
+
+
+def test_inpaint_with_a_mask_file_and_the_keeps_convention(tiny, tmp_path):
+    mask = np.zeros((31, 37), np.uint8)
+    mask[10:20, 5:30] = 255
+    Image.fromarray(mask).save(tmp_path / "m.png")
+    assert run("inpaint", tiny, "--mask", tmp_path / "m.png", "-o", tmp_path / "a.png", *FAST) == 0
+    Image.fromarray(255 - mask).save(tmp_path / "keeps.png")
+    assert run("inpaint", tiny, "--mask", tmp_path / "keeps.png", "--mask-keeps", "--mask-dilate", "1",
+               "-o", tmp_path / "b.png", *FAST) == 0
+    assert Image.open(tmp_path / "b.png").size == (37, 31)
+
+
+def test_inpaint_rgba_without_mask_gives_an_opaque_result(tmp_path):
+    arr = np.full((31, 37, 4), 200, np.uint8)
+    arr[5:9, 5:9, 3] = 0
+    Image.fromarray(arr, "RGBA").save(tmp_path / "t.png")
+    assert run("inpaint", tmp_path / "t.png", "-o", tmp_path / "o.png", *FAST) == 0
+    assert Image.open(tmp_path / "o.png").mode == "RGB"
+
+
+def test_16bit_in_16bit_out(tmp_path):
+    arr = (np.random.default_rng(0).random((31, 37)) * 65535).astype(np.uint16)
+    Image.fromarray(arr).save(tmp_path / "g16.png")
+    assert run("denoise", tmp_path / "g16.png", "-o", tmp_path / "o16.png", *FAST) == 0
+    from deepprior.io import read_image
+
+    img, info = read_image(tmp_path / "o16.png")
+    assert info.bits == 16 and img.shape == (31, 37, 1)
+
+
+def test_degrade_commands(tiny, tmp_path):
+    assert run("degrade", "noise", tiny, "-o", tmp_path / "n.png", "--sigma", "25", "--seed", "1") == 0
+    a = np.asarray(Image.open(tmp_path / "n.png"))
+    assert run("degrade", "noise", tiny, "-o", tmp_path / "n2.png", "--sigma", "25", "--seed", "1") == 0
+    assert np.array_equal(a, np.asarray(Image.open(tmp_path / "n2.png")))  # reproducible by seed
+    assert run("degrade", "jpeg", tiny, "-o", tmp_path / "j.png", "--quality", "10") == 0
+    assert run("degrade", "downscale", tiny, "-o", tmp_path / "d.png", "--scale", "2") == 0
+    assert Image.open(tmp_path / "d.png").size == (18, 15)
+    for kind in ["text", "pixels", "hole", "strokes"]:
+        assert run("degrade", "mask", tiny, "-o", tmp_path / f"{kind}.png", "--kind", kind) == 0
+        m = np.asarray(Image.open(tmp_path / f"{kind}_mask.png"))
+        assert m.shape == (31, 37) and 0 < (m > 127).mean() < 1
+
+
+def test_presets_are_listed(capsys):
+    assert run("presets") == 0
+    out = capsys.readouterr().out
+    for name in ["denoise-paper", "deblock-paper", "sr-x4-paper", "sr-x8-paper", "inpaint-text-paper",
+                 "inpaint-hole-paper", "inpaint-pixels-paper", "origin-tutorial"]:
+        assert name in out
+    assert run("presets", "sr-x8-paper") == 0
+    assert '"jitter": 0.05' in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------------------
+# Bad input: one line on stderr, non-zero exit, nothing written
+# ------------------------------------------------------------------------------------------
+
+
+def _fails(capsys, folder, *args, match):
+    before = set(Path(folder).rglob("*"))
+    code = run(*args)
+    err = capsys.readouterr().err.strip()
+    assert code != 0
+    assert err.startswith("deepprior: error:") and "\n" not in err, err
+    assert match in err, err
+    assert set(Path(folder).rglob("*")) == before  # nothing written
+
+
+def test_unreadable_file(capsys, tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_text("hello")
+    _fails(capsys, tmp_path, "denoise", bad, *FAST, match="not a readable image")
+    _fails(capsys, tmp_path, "denoise", tmp_path / "missing.png", *FAST, match="no such file")
+
+
+def test_mask_of_the_wrong_size(capsys, tiny, tmp_path):
+    Image.fromarray(np.full((10, 10), 255, np.uint8)).save(tmp_path / "m.png")
+    _fails(capsys, tmp_path, "inpaint", tiny, "--mask", tmp_path / "m.png", *FAST, match="same size")
+
+
+def test_empty_and_full_masks(capsys, tiny, tmp_path):
+    Image.fromarray(np.zeros((31, 37), np.uint8)).save(tmp_path / "empty.png")
+    _fails(capsys, tmp_path, "inpaint", tiny, "--mask", tmp_path / "empty.png", *FAST, match="no pixel to fill")
+    Image.fromarray(np.full((31, 37), 255, np.uint8)).save(tmp_path / "full.png")
+    _fails(capsys, tmp_path, "inpaint", tiny, "--mask", tmp_path / "full.png", *FAST, match="every pixel")
+
+
+def test_unsupported_sr_factor(capsys, tiny, tmp_path):
+    _fails(capsys, tmp_path, "sr", tiny, "--scale", "3", *FAST, match="2, 4 or 8")
+
+
+def test_output_equal_to_input(capsys, tiny, tmp_path):
+    _fails(capsys, tmp_path, "denoise", tiny, "-o", tiny, "--overwrite", *FAST, match="overwrite the input")
+
+
+def test_existing_output_without_overwrite(capsys, tiny, tmp_path):
+    out = tmp_path / "o.png"
+    out.write_bytes(b"keep me")
+    _fails(capsys, tmp_path, "denoise", tiny, "-o", out, *FAST, match="--overwrite")
+    assert out.read_bytes() == b"keep me"
+    assert run("denoise", tiny, "-o", out, "--overwrite", *FAST) == 0
+
+
+def test_image_over_the_size_limit(capsys, tiny, tmp_path):
+    _fails(capsys, tmp_path, "sr", tiny, "--scale", "8", "--max-pixels", "1000", *FAST, match="--max-pixels")
+
+
+def test_ctrl_c_writes_the_result_so_far_marked_interrupted(tiny, tmp_path):
+    out = tmp_path / "o.png"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "deepprior", "denoise", str(tiny), "-o", str(out), "--preset", "denoise-small",
+         "--iters", "100000", "--seed", "0", "--save-every", "1"],
+        stderr=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
+    )
+    try:
+        deadline = time.time() + 120
+        snaps = tmp_path / "o_steps"
+        while not (snaps.is_dir() and len(list(snaps.glob("*.png"))) >= 2) and time.time() < deadline:
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["interrupted"] and not meta["complete"] and meta["iterations"] >= 2
+    assert Image.open(out).size == (37, 31)

@@ -1,0 +1,157 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from deepprior.fitting import DivergenceError, fit, make_input
+from deepprior.forward import ForwardModel, Identity
+from deepprior.networks import NetworkConfig, SkipNet
+from deepprior.pipeline import restore
+from deepprior.presets import Preset
+
+TINY = NetworkConfig(channels_down=(8, 8), channels_up=(8, 8), channels_skip=(2, 2))
+
+
+def tiny_preset(**kw):
+    base = dict(name="tiny", task="denoise", description="", network=TINY, iters=6)
+    base.update(kw)
+    return Preset(**base)
+
+
+def test_same_seed_same_bytes_other_seed_differs():
+    y = torch.rand(1, 3, 19, 23)
+    a = restore(y, tiny_preset(), rng=5, device="cpu").image
+    b = restore(y, tiny_preset(), rng=5, device="cpu").image
+    c = restore(y, tiny_preset(), rng=6, device="cpu").image
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_seeding_leaves_the_global_torch_rng_alone():
+    y = torch.rand(1, 1, 16, 16)
+    before = torch.random.get_rng_state()
+    restore(y, tiny_preset(iters=2), rng=0, device="cpu")
+    assert torch.equal(torch.random.get_rng_state(), before)
+
+
+def test_numpy_generator_is_accepted_as_rng():
+    from deepprior.pipeline import resolve_seed
+
+    assert resolve_seed(np.random.default_rng(0)) == resolve_seed(np.random.default_rng(0))
+    with pytest.raises(TypeError):
+        resolve_seed("seven")
+
+
+def test_callback_sees_the_state_and_can_stop():
+    seen = []
+
+    def cb(step, state):
+        seen.append((step, state.loss, state.psnr_measurement, state.output.shape, state.average is not None))
+        return step == 3
+
+    r = restore(torch.rand(1, 3, 20, 20), tiny_preset(iters=10), rng=0, device="cpu", callback=cb)
+    assert r.fit.steps == 3 and r.fit.stop_reason == "callback"
+    assert [s[0] for s in seen] == [1, 2, 3]
+    step, loss, p, shape, has_avg = seen[-1]
+    assert shape == (1, 3, 20, 20) and has_avg
+    assert math.isclose(p, -10 * math.log10(loss))
+
+
+def test_reference_psnr_is_computed_for_the_state():
+    ref = torch.rand(1, 3, 20, 20)
+    vals = []
+    restore(ref.clone(), tiny_preset(iters=2), rng=0, device="cpu", reference=ref,
+            callback=lambda s, st: vals.append((st.psnr_reference, st.psnr_average_reference)))
+    assert all(isinstance(a, float) and isinstance(b, float) for a, b in vals)
+
+
+def test_time_budget_stops_early():
+    r = restore(torch.rand(1, 3, 16, 16), tiny_preset(iters=1000), rng=0, device="cpu", time_budget=0.0)
+    assert r.fit.steps == 1 and r.fit.stop_reason == "time_budget"
+
+
+def test_keyboard_interrupt_returns_the_result_so_far():
+    def cb(step, state):
+        if step == 2:
+            raise KeyboardInterrupt
+
+    r = restore(torch.rand(1, 3, 16, 16), tiny_preset(iters=50), rng=0, device="cpu", callback=cb)
+    assert r.fit.interrupted and r.image.shape == (1, 3, 16, 16)
+    assert torch.isfinite(r.image).all()
+
+
+class _Spike(ForwardModel):
+    """Identity, except that the output is ruined at the steps listed (to trigger backtracking)."""
+
+    def __init__(self, bad_calls):
+        super().__init__()
+        self.calls = 0
+        self.bad = set(bad_calls)
+
+    def forward(self, x):
+        self.calls += 1
+        return x + 10.0 if self.calls in self.bad else x
+
+
+def test_backtracking_restores_the_last_good_weights():
+    torch.manual_seed(0)
+    net = SkipNet(4, 3, TINY)
+    z = make_input("noise", 4, 16, 16, generator=torch.Generator().manual_seed(0))
+    y = torch.rand(1, 3, 16, 16)
+    A = _Spike({5})
+    weights = {}
+
+    def cb(step, state):
+        weights[step] = [p.detach().clone() for p in net.parameters()]
+
+    r = fit(net, z, A, y, iters=6, callback=cb, generator=torch.Generator().manual_seed(1))
+    assert r.backtracks == 1
+
+    def same(a, b):
+        return all(torch.equal(u, v) for u, v in zip(weights[a], weights[b]))
+
+    # step 5 was rejected: the weights went back to those that produced step 4's output (the
+    # paper's snapshot is taken before the update), and step 5 made no update
+    assert same(5, 3) and not same(4, 3) and not same(6, 5)
+
+
+def test_a_loss_that_stays_non_finite_raises_an_error_naming_the_learning_rate():
+    class NaNNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.ones(1))
+
+        def forward(self, z):
+            return z[:, :3] * self.w * float("nan")
+
+    z = torch.rand(1, 3, 8, 8)
+    with pytest.raises(DivergenceError, match="learning rate"):
+        fit(NaNNet(), z, Identity(), torch.rand(1, 3, 8, 8), iters=50, lr=0.01)
+
+
+def test_meshgrid_input():
+    z = make_input("meshgrid", 2, 5, 9)
+    assert z.shape == (1, 2, 5, 9)
+    assert z[0, 0, 0, 0] == 0 and z[0, 0, 0, -1] == 1 and z[0, 1, -1, 0] == 1
+    with pytest.raises(ValueError):
+        make_input("meshgrid", 3, 5, 9)
+
+
+def test_a_new_inverse_problem_is_one_forward_model():
+    """The README's example: deblurring by writing only a forward model."""
+
+    class Blur(ForwardModel):
+        def __init__(self, kernel):
+            super().__init__()
+            self.register_buffer("k", kernel[None, None])
+
+        def forward(self, x):
+            c = x.shape[1]
+            return torch.nn.functional.conv2d(x, self.k.expand(c, 1, -1, -1), padding="same", groups=c)
+
+    k = torch.ones(3, 3) / 9
+    y = torch.rand(1, 3, 21, 18)
+    r = restore(y, tiny_preset(iters=3), forward=Blur(k), rng=0, device="cpu")
+    assert r.image.shape == y.shape and r.fit.steps == 3

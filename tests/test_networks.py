@@ -1,0 +1,72 @@
+import pytest
+import torch
+
+from deepprior.networks import NetworkConfig, OriginNet, SkipNet, build_network, min_size, size_multiple
+from deepprior.pipeline import restore
+from deepprior.presets import PRESETS
+
+
+def n_params(net):
+    return sum(p.numel() for p in net.parameters())
+
+
+def test_paper_skip_network_has_the_papers_parameter_count():
+    assert n_params(SkipNet(32, 3)) == 2_217_831
+
+
+def test_origin_network_has_the_tutorials_parameter_count():
+    assert n_params(OriginNet(32, 3)) == 2_884_819
+
+
+def test_grayscale_gets_a_one_channel_head():
+    net = SkipNet(32, 1)
+    assert net(torch.rand(1, 32, 64, 64)).shape == (1, 1, 64, 64)
+
+
+CONFIGS = {
+    "paper-skip": NetworkConfig(),
+    "origin": PRESETS["origin-tutorial"].network,
+    "deblock": PRESETS["deblock-paper"].network,
+    "hole": PRESETS["inpaint-hole-paper"].network,
+    "text": PRESETS["inpaint-text-paper"].network,
+    "avgpool-zero-pad": NetworkConfig(channels_down=(8, 8), channels_up=(8, 8), channels_skip=(2, 0),
+                                      downsample="avg", padding="zero", upsample="nearest"),
+    "maxpool-no-bn-5x5": NetworkConfig(channels_down=(8, 8, 8), channels_up=(8, 8, 8), channels_skip=(2, 2, 2),
+                                       downsample="max", batchnorm=False, filter_down=5, filter_up=5,
+                                       conv1x1_up=False, activation="elu"),
+}
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_every_network_restores_odd_sizes_to_the_input_size(name):
+    from deepprior.presets import Preset
+
+    cfg = CONFIGS[name]
+    preset = Preset(name="t", task="denoise", description="", network=cfg, iters=1,
+                    input="meshgrid" if name == "hole" else "noise", input_depth=2 if name == "hole" else 32)
+    y = torch.rand(1, 3, 37, 31)
+    r = restore(y, preset, rng=0, device="cpu")
+    assert r.image.shape == (1, 3, 37, 31)
+    assert r.padded_size[0] % size_multiple(cfg) == 0 and min(r.padded_size) >= min_size(cfg)
+
+
+@pytest.mark.parametrize("scale", [2, 4, 8])
+def test_super_resolution_output_is_scale_times_the_input_on_odd_sizes(scale):
+    from deepprior.presets import Preset
+
+    cfg = NetworkConfig(channels_down=(8,) * 5, channels_up=(8,) * 5, channels_skip=(2,) * 5)
+    preset = Preset(name="t", task="sr", description="", network=cfg, iters=1, ema=None)
+    r = restore(torch.rand(1, 3, 37, 31), preset, scale=scale, rng=0, device="cpu")
+    assert r.image.shape == (1, 3, 37 * scale, 31 * scale)
+
+
+def test_build_network_picks_the_architecture():
+    assert isinstance(build_network(NetworkConfig(arch="origin"), 32, 3), OriginNet)
+    assert isinstance(build_network(NetworkConfig(), 32, 3), SkipNet)
+
+
+def test_bad_config_is_refused_with_a_clear_message():
+    with pytest.raises(ValueError, match="upsample"):
+        NetworkConfig(upsample="bicubic")
+    with pytest.raises(ValueError, match="one \\(equal\\) length"):
+        NetworkConfig(channels_down=(8, 8), channels_up=(8,), channels_skip=(4,))
