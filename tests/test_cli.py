@@ -198,3 +198,27 @@ def test_ctrl_c_writes_the_result_so_far_marked_interrupted(tiny, tmp_path):
     meta = json.loads(out.with_suffix(".json").read_text())
     assert meta["interrupted"] and not meta["complete"] and meta["iterations"] >= 2
     assert Image.open(out).size == (37, 31)
+
+
+def test_out_of_memory_gives_an_actionable_one_line_hint(capsys, tiny, tmp_path, monkeypatch):
+    import torch
+
+    import deepprior.api
+
+    def oom(*a, **k):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB\nmore details")
+
+    monkeypatch.setattr(deepprior.api, "run_task", oom)
+    _fails(capsys, tmp_path, "denoise", tiny, *FAST, match="out of memory; try a smaller image")
+
+
+def test_divergence_is_one_line_naming_the_learning_rate(capsys, tiny, tmp_path, monkeypatch):
+    import deepprior.api
+    from deepprior.fitting import DivergenceError
+
+    def diverge(*a, **k):
+        raise DivergenceError("the loss became non-finite at step 7 and backtracking did not recover; "
+                              "lower the learning rate (now 0.01)")
+
+    monkeypatch.setattr(deepprior.api, "run_task", diverge)
+    _fails(capsys, tmp_path, "denoise", tiny, *FAST, match="learning rate")

@@ -207,7 +207,8 @@ def fit(
     params = [p for p in network.parameters()]
     optimizer = torch.optim.Adam(params, lr=lr)
     # the last good weights (and BatchNorm buffers), for backtracking and non-finite losses
-    snapshot = [t.detach().clone() for t in network.state_dict().values()]
+    live = list(network.state_dict(keep_vars=True).values())
+    snapshot = [t.detach().clone() for t in live]
     last_good_psnr = -math.inf
     average = None
     history: dict[str, list] = {"step": [], "loss": [], "psnr_measurement": []}
@@ -242,7 +243,7 @@ def fit(
             if rejected:
                 # restore the last good weights and skip this step's update
                 with torch.no_grad():
-                    for t, s in zip(network.state_dict().values(), snapshot):
+                    for t, s in zip(live, snapshot):
                         t.copy_(s)
                 backtracks += 1
                 nonfinite_run = nonfinite_run + 1 if not finite else 0
@@ -254,7 +255,7 @@ def fit(
             else:
                 nonfinite_run = 0
                 with torch.no_grad():
-                    for t, s in zip(network.state_dict().values(), snapshot):
+                    for t, s in zip(live, snapshot):
                         s.copy_(t)
                 last_good_psnr = meas_psnr
                 loss_t.backward()
