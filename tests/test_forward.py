@@ -71,10 +71,12 @@ def test_odd_factors_are_refused():
 def test_mask_data_term_ignores_unknown_pixels():
     known = _known(16, 16)
     A = Mask(known)
-    y = torch.rand(1, 3, 16, 16) * known
+    y = torch.rand(1, 3, 16, 16)
     x = torch.rand(1, 3, 16, 16)
-    x2 = x + (1 - known) * 5.0  # change only the unknown pixels
-    assert torch.allclose(A.data_term(x, y), A.data_term(x2, y))
+    x2 = x + (1 - known) * 5.0  # change only the unknown pixels of the output ...
+    y2 = y + (1 - known) * 7.0  # ... or of the measurement
+    assert torch.allclose(A.data_term(x, y), A.data_term(x2, y2))
+    y = y * known
     # and it is the mean over the known entries
     expected = ((x - y) ** 2 * known).sum() / (known.sum() * 3)
     assert torch.allclose(A.data_term(x, y), expected)

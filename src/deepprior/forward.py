@@ -111,6 +111,10 @@ class Mask(ForwardModel):
             )
         return x * self.known
 
+    def data_term(self, x, y):
+        """Mean squared error over the known pixels only (``y``'s unknown pixels are ignored)."""
+        return (self(x) - self(y)).pow(2).sum() / self.count(y)
+
     def count(self, y):
         per_channel = y.shape[1] if self.known.shape[1] == 1 else 1
         return float(self.known.sum()) * per_channel * y.shape[0]
