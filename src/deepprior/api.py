@@ -118,12 +118,16 @@ def run_task(
     mask_dilate: int = 0,
     time_budget: float | None = None,
     max_pixels: int | None = MAX_PIXELS,
+    checkpoint=None,
+    checkpoint_every: int = 0,
+    resume: dict | None = None,
     **overrides,
 ) -> TaskResult:
     """Run one task ("denoise", "deblock", "sr", "inpaint") and return the image with its details.
 
     The task functions below are thin wrappers of this one.  ``overrides`` change preset fields
-    (e.g. ``lr=0.005``, ``jitter=0``).
+    (e.g. ``lr=0.005``, ``jitter=0``).  ``checkpoint``, ``checkpoint_every`` and ``resume`` save
+    and restore the fit's state (see :func:`deepprior.fitting.fit`).
     """
     import torch
     import torch.nn.functional as F
@@ -174,6 +178,9 @@ def run_task(
         reference=ref,
         time_budget=time_budget,
         max_pixels=max_pixels,
+        checkpoint=checkpoint,
+        checkpoint_every=checkpoint_every,
+        resume=resume,
     )
     out = r.image.cpu()
     dropped = False

@@ -10,8 +10,9 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
+
+from .job import OUTPUT_SUFFIX, describe_error, is_oom  # standard library only: --help stays instant
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -22,7 +23,6 @@ TASK_HELP = {
     "sr": "super-resolve: upscale x2, x4 or x8",
     "inpaint": "fill masked pixels (text, scratches, holes, missing pixels)",
 }
-OUTPUT_SUFFIX = {"denoise": "denoised", "deblock": "deblocked", "sr": "x{scale}", "inpaint": "inpainted"}
 
 
 class CLIError(Exception):
@@ -36,30 +36,45 @@ class CLIError(Exception):
 
 def _task_parser(sub, task):
     p = sub.add_parser(task, help=TASK_HELP[task], description=TASK_HELP[task])
-    p.add_argument("input", help="image file (PNG, JPEG, TIFF, WebP, BMP; 8 or 16 bits)")
-    p.add_argument("-o", "--output", help="output file or folder (default: beside the input, "
-                   f"named <stem>_{OUTPUT_SUFFIX[task].format(scale='S')}.png)")
+    p.add_argument("input", help="image file (PNG, JPEG, TIFF, WebP, BMP; 8 or 16 bits), folder of images, "
+                   "or quoted glob ('photos/*.jpg')")
+    p.add_argument("-o", "--output", help="output file or folder; a folder for several inputs (default: beside "
+                   f"each input, named <stem>_{OUTPUT_SUFFIX[task].format(scale='S')}.png)")
     if task == "sr":
         p.add_argument("--scale", type=int, default=4, help="upscaling factor: 2, 4 or 8 (default 4)")
     if task == "inpaint":
-        p.add_argument("--mask", help="mask file: white/nonzero = pixels to fill (default: the input's "
-                       "transparent pixels)")
+        p.add_argument("--mask", help="mask file (white/nonzero = pixels to fill), or a folder of masks named "
+                       "like the inputs (default: <stem>_mask.* beside each input, else its transparent pixels)")
         p.add_argument("--mask-keeps", action="store_true", help="the mask marks the known pixels instead "
                        "(the paper's data uses this convention)")
         p.add_argument("--mask-dilate", type=int, default=0, metavar="N", help="grow the mask by N pixels")
     p.add_argument("--preset", help="recipe name (see `deepprior presets`); default: the task's paper preset")
     p.add_argument("--iters", type=int, help="number of steps (overrides the preset)")
     p.add_argument("--lr", type=float, help="Adam learning rate (overrides the preset)")
-    p.add_argument("--seed", type=int, help="random seed (default: a fresh one, recorded in the sidecar)")
+    p.add_argument("--seed", type=int, help="random seed (default: a fresh one, recorded in the sidecar; "
+                   "0 for every image of a folder, so that reruns can resume)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
-    p.add_argument("--reference", metavar="GT", help="ground-truth image, to show PSNR against it")
+    p.add_argument("--reference", metavar="GT", help="ground-truth image, to show PSNR against it (several "
+                   "inputs: a folder of ground truths named like them)")
     p.add_argument("--save-every", type=int, metavar="K", help="save a snapshot every K steps")
     p.add_argument("--plot", action="store_true", help="also write <output>_plot.png: curves and input | result")
     p.add_argument("--time-budget", type=float, metavar="SECONDS", help="stop after this long, keep the result so far")
     p.add_argument("--max-pixels", type=int, default=None, metavar="N",
                    help="refuse outputs larger than N pixels (default 4096*4096)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs (a folder: redo every image, "
+                   "not only those without a complete result made with the same settings)")
+    p.add_argument("--checkpoint-every", type=int, metavar="K", help="save the fit's state every K steps to "
+                   "<output stem>.ckpt.pt (removed once the result is complete)")
+    p.add_argument("--resume", action="store_true", help="continue interrupted fits from their checkpoints "
+                   "(same result as an uninterrupted run of the seed)")
+    p.add_argument("--threads", type=int, metavar="N", help="CPU threads per fit (default: torch's default; "
+                   "with --ray: --ray-cpus)")
+    r = p.add_argument_group("Ray cluster (pip install 'deepprior[ray]')")
+    r.add_argument("--ray", nargs="?", const="", metavar="ADDRESS", help="one Ray task per image, on the cluster "
+                   "at ADDRESS (default: the one started on this machine, or a new local one); put it after INPUT")
+    r.add_argument("--ray-cpus", type=int, default=1, metavar="N", help="CPUs (and threads) per task when the "
+                   "cluster has no GPU (default 1); with GPUs each task gets one GPU")
     p.set_defaults(func=cmd_task, task=task)
     return p
 
@@ -111,22 +126,19 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--iters", type=int, help="steps (default: the demo preset's 800)")
     dm.add_argument("--quiet", action="store_true")
     dm.set_defaults(func=cmd_demo)
+
+    ap = sub.add_parser("app", help="start the web app: upload a photo, paint what to remove, watch it restore",
+                        description="A local web app; open the printed URL in a browser.")
+    ap.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    ap.add_argument("--port", type=int, default=7860, help="port (default 7860; 0 = any free port)")
+    ap.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    ap.set_defaults(func=cmd_app)
     return parser
 
 
 # ----------------------------------------------------------------------------------------------
 # Helpers
 # ----------------------------------------------------------------------------------------------
-
-
-def _resolve_output(inp: Path, output: str | None, task: str, scale: int | None) -> Path:
-    name = f"{inp.stem}_{OUTPUT_SUFFIX[task].format(scale=scale)}.png"
-    if output is None:
-        return inp.with_name(name)
-    out = Path(output)
-    if out.is_dir() or output.endswith(("/", os.sep)):
-        return out / name
-    return out
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -149,33 +161,6 @@ def _check_outputs(inp: Path, paths: list[Path], overwrite: bool) -> None:
         for p in paths:
             if p.exists():
                 raise CLIError(f"{p} exists; pass --overwrite to replace it")
-
-
-def _versions() -> dict:
-    import platform
-
-    import torch
-
-    from . import __version__
-
-    return {
-        "deepprior": __version__,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "threads": torch.get_num_threads(),
-    }
-
-
-def _write_json(path: Path, data: dict) -> None:
-    from .io import atomic_write_bytes
-
-    text = json.dumps(data, indent=2, default=str)
-    atomic_write_bytes(path, lambda tmp: Path(tmp).write_text(text + "\n"))
-
-
-def _is_oom(e: BaseException) -> bool:
-    msg = str(e).lower()
-    return type(e).__name__ == "OutOfMemoryError" or "out of memory" in msg or "can't allocate memory" in msg
 
 
 class _Progress:
@@ -205,162 +190,112 @@ class _Progress:
             self.bar.close()
 
 
-class _Snapshots:
-    def __init__(self, folder: Path, every: int, info):
-        self.folder, self.every, self.info = folder, every, info
-
-    def __call__(self, step, state):
-        if step % self.every == 0:
-            from .io import write_image
-
-            img = state.result[0].clamp(0, 1).cpu().numpy().transpose(1, 2, 0)
-            write_image(self.folder / f"step_{step:06d}.png", img, bits=8)
-        return False
-
-
-def _curve(history: dict, points: int = 500) -> dict:
-    """The fit's curves, subsampled to at most ``points`` steps (always keeping the last)."""
-    steps = history.get("step", [])
-    if not steps:
-        return {}
-    every = max(1, -(-len(steps) // points))
-    idx = list(range(every - 1, len(steps), every))
-    if idx[-1] != len(steps) - 1:
-        idx.append(len(steps) - 1)
-    return {k: [round(v[i], 5) if v[i] is not None else None for i in idx] for k, v in history.items() if v}
-
-
-
 # ----------------------------------------------------------------------------------------------
 # Commands
 # ----------------------------------------------------------------------------------------------
 
 
-def cmd_task(args) -> int:
-    inp = Path(args.input)
+def _task_settings(args, *, several: bool):
+    """The :class:`deepprior.job.Settings` of a task command (checks the numbers first)."""
     scale = getattr(args, "scale", None)
-    out = _resolve_output(inp, args.output, args.task, scale)
-    sidecar = out.with_suffix(".json")
-    plot_path = out.with_name(out.stem + "_plot.png")
-    planned = [out, sidecar] + ([plot_path] if args.plot else [])
-    _check_outputs(inp, planned, args.overwrite)
-    if args.save_every is not None and args.save_every <= 0:
-        raise CLIError("--save-every must be a positive number of steps")
-    if args.iters is not None and args.iters < 0:
-        raise CLIError("--iters must be >= 0")
+    if args.task == "sr" and scale not in (2, 4, 8):
+        raise CLIError(f"--scale must be 2, 4 or 8, got {scale}")
+    for flag, value, least in [("--save-every", args.save_every, 1), ("--iters", args.iters, 0),
+                               ("--checkpoint-every", args.checkpoint_every, 1), ("--threads", args.threads, 1),
+                               ("--ray-cpus", args.ray_cpus, 1)]:
+        if value is not None and value < least:
+            raise CLIError(f"{flag} must be {'a positive number' if least else '>= 0'}, got {value}")
 
-    import numpy as np
-
-    from .api import run_task
-    from .io import read_image, write_image
+    from .job import Settings
     from .pipeline import MAX_PIXELS
     from .presets import default_preset, get_preset
 
-    image, info = read_image(inp)
-    mask = None
-    if args.task == "inpaint" and args.mask:
-        mask_arr, _ = read_image(args.mask)
-        mask = mask_arr
-    reference = None
-    if args.reference:
-        reference, _ = read_image(args.reference)
-        c = image.shape[2] - (1 if image.shape[2] in (2, 4) else 0)
-        reference = reference[:, :, :3] if reference.shape[2] >= 3 else reference[:, :, :1]
-        if c == 3 and reference.shape[2] == 1:
-            reference = np.repeat(reference, 3, axis=2)
-        elif c == 1 and reference.shape[2] == 3:
-            reference = reference.mean(axis=2, keepdims=True)
-        s = scale if args.task == "sr" else 1
-        want = (image.shape[0] * s, image.shape[1] * s)
-        if reference.shape[:2] != want:
-            raise CLIError(
-                f"the reference is {reference.shape[1]}x{reference.shape[0]} but the result will be "
-                f"{want[1]}x{want[0]} (WxH)"
-            )
     preset = get_preset(args.preset or default_preset(args.task, scale=scale))
-    if args.task == "sr" and scale not in (2, 4, 8):
-        raise CLIError(f"--scale must be 2, 4 or 8, got {scale}")
-    iters = args.iters if args.iters is not None else preset.iters
+    # None means "keep the preset's value"
+    preset = preset.replace(**{k: v for k, v in {"iters": args.iters, "lr": args.lr}.items() if v is not None})
+    inpaint = args.task == "inpaint"
+    return Settings(
+        task=args.task,
+        preset=preset,
+        # several images: one fixed seed, so that a rerun recognises its finished images
+        seed=args.seed if args.seed is not None or not several else 0,
+        scale=scale,
+        mask_keeps=args.mask_keeps if inpaint else None,
+        mask_dilate=args.mask_dilate if inpaint else None,
+        device=args.device,
+        time_budget=args.time_budget,
+        max_pixels=args.max_pixels or MAX_PIXELS,
+        save_every=args.save_every,
+        plot=args.plot,
+        checkpoint_every=args.checkpoint_every or 0,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        threads=args.threads,
+    )
 
-    callbacks = []
-    progress = _Progress(iters, enabled=not args.quiet)
-    callbacks.append(progress)
-    if args.save_every:
-        callbacks.append(_Snapshots(out.with_name(out.stem + "_steps"), args.save_every, info))
+
+def cmd_task(args) -> int:
+    from .batch import collect
+
+    if collect(args.input) is None and args.ray is None:
+        return _run_one_file(args)
+    return _run_many(args)
+
+
+def _run_one_file(args) -> int:
+    """One image: errors are raised (one line, by main()), the fit has its own progress bar."""
+    from .batch import make_job
+    from .job import read_sidecar
+
+    job = make_job(Path(args.input), task=args.task, scale=getattr(args, "scale", None), output=args.output,
+                   mask=getattr(args, "mask", None), reference=args.reference)
+    # --resume may replace the partial result of an interrupted run
+    partial = args.resume and not (read_sidecar(job.sidecar) or {}).get("complete")
+    _check_outputs(job.input, [job.output, job.sidecar] + ([job.plot] if args.plot else []),
+                   args.overwrite or partial)
+    settings = _task_settings(args, several=False)
+
+    from .job import compute, load, save
+
+    loaded = load(job, settings)
+    progress = _Progress(settings.preset.iters, enabled=not args.quiet)
     if not args.quiet:
-        print(f"deepprior {args.task}: {inp} -> {out} (preset {preset.name}, {iters} steps)", file=sys.stderr)
+        print(f"deepprior {args.task}: {job.input} -> {job.output} (preset {settings.preset.name}, "
+              f"{settings.preset.iters} steps" + (f", mask {job.mask}" if job.mask else "") + ")", file=sys.stderr)
     try:
-        res = run_task(
-            args.task,
-            image,
-            mask=mask,
-            scale=scale,
-            preset=preset,
-            iters=args.iters,
-            lr=args.lr,
-            rng=args.seed,
-            device=args.device,
-            callback=callbacks,
-            reference=reference,
-            mask_keeps=getattr(args, "mask_keeps", False),
-            mask_dilate=getattr(args, "mask_dilate", 0),
-            time_budget=args.time_budget,
-            max_pixels=args.max_pixels or MAX_PIXELS,
-        )
+        computed = compute(job, loaded, settings, callbacks=[progress])
     finally:
         progress.close()
-    r = res.restoration
-    result = res.image
-    write_image(out, result, info)
-    hist = r.fit.history
-    last = {k: v[-1] for k, v in hist.items() if v and k != "step"}
-    final = {"loss": last.get("loss"), "psnr_measurement": last.get("psnr_measurement")}
-    if reference is not None:
-        from .fitting import psnr
-        import torch
+    meta = save(job, loaded, computed, settings)
+    if not args.quiet or computed.interrupted:
+        msg = f"wrote {job.output} and {job.sidecar.name}"
+        if "psnr_reference" in meta["final"]:
+            msg += f" (PSNR {meta['final']['psnr_reference']:.2f} dB against the reference)"
+        if meta["resumed_from"]:
+            msg += f", resumed from step {meta['resumed_from']}"
+        print(("interrupted: " if computed.interrupted else "") + msg, file=sys.stderr)
+    return EXIT_INTERRUPTED if computed.interrupted else 0
 
-        final["psnr_reference"] = psnr(torch.from_numpy(np.asarray(result)[:, :, : reference.shape[2]]),
-                                       torch.from_numpy(reference))
-    meta = {
-        "complete": not r.fit.interrupted,
-        "interrupted": r.fit.interrupted,
-        "task": args.task,
-        "input": str(inp),
-        "output": str(out),
-        "mask": args.mask if args.task == "inpaint" else None,
-        "mask_keeps": getattr(args, "mask_keeps", None),
-        "mask_dilate": getattr(args, "mask_dilate", None),
-        "scale": scale,
-        "input_size": [image.shape[1], image.shape[0]],
-        "output_size": [result.shape[1], result.shape[0]],
-        "bits": info.bits,
-        "preset": r.preset.to_dict(),
-        "seed": r.seed,
-        "device": r.device,
-        "padded_size": list(r.padded_size),
-        "iterations": r.fit.steps,
-        "stop_reason": r.fit.stop_reason,
-        "backtracks": r.fit.backtracks,
-        "seconds": round(r.fit.seconds, 3),
-        "final": final,
-        "curve": _curve(hist),
-        "versions": _versions(),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-    _write_json(sidecar, meta)
-    if args.plot:
+
+def _run_many(args) -> int:
+    """A folder or a glob (or anything with --ray): one failure does not stop the others."""
+    from .batch import plan, run
+
+    jobs = plan(args.input, task=args.task, scale=getattr(args, "scale", None), output=args.output,
+                mask=getattr(args, "mask", None), reference=args.reference)
+    settings = _task_settings(args, several=True)
+    executor = None
+    if args.ray is not None:
         try:
-            from .plot import plot_fit
+            from functools import partial
 
-            plot_fit(plot_path, hist, image, result, title=f"{args.task} ({r.preset.name})")
-        except Exception as e:  # the result is already safe on disk
-            print(f"deepprior: warning: could not write the plot: {e}", file=sys.stderr)
-    if not args.quiet or r.fit.interrupted:
-        msg = f"wrote {out} and {sidecar.name}"
-        if "psnr_reference" in final:
-            msg += f" (PSNR {final['psnr_reference']:.2f} dB against the reference)"
-        print(("interrupted: " if r.fit.interrupted else "") + msg, file=sys.stderr)
-    return EXIT_INTERRUPTED if r.fit.interrupted else 0
+            from .distributed import compute_on_ray
+        except ModuleNotFoundError as e:
+            if e.name != "ray":
+                raise
+            raise CLIError("--ray needs Ray: pip install 'deepprior[ray]'") from None
+        executor = partial(compute_on_ray, address=args.ray or None, cpus_per_task=args.ray_cpus)
+    return run(jobs, settings, executor, quiet=args.quiet).exit_code
 
 
 def cmd_degrade(args) -> int:
@@ -465,6 +400,15 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_app(args) -> int:
+    from .app.server import serve
+
+    try:
+        return serve(args.host, args.port, args.device)
+    except OSError as e:  # e.g. the port is taken
+        raise CLIError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from None
+
+
 # ----------------------------------------------------------------------------------------------
 
 
@@ -490,11 +434,8 @@ def main(argv=None) -> int:
     except Exception as e:  # one line for the user; the details for developers with DEEPPRIOR_DEBUG=1
         if os.environ.get("DEEPPRIOR_DEBUG"):
             raise
-        if _is_oom(e):
-            print("deepprior: error: out of memory; try a smaller image, a smaller preset (e.g. --preset "
-                  "denoise-small), or --device cpu if the GPU is the one that ran out", file=sys.stderr)
-        elif isinstance(e, (ValueError, TypeError, RuntimeError, OSError)):
-            print(f"deepprior: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
+        if is_oom(e) or isinstance(e, (ValueError, TypeError, RuntimeError, OSError)):
+            print(f"deepprior: error: {describe_error(e)}", file=sys.stderr)
         else:
             raise
         return EXIT_ERROR

@@ -7,6 +7,12 @@ forward model ``A`` and a measurement ``y``.  :mod:`deepprior.pipeline` wires pr
 The callback is called after every step as ``callback(step, state)`` (``step`` counts from 1) with
 a :class:`FitState`; it may return ``True`` (or set ``state.stop = True``) to end the fit.  That is
 also the place for stopping rules: a rule is a callable with the same signature.
+
+Checkpoints: ``fit(..., checkpoint=save, checkpoint_every=K)`` calls ``save(state)`` every K steps
+with everything the loop carries from one step to the next (see :func:`fit`); a later
+``fit(..., resume=state)`` on a network and input built the same way continues from there and ends
+with the same result, bit for bit on a CPU, as a fit that was never interrupted.  Writing the
+state to disk is the caller's business (:mod:`deepprior.job` does it atomically).
 """
 
 from __future__ import annotations
@@ -21,10 +27,13 @@ from torch import nn
 
 from .forward import ForwardModel
 
-__all__ = ["fit", "make_input", "FitState", "FitResult", "DivergenceError", "psnr"]
+__all__ = ["fit", "make_input", "FitState", "FitResult", "DivergenceError", "psnr", "CHECKPOINT_FORMAT"]
 
 # How many non-finite losses in a row backtracking may absorb before the fit is declared diverged.
 MAX_NONFINITE_IN_A_ROW = 5
+
+#: Version of the state dict given to ``checkpoint`` (bumped when its keys change).
+CHECKPOINT_FORMAT = 1
 
 
 class DivergenceError(RuntimeError):
@@ -125,6 +134,7 @@ class FitResult:
     backtracks: int = 0
     history: dict[str, list] = field(default_factory=dict)  # per-step curves (see fit())
     network: nn.Module | None = None
+    resumed_from: int = 0  # the step of the checkpoint this fit continued from (0: a fresh fit)
 
     @property
     def interrupted(self) -> bool:
@@ -137,6 +147,17 @@ def _callbacks(callback) -> list[Callable]:
     if callable(callback):
         return [callback]
     return list(callback)
+
+
+def _jitter_generator(generator: torch.Generator | None, device: torch.device) -> torch.Generator | None:
+    """The generator the jitter is drawn from: the one given, else torch's default for ``device``."""
+    if generator is not None:
+        return generator
+    if device.type == "cpu":
+        return torch.default_generator
+    if device.type == "cuda":
+        return torch.cuda.default_generators[device.index if device.index is not None else torch.cuda.current_device()]
+    return None  # other devices: no generator state to save (resume is then not bit-identical)
 
 
 def fit(
@@ -158,6 +179,9 @@ def fit(
     generator: torch.Generator | None = None,
     time_budget: float | None = None,
     record_history: bool = True,
+    checkpoint: Callable[[dict], None] | None = None,
+    checkpoint_every: int = 0,
+    resume: dict | None = None,
 ) -> FitResult:
     """Fit ``network`` so that ``forward(network(z))`` matches ``y``; return the restored image.
 
@@ -184,7 +208,23 @@ def fit(
     generator : torch.Generator, optional
         Source of the per-step jitter (on z's device).
     time_budget : float, optional
-        Stop after this many seconds and return the result so far.
+        Stop after this many seconds and return the result so far (seconds of all the fit's
+        sessions, when it was resumed).
+    record_history : bool
+        Keep the per-step curves (default True).
+    checkpoint : callable, optional
+        ``checkpoint(state)`` every ``checkpoint_every`` steps (not after the last one), with a
+        dict of the loop's full state: ``step``, the network's ``state_dict`` (weights and
+        BatchNorm buffers), the optimiser's, the backtracking ``snapshot`` and its PSNR, the
+        ``average``, the jitter ``generator`` state, the counters, the ``history`` and the
+        ``elapsed`` seconds.  The tensors are the live ones: serialise them (``torch.save``) or
+        copy them before returning.
+    checkpoint_every : int
+        Steps between checkpoints (0: none).
+    resume : dict, optional
+        A state given earlier to ``checkpoint`` (e.g. read back with ``torch.load``).  The
+        network, ``z``, ``y`` and the settings must be those of the fit that saved it: the fit
+        then continues from its step and returns what the uninterrupted fit would have.
 
     Returns
     -------
@@ -194,6 +234,8 @@ def fit(
     """
     if iters < 0:
         raise ValueError(f"iters must be >= 0, got {iters}")
+    if checkpoint_every < 0:
+        raise ValueError(f"checkpoint_every must be >= 0, got {checkpoint_every}")
     device = z.device
     callbacks = _callbacks(callback)
     _, _, hp, wp = z.shape
@@ -217,19 +259,60 @@ def fit(
         if ema is not None:
             history["psnr_average_reference"] = []
     jitter_buf = torch.empty_like(z)
+    jitter_gen = _jitter_generator(generator, device)
     backtracks = nonfinite_run = 0
+    start_step = 0
+    elapsed_before = 0.0  # seconds spent by the sessions this fit resumes
+    if resume is not None:
+        if resume.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"unsupported checkpoint format {resume.get('format')!r} (expected {CHECKPOINT_FORMAT})")
+        if resume["device"] != device.type:
+            raise ValueError(f"the checkpoint was made on {resume['device']}, this fit runs on {device.type}")
+        if resume["step"] > iters:
+            raise ValueError(f"the checkpoint is at step {resume['step']}, past the {iters} steps of this fit")
+        network.load_state_dict(resume["network"])  # copies into the live tensors
+        optimizer.load_state_dict(resume["optimizer"])
+        with torch.no_grad():
+            for s, saved in zip(snapshot, resume["snapshot"], strict=True):
+                s.copy_(saved)
+        last_good_psnr = resume["last_good_psnr"]
+        if resume["average"] is not None:
+            average = resume["average"].to(device).clone()
+        if jitter_gen is not None and resume["generator"] is not None:
+            jitter_gen.set_state(resume["generator"])
+        backtracks, nonfinite_run = resume["backtracks"], resume["nonfinite_run"]
+        history = {k: list(v) for k, v in resume["history"].items()}
+        start_step, elapsed_before = resume["step"], resume["elapsed"]
+
+    def full_state() -> dict:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "step": step,
+            "device": device.type,
+            "network": network.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "snapshot": snapshot,
+            "last_good_psnr": last_good_psnr,
+            "average": average,
+            "generator": None if jitter_gen is None else jitter_gen.get_state(),
+            "backtracks": backtracks,
+            "nonfinite_run": nonfinite_run,
+            "history": history,
+            "elapsed": time.perf_counter() - start,
+        }
+
     stop_reason = "iters"
-    step = 0
+    step = start_step
     out = None
-    start = time.perf_counter()
+    start = time.perf_counter() - elapsed_before
     network.train()
     try:
-        for step in range(1, iters + 1):
+        for step in range(start_step + 1, iters + 1):
             if jitter > 0:
                 if jitter_kind == "uniform":
-                    jitter_buf.uniform_(0.0, jitter, generator=generator)
+                    jitter_buf.uniform_(0.0, jitter, generator=jitter_gen)
                 else:
-                    jitter_buf.normal_(0.0, jitter, generator=generator)
+                    jitter_buf.normal_(0.0, jitter, generator=jitter_gen)
                 net_in = z + jitter_buf
             else:
                 net_in = z
@@ -290,6 +373,8 @@ def fit(
             if time_budget is not None and state.elapsed >= time_budget:
                 stop_reason = "time_budget"
                 break
+            if checkpoint is not None and checkpoint_every and step % checkpoint_every == 0 and step < iters:
+                checkpoint(full_state())
     except KeyboardInterrupt:
         stop_reason = "interrupted"
 
@@ -310,4 +395,5 @@ def fit(
         backtracks=backtracks,
         history=history,
         network=network,
+        resumed_from=start_step,
     )

@@ -98,6 +98,9 @@ def restore(
     reference: torch.Tensor | None = None,
     time_budget: float | None = None,
     max_pixels: int | None = MAX_PIXELS,
+    checkpoint=None,
+    checkpoint_every: int = 0,
+    resume: dict | None = None,
 ) -> Restoration:
     """Restore one image from its measurement.
 
@@ -126,6 +129,10 @@ def restore(
         Seconds after which the fit stops and returns what it has.
     max_pixels : int or None
         Refuse outputs larger than this many pixels (None: no limit).
+    checkpoint, checkpoint_every, resume
+        Save the fit's state every ``checkpoint_every`` steps / continue from a saved state; see
+        :func:`deepprior.fitting.fit`.  A resumed fit must use the same measurement, preset and
+        seed as the one that saved the state (the network and ``z`` are rebuilt from the seed).
     """
     preset = get_preset(preset)
     if y.ndim != 4 or y.shape[0] != 1:
@@ -187,6 +194,9 @@ def restore(
         callback=callback,
         generator=jitter_gen,
         time_budget=time_budget,
+        checkpoint=checkpoint,
+        checkpoint_every=checkpoint_every,
+        resume=resume,
     )
     return Restoration(
         image=result.image, fit=result, preset=preset, seed=seed, device=str(dev), padded_size=(hp, wp)

@@ -1,0 +1,469 @@
+"""One image file in, one restored image and its JSON sidecar out.
+
+Every way of running a task command goes through the same three steps, so that a single file, a
+folder on this machine and a folder on a Ray cluster give the same files:
+
+1. :func:`load` reads the input, its mask and its reference (where the files are);
+2. :func:`compute` runs the fit and returns plain data (in this process, or in a Ray worker); it
+   saves and resumes checkpoints (``<output stem>.ckpt.pt``, beside the output);
+3. :func:`save` writes the image, then the sidecar (each atomically: a temporary file, then a
+   rename), then removes the checkpoint of a complete fit.
+
+:func:`is_done` is the resume rule: an image is done when its sidecar says complete and records
+the same fingerprint (task, scale, full preset, seed, mask options, input and mask contents) as
+this run.  Only the standard library is imported here at start-up (``deepprior --help`` stays
+instant); torch comes with the first fit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # (torch and numpy come with the first fit)
+    import numpy as np
+
+    from .io import ImageInfo
+    from .presets import Preset
+
+__all__ = ["Settings", "Job", "Loaded", "Computed", "output_path", "fingerprint", "load", "compute",
+           "compute_or_error", "save", "is_done", "read_sidecar", "describe_error", "OUTPUT_SUFFIX"]
+
+#: The result's name is ``<input stem>_<suffix>.png``.
+OUTPUT_SUFFIX = {"denoise": "denoised", "deblock": "deblocked", "sr": "x{scale}", "inpaint": "inpainted"}
+
+#: Sidecar fields that must equal this run's for an image to count as done (see :func:`is_done`).
+FINGERPRINT_KEYS = ("task", "scale", "preset", "seed", "mask_keeps", "mask_dilate", "input_sha256", "mask_sha256")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a task command asks for, the same for every image (picklable, for Ray).
+
+    ``preset`` is the effective recipe, the command line's ``--iters`` / ``--lr`` already applied.
+    ``seed`` None means a fresh seed per fit (recorded in the sidecar).  ``threads`` None keeps
+    torch's default number of CPU threads.
+    """
+
+    task: str
+    preset: Preset
+    seed: int | None = None
+    scale: int | None = None
+    mask_keeps: bool | None = None  # None for tasks other than inpaint
+    mask_dilate: int | None = None
+    device: str = "auto"
+    time_budget: float | None = None
+    max_pixels: int | None = 4096 * 4096  # deepprior.pipeline.MAX_PIXELS; None: no limit
+    save_every: int | None = None
+    plot: bool = False
+    checkpoint_every: int = 0
+    resume: bool = False
+    overwrite: bool = False
+    threads: int | None = None
+
+
+@dataclass(frozen=True)
+class Job:
+    """The files of one image: its input, mask and reference, and where its results go."""
+
+    input: Path
+    output: Path
+    mask: Path | None = None
+    reference: Path | None = None
+
+    @property
+    def sidecar(self) -> Path:
+        return self.output.with_suffix(".json")
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.output.with_name(self.output.stem + ".ckpt.pt")
+
+    @property
+    def plot(self) -> Path:
+        return self.output.with_name(self.output.stem + "_plot.png")
+
+    @property
+    def steps_folder(self) -> Path:
+        return self.output.with_name(self.output.stem + "_steps")
+
+
+@dataclass
+class Loaded:
+    """What :func:`load` read: the arrays the fit needs and what :func:`save` needs to write back."""
+
+    image: np.ndarray  # (H, W, C) float32
+    info: ImageInfo
+    mask: np.ndarray | None = None
+    reference: np.ndarray | None = None
+    fingerprint: dict = field(default_factory=dict)
+
+
+@dataclass
+class Computed:
+    """What :func:`compute` returns: the result and the fit's details, as plain data."""
+
+    image: np.ndarray  # (H', W', C') float32 in [0, 1]
+    seed: int
+    device: str
+    preset: dict
+    padded_size: list
+    steps: int
+    stop_reason: str
+    backtracks: int
+    seconds: float
+    resumed_from: int
+    history: dict
+    versions: dict
+
+    @property
+    def interrupted(self) -> bool:
+        return self.stop_reason == "interrupted"
+
+
+# ----------------------------------------------------------------------------------------------
+# Names, fingerprints, sidecars
+# ----------------------------------------------------------------------------------------------
+
+
+def output_path(inp: Path, output: str | Path | None, task: str, scale: int | None) -> Path:
+    """Where the result of ``inp`` goes: beside it, into the folder ``output``, or the file ``output``.
+
+    ``output`` is a folder when it exists as one or ends with a path separator.
+    """
+    name = f"{inp.stem}_{OUTPUT_SUFFIX[task].format(scale=scale)}.png"
+    if output is None:
+        return inp.with_name(name)
+    out = Path(output)
+    if out.is_dir() or str(output).endswith(("/", os.sep)):
+        return out / name
+    return out
+
+
+def _sha256(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _as_json(value):
+    """``value`` as it reads back from a sidecar (tuples become lists), for comparisons."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def fingerprint(job: Job, settings: Settings) -> dict:
+    """What a result depends on, as recorded in its sidecar: see :data:`FINGERPRINT_KEYS`.
+
+    Raises ``OSError`` when the input (or the mask) cannot be read.
+    """
+    return _as_json({
+        "task": settings.task,
+        "scale": settings.scale,
+        "preset": settings.preset.to_dict(),
+        "seed": settings.seed,
+        "mask_keeps": settings.mask_keeps,
+        "mask_dilate": settings.mask_dilate,
+        "input_sha256": _sha256(job.input),
+        "mask_sha256": _sha256(job.mask) if job.mask is not None and job.mask.is_file() else None,
+    })
+
+
+def read_sidecar(path: Path) -> dict | None:
+    """The sidecar at ``path`` as a dict, or None when it is missing or not a deepprior sidecar."""
+    try:
+        meta = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) and {"task", "preset", "output"} <= meta.keys() else None
+
+
+def is_done(job: Job, settings: Settings) -> bool:
+    """True when ``job`` has a complete result made with this run's settings (resume skips it)."""
+    meta = read_sidecar(job.sidecar)
+    if meta is None or not meta.get("complete") or not job.output.is_file():
+        return False
+    try:
+        want = fingerprint(job, settings)
+    except OSError:
+        return False  # an unreadable input: let the run report it
+    return all(meta.get(k) == want[k] for k in FINGERPRINT_KEYS)
+
+
+def describe_error(e: BaseException) -> str:
+    """One line for the user about a failure (an actionable hint for out-of-memory errors)."""
+    if is_oom(e):
+        return ("out of memory; try a smaller image, a smaller preset (e.g. --preset denoise-small), "
+                "or --device cpu if the GPU is the one that ran out")
+    first = str(e).splitlines()[0] if str(e) else ""
+    if isinstance(e, (ValueError, TypeError, RuntimeError, OSError)):
+        return first or type(e).__name__
+    return f"{type(e).__name__}: {first}" if first else type(e).__name__
+
+
+def is_oom(e: BaseException) -> bool:
+    """True for out-of-memory errors (CUDA, MPS or the CPU allocator)."""
+    msg = str(e).lower()
+    return type(e).__name__ == "OutOfMemoryError" or "out of memory" in msg or "can't allocate memory" in msg
+
+
+def _versions() -> dict:
+    import platform
+
+    import torch
+
+    from . import __version__
+
+    return {
+        "deepprior": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "threads": torch.get_num_threads(),
+        "host": platform.node(),
+    }
+
+
+def _write_json(path: Path, data: dict) -> None:
+    from .io import atomic_write_bytes
+
+    text = json.dumps(data, indent=2, default=str)
+    atomic_write_bytes(path, lambda tmp: Path(tmp).write_text(text + "\n"))
+
+
+def _curve(history: dict, points: int = 500) -> dict:
+    """The fit's curves, subsampled to at most ``points`` steps (always keeping the last)."""
+    steps = history.get("step", [])
+    if not steps:
+        return {}
+    every = max(1, -(-len(steps) // points))
+    idx = list(range(every - 1, len(steps), every))
+    if idx[-1] != len(steps) - 1:
+        idx.append(len(steps) - 1)
+    return {k: [round(v[i], 5) if v[i] is not None else None for i in idx] for k, v in history.items() if v}
+
+
+class _Snapshots:
+    """Step-end callback: write the current result to ``folder/step_NNNNNN.png`` every ``every`` steps."""
+
+    def __init__(self, folder: Path, every: int):
+        self.folder, self.every = folder, every
+
+    def __call__(self, step, state):
+        if step % self.every == 0:
+            from .io import write_image
+
+            img = state.result[0].clamp(0, 1).cpu().numpy().transpose(1, 2, 0)
+            write_image(self.folder / f"step_{step:06d}.png", img, bits=8)
+        return False
+
+
+# ----------------------------------------------------------------------------------------------
+# The three steps
+# ----------------------------------------------------------------------------------------------
+
+
+def load(job: Job, settings: Settings) -> Loaded:
+    """Read the input, mask and reference of ``job``; check the reference's size.
+
+    Raises
+    ------
+    deepprior.io.ImageReadError
+        A missing or unreadable file.
+    deepprior.pipeline.InputError
+        A reference whose size does not match the result's.
+    """
+    import numpy as np
+
+    from .io import read_image
+    from .pipeline import InputError
+
+    image, info = read_image(job.input)
+    mask = read_image(job.mask)[0] if job.mask is not None else None
+    reference = None
+    if job.reference is not None:
+        reference, _ = read_image(job.reference)
+        c = image.shape[2] - (1 if image.shape[2] in (2, 4) else 0)
+        reference = reference[:, :, :3] if reference.shape[2] >= 3 else reference[:, :, :1]
+        if c == 3 and reference.shape[2] == 1:
+            reference = np.repeat(reference, 3, axis=2)
+        elif c == 1 and reference.shape[2] == 3:
+            reference = reference.mean(axis=2, keepdims=True)
+        s = settings.scale if settings.task == "sr" else 1
+        want = (image.shape[0] * s, image.shape[1] * s)
+        if reference.shape[:2] != want:
+            raise InputError(
+                f"the reference is {reference.shape[1]}x{reference.shape[0]} but the result will be "
+                f"{want[1]}x{want[0]} (WxH)"
+            )
+    return Loaded(image, info, mask, reference, fingerprint(job, settings))
+
+
+def _start_state(job: Job, settings: Settings, fp: dict) -> dict | None:
+    """The checkpoint to resume from (None: start afresh), after checking it belongs to this run."""
+    from .pipeline import InputError
+
+    path = job.checkpoint
+    if not path.is_file() or (settings.overwrite and not settings.resume):
+        return None
+    if not settings.resume:
+        raise InputError(f"{path} holds an interrupted fit: pass --resume to continue it or --overwrite to start over")
+    import torch
+
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    mine = saved.get("fingerprint", {})
+    differ = [k for k in FINGERPRINT_KEYS if mine.get(k) != fp[k] and not (k == "seed" and fp[k] is None)]
+    if differ:
+        if settings.overwrite:
+            return None
+        raise InputError(f"{path} was made with another {', '.join(differ)}; pass --overwrite to start over")
+    return saved
+
+
+def compute(job: Job, loaded: Loaded, settings: Settings, callbacks=()) -> Computed:
+    """Fit ``job``'s image: checkpoint every ``settings.checkpoint_every`` steps, resume if asked.
+
+    Exceptions propagate (see :func:`compute_or_error` for the form that returns them).
+    """
+    import torch
+
+    from .api import run_task
+    from .io import atomic_write_bytes
+    from .pipeline import resolve_seed
+
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    start = _start_state(job, settings, loaded.fingerprint)
+    seed = start["fingerprint"]["seed"] if start is not None else resolve_seed(settings.seed)
+    fp = dict(loaded.fingerprint, seed=seed)
+
+    def write_checkpoint(state):
+        atomic_write_bytes(job.checkpoint, lambda tmp: torch.save({"fingerprint": fp, "fit": state}, tmp))
+
+    callbacks = list(callbacks)
+    if settings.save_every:
+        callbacks.append(_Snapshots(job.steps_folder, settings.save_every))
+    res = run_task(
+        settings.task,
+        loaded.image,
+        mask=loaded.mask,
+        scale=settings.scale,
+        preset=settings.preset,
+        rng=seed,
+        device=settings.device,
+        callback=callbacks,
+        reference=loaded.reference,
+        mask_keeps=bool(settings.mask_keeps),
+        mask_dilate=settings.mask_dilate or 0,
+        time_budget=settings.time_budget,
+        max_pixels=settings.max_pixels,
+        checkpoint=write_checkpoint if settings.checkpoint_every else None,
+        checkpoint_every=settings.checkpoint_every,
+        resume=None if start is None else start["fit"],
+    )
+    r = res.restoration
+    return Computed(
+        image=res.image,
+        seed=r.seed,
+        device=r.device,
+        preset=r.preset.to_dict(),
+        padded_size=list(r.padded_size),
+        steps=r.fit.steps,
+        stop_reason=r.fit.stop_reason,
+        backtracks=r.fit.backtracks,
+        seconds=r.fit.seconds,
+        resumed_from=r.fit.resumed_from,
+        history=r.fit.history,
+        versions=_versions(),
+    )
+
+
+def compute_or_error(job: Job, loaded: Loaded, settings: Settings, callbacks=()) -> Computed | str:
+    """:func:`compute`, with a failure returned as its one-line message instead of raised.
+
+    This is what runs per image in a folder, locally or as a Ray task: one image's failure (a mask
+    of the wrong size, out of memory, a diverging fit) must not stop the others.
+    """
+    try:
+        return compute(job, loaded, settings, callbacks)
+    except Exception as e:  # noqa: BLE001 - reported per image, the batch goes on
+        if os.environ.get("DEEPPRIOR_DEBUG"):
+            raise
+        return describe_error(e)
+
+
+def save(job: Job, loaded: Loaded, computed: Computed, settings: Settings) -> dict:
+    """Write the result image, then its sidecar; remove the checkpoint of a complete fit.
+
+    The old sidecar is removed first, so that a run killed between the two writes leaves an image
+    without a sidecar (redone by the next run), never a new image described by an old sidecar.
+    Returns the sidecar's content.
+    """
+    import numpy as np
+
+    from .io import write_image
+
+    job.sidecar.unlink(missing_ok=True)
+    result = computed.image
+    write_image(job.output, result, loaded.info)
+    hist = computed.history
+    last = {k: v[-1] for k, v in hist.items() if v and k != "step"}
+    final = {"loss": last.get("loss"), "psnr_measurement": last.get("psnr_measurement")}
+    if loaded.reference is not None:
+        import torch
+
+        from .fitting import psnr
+
+        ref = loaded.reference
+        final["psnr_reference"] = psnr(torch.from_numpy(np.asarray(result)[:, :, : ref.shape[2]]),
+                                       torch.from_numpy(ref))
+    image = loaded.image
+    fp = loaded.fingerprint
+    meta = {
+        "complete": not computed.interrupted,
+        "interrupted": computed.interrupted,
+        "task": settings.task,
+        "input": str(job.input),
+        "output": str(job.output),
+        "mask": str(job.mask) if job.mask is not None else None,
+        "mask_keeps": settings.mask_keeps,
+        "mask_dilate": settings.mask_dilate,
+        "scale": settings.scale,
+        "input_size": [image.shape[1], image.shape[0]],
+        "output_size": [result.shape[1], result.shape[0]],
+        "bits": loaded.info.bits,
+        "preset": computed.preset,
+        "seed": computed.seed,
+        "input_sha256": fp.get("input_sha256"),
+        "mask_sha256": fp.get("mask_sha256"),
+        "device": computed.device,
+        "padded_size": computed.padded_size,
+        "iterations": computed.steps,
+        "resumed_from": computed.resumed_from,
+        "stop_reason": computed.stop_reason,
+        "backtracks": computed.backtracks,
+        "seconds": round(computed.seconds, 3),
+        "final": final,
+        "curve": _curve(hist),
+        "versions": computed.versions,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    _write_json(job.sidecar, meta)
+    if meta["complete"]:
+        job.checkpoint.unlink(missing_ok=True)
+    if settings.plot:
+        try:
+            from .plot import plot_fit
+
+            plot_fit(job.plot, hist, image, result, title=f"{settings.task} ({computed.preset['name']})")
+        except Exception as e:  # noqa: BLE001 - the result is already safe on disk
+            print(f"deepprior: warning: could not write the plot: {e}", file=sys.stderr)
+    return meta

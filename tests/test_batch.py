@@ -1,0 +1,282 @@
+"""Many images: folders, resume, checkpoints of single fits, and the same folder on a local Ray cluster."""
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from deepprior.cli import main
+
+FAST = ["--preset", "denoise-small", "--iters", "3", "--quiet"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Fits in this process on one thread (fast on a busy 2-core CI machine; ``--threads`` sets it
+    too); torch's thread count is put back afterwards."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def run(*args):
+    return main([str(a) for a in args])
+
+
+def tiny(path, seed=0, shape=(31, 37, 3)):
+    """A tiny random image (odd sizes catch padding bugs)."""
+    arr = (np.random.default_rng(seed).random(shape) * 255).astype(np.uint8)
+    Image.fromarray(arr).save(path)
+    return path
+
+
+@pytest.fixture()
+def folder(tmp_path):
+    """photos/ with 3 tiny images and a corrupt one."""
+    d = tmp_path / "photos"
+    d.mkdir()
+    for i in range(3):
+        tiny(d / f"p{i}.png", seed=i)
+    (d / "broken.png").write_text("not an image")
+    return d
+
+
+def pixels(path):
+    return np.asarray(Image.open(path))
+
+
+def sidecar(path):
+    return json.loads(Path(path).with_suffix(".json").read_text())
+
+
+def summary_line(err):
+    return [line for line in err.splitlines() if line.startswith("deepprior: ") and " done, " in line][-1]
+
+
+# ------------------------------------------------------------------------------------------
+# Folders on one machine
+# ------------------------------------------------------------------------------------------
+
+
+def test_folder_with_a_corrupt_image_then_resume(folder, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert run("denoise", folder, "-o", out, *FAST) == 1
+    err = capsys.readouterr().err
+    assert "FAILED" in err and "broken.png" in err and "not a readable image" in err
+    assert "3 done, 0 skipped, 1 failed of 4 images" in summary_line(err)
+    results = sorted(p.name for p in out.glob("*.png"))
+    assert results == ["p0_denoised.png", "p1_denoised.png", "p2_denoised.png"]
+    for name in results:
+        meta = sidecar(out / name)
+        assert meta["complete"] and meta["seed"] == 0 and meta["iterations"] == 3  # seed 0 by default
+        assert Image.open(out / name).size == (37, 31)
+    before = {p: p.stat().st_mtime_ns for p in out.iterdir()}
+
+    # the second run skips the three done ones (and fails the corrupt one again)
+    assert run("denoise", folder, "-o", out, *FAST) == 1
+    assert "0 done, 3 skipped, 1 failed" in summary_line(capsys.readouterr().err)
+    assert {p: p.stat().st_mtime_ns for p in out.iterdir()} == before
+
+    # another setting is another result: redone; --overwrite redoes everything
+    assert run("denoise", folder, "-o", out, *FAST, "--iters", "2") == 1
+    assert "3 done, 0 skipped" in summary_line(capsys.readouterr().err)
+    assert sidecar(out / "p0_denoised.png")["iterations"] == 2
+    assert run("denoise", folder, "-o", out, *FAST, "--iters", "2", "--overwrite") == 1
+    assert "3 done, 0 skipped" in summary_line(capsys.readouterr().err)
+
+
+def test_folder_results_beside_the_inputs_are_not_inputs_next_time(folder, capsys):
+    (folder / "broken.png").unlink()
+    assert run("deblock", folder, *FAST) == 0
+    assert sorted(p.name for p in folder.glob("*_deblocked.png")) == [f"p{i}_deblocked.png" for i in range(3)]
+    capsys.readouterr()
+    assert run("deblock", folder, *FAST) == 0
+    assert "0 done, 3 skipped, 0 failed of 3 images" in summary_line(capsys.readouterr().err)
+    assert not list(folder.glob("*_deblocked_deblocked*"))
+
+
+def test_glob_and_output_naming_errors(folder, tmp_path, capsys):
+    assert run("denoise", str(folder / "p[01].png"), "-o", tmp_path / "g", *FAST) == 0
+    assert sorted(p.name for p in (tmp_path / "g").glob("*.png")) == ["p0_denoised.png", "p1_denoised.png"]
+    capsys.readouterr()
+    assert run("denoise", folder, "-o", tmp_path / "one.png", *FAST) == 1
+    assert "-o must be a folder" in capsys.readouterr().err
+    assert run("denoise", folder, "--reference", folder / "p0.png", *FAST) == 1
+    assert "give a folder of ground truths" in capsys.readouterr().err
+    tiny(folder / "p0.jpg")
+    assert run("denoise", folder, "-o", tmp_path / "h", *FAST) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("deepprior: error:") and "would both write" in err and "\n" not in err
+    assert run("denoise", str(tmp_path / "none" / "*.png"), *FAST) == 1
+    assert "no images found" in capsys.readouterr().err
+
+
+def test_inpaint_masks_by_stem_folder_or_one_file(tmp_path, capsys):
+    d = tmp_path / "in"
+    d.mkdir()
+    mask = np.zeros((31, 37), np.uint8)
+    mask[10:20, 5:30] = 255
+    for stem in ["a", "b"]:
+        tiny(d / f"{stem}.png")
+        Image.fromarray(mask).save(d / f"{stem}_mask.png")
+    Image.fromarray(np.full((10, 10), 255, np.uint8)).save(d / "b_mask.png")  # the wrong size
+    rgba = np.full((31, 37, 4), 200, np.uint8)
+    rgba[5:9, 5:9, 3] = 0
+    Image.fromarray(rgba, "RGBA").save(d / "c.png")  # no mask: its transparent pixels
+    assert run("inpaint", d, "-o", tmp_path / "o1", *FAST) == 1
+    err = capsys.readouterr().err
+    assert "2 done, 0 skipped, 1 failed of 3 images" in summary_line(err) and "same size" in err
+    assert sorted(p.name for p in (tmp_path / "o1").glob("*.png")) == ["a_inpainted.png", "c_inpainted.png"]
+    assert sidecar(tmp_path / "o1" / "a_inpainted.png")["mask"] == str(d / "a_mask.png")
+
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    Image.fromarray(mask).save(masks / "a.png")
+    Image.fromarray(mask).save(masks / "b.png")
+    assert run("inpaint", d, "--mask", masks, "-o", tmp_path / "o2", *FAST) == 1  # no masks/c.*
+    err = capsys.readouterr().err
+    assert "2 done" in summary_line(err) and str(masks / "c.*") in err and "no such file" in err
+    assert run("inpaint", d, "--mask", masks / "a.png", "-o", tmp_path / "o3", *FAST) == 0  # one for all
+    assert sorted(p.name for p in (tmp_path / "o3").glob("*.png")) == ["a_inpainted.png", "b_inpainted.png",
+                                                                      "c_inpainted.png"]
+
+
+def _deepprior(*args):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.Popen([sys.executable, "-m", "deepprior", *map(str, args)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _kill_when(proc, ready, timeout=120):
+    """SIGKILL ``proc`` as soon as ``ready()`` is true."""
+    try:
+        deadline = time.time() + timeout
+        while not ready() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_killed_folder_run_resumes_without_rework_or_truncated_files(folder, tmp_path, capsys):
+    (folder / "broken.png").unlink()
+    out = tmp_path / "out"
+    args = ["denoise", folder, "-o", out, "--preset", "denoise-small", "--iters", "40", "--threads", "1", "--quiet"]
+    proc = _deepprior(*args)
+    _kill_when(proc, lambda: any(out.glob("*.json")))
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    finished = {p: p.stat().st_mtime_ns for p in out.glob("*.png")
+                if p.with_suffix(".json").is_file() and sidecar(p)["complete"]}
+    assert 1 <= len(finished) < 3
+    for p in out.glob("*.png"):  # nothing half-written (a temporary file may remain; it is hidden)
+        Image.open(p).load()
+    assert run(*args) == 0
+    err = capsys.readouterr().err
+    assert f"{3 - len(finished)} done, {len(finished)} skipped, 0 failed" in summary_line(err)
+    assert {p: p.stat().st_mtime_ns for p in finished} == finished
+    assert all(sidecar(out / f"p{i}_denoised.png")["complete"] for i in range(3))
+
+
+# ------------------------------------------------------------------------------------------
+# Checkpoints of a single fit
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("preset,scale", [("denoise-small", 1), ("sr-x4-small", 2)])
+def test_fit_resumed_from_a_checkpoint_equals_the_uninterrupted_fit(preset, scale):
+    """In process: save the state every 3 steps (through bytes), rebuild everything, resume."""
+    import torch
+
+    from deepprior.pipeline import restore
+    from deepprior.presets import get_preset
+
+    p = get_preset(preset).replace(iters=8)  # sr: no averaging, the output is net(z) after the loop
+    y = torch.from_numpy(np.random.default_rng(0).random((1, 3, 31, 37)).astype(np.float32))
+    saved = {}
+
+    def keep(state):
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        saved[state["step"]] = buf.getvalue()
+
+    full = restore(y, p, scale=scale, rng=5, device="cpu", checkpoint=keep, checkpoint_every=3)
+    assert sorted(saved) == [3, 6]
+    for step, data in saved.items():
+        state = torch.load(io.BytesIO(data), weights_only=True)
+        resumed = restore(y, p, scale=scale, rng=5, device="cpu", resume=state)
+        assert resumed.fit.resumed_from == step and resumed.fit.steps == 8
+        assert torch.equal(resumed.image, full.image)
+        assert resumed.fit.history["loss"] == full.fit.history["loss"]
+
+
+def test_killed_fit_resumes_from_its_checkpoint_with_the_same_pixels(tmp_path, capsys):
+    src = tiny(tmp_path / "photo.png")
+    out = tmp_path / "a.png"
+    args = ["denoise", src, "-o", out, "--preset", "denoise-small", "--iters", "100", "--seed", "3",
+            "--threads", "1", "--quiet"]
+    ckpt = tmp_path / "a.ckpt.pt"
+    proc = _deepprior(*args, "--checkpoint-every", "5")
+    _kill_when(proc, ckpt.is_file)
+    assert proc.returncode == -signal.SIGKILL and ckpt.is_file() and not out.exists()
+
+    assert run(*args) == 1  # a checkpoint is never silently thrown away
+    err = capsys.readouterr().err.strip()
+    assert "--resume" in err and "\n" not in err
+    assert run(*args, "--checkpoint-every", "5", "--resume") == 0
+    meta = sidecar(out)
+    assert meta["complete"] and meta["iterations"] == 100 and meta["resumed_from"] >= 5
+    assert not ckpt.exists()  # removed once the result is complete
+
+    assert run(*args[:3], tmp_path / "b.png", *args[4:]) == 0  # the same seed, never interrupted
+    assert np.array_equal(pixels(out), pixels(tmp_path / "b.png"))
+    assert meta["final"] == sidecar(tmp_path / "b.png")["final"]  # the same loss, to the last bit
+    assert meta["curve"] == sidecar(tmp_path / "b.png")["curve"]
+
+
+# ------------------------------------------------------------------------------------------
+# The same folder on a local Ray cluster
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A local Ray cluster of 2 CPUs in this process (``--ray`` then uses it)."""
+    try:
+        import ray
+    except ImportError:
+        if os.environ.get("CI"):  # the test extra installs Ray: in CI its absence is a failure
+            pytest.fail("ray is not installed (pip install -e '.[test]')")
+        pytest.skip("ray is not installed")
+    # address="local": a new cluster, even where `ray start` left one (or its address file) behind
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    yield ray
+    ray.shutdown()
+
+
+def test_ray_gives_the_same_images_as_a_local_run(ray_cluster, folder, tmp_path, capsys):
+    # one thread per fit in both: the thread count changes float sums, hence the pixels
+    assert run("denoise", folder, "-o", tmp_path / "local", *FAST, "--threads", "1") == 1
+    capsys.readouterr()
+    assert run("denoise", folder, "-o", tmp_path / "ray", *FAST, "--ray", "--ray-cpus", "1") == 1
+    err = capsys.readouterr().err
+    assert "3 done, 0 skipped, 1 failed of 4 images" in summary_line(err) and "broken.png" in err
+    for i in range(3):
+        name = f"p{i}_denoised.png"
+        assert np.array_equal(pixels(tmp_path / "local" / name), pixels(tmp_path / "ray" / name))  # tolerance 0
+        here, there = sidecar(tmp_path / "local" / name), sidecar(tmp_path / "ray" / name)
+        assert here["final"] == there["final"] and there["versions"]["threads"] == 1 and there["seed"] == 0
+    assert run("denoise", folder, "-o", tmp_path / "ray", *FAST, "--ray", "--ray-cpus", "1") == 1
+    assert "0 done, 3 skipped, 1 failed" in summary_line(capsys.readouterr().err)
