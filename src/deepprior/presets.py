@@ -169,7 +169,7 @@ PRESETS: dict[str, Preset] = {
 
 # ------------------------------------------------------------------------------------------------
 # Small recipes: the paper's recipe of each task on a smaller network (4 levels of 32/32/64/64
-# channels, ~0.2 M parameters instead of 2.2 M) with fewer steps.  Not the paper's and not tuned
+# channels, 0.29 M parameters instead of 2.2 M) with fewer steps.  Not the paper's and not tuned
 # yet (a later issue brings measured fast defaults); they make the demo, the README figures and
 # quick looks affordable on a CPU.  Measured on a 2-core CPU (`make demo`): denoise-small, 128x128,
 # 800 steps in 37 s, PSNR 20.72 -> 28.45 dB on the demo image.
