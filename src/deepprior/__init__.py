@@ -40,6 +40,10 @@ _LAZY = {
     "Mask": "forward",
     "Downsampler": "forward",
     "Compose": "forward",
+    "WindowedVariance": "stopping",
+    "ExponentialVariance": "stopping",
+    "MaxIterations": "stopping",
+    "first_of": "stopping",
     "read_image": "io",
     "write_image": "io",
 }

@@ -1,0 +1,451 @@
+"""Stopping rules for the fitting loop: decide when to end a fit and which iterate to keep.
+
+Deep Image Prior overfits: given enough steps the network reproduces the noise of the
+measurement too, so the best image lies somewhere along the way.  A *stopping rule* is a small
+object used as the fit's callback (``rule(step, state) -> bool``, see :mod:`deepprior.fitting`)::
+
+    rule = WindowedVariance(window=100, patience=100)
+    result = deepprior.restore(y, "denoise", callback=rule)
+    image = rule.best.clamp(0, 1)       # the iterate the rule selected (None if it saw none)
+    rule.stop_step, rule.best_step, rule.reason
+
+After (or during) the fit every rule exposes
+
+``stop_step``
+    The step at which the rule asked the fit to stop (None while it has not).
+``best_step``
+    The step of the iterate the rule selects (None before it has selected one).
+``best``
+    That iterate: a detached clone of the watched tensor (raw network output by default, cropped
+    to the image, *not* clipped to [0, 1]), or None.  Note that the fit's own
+    ``FitResult.image`` is still what the loop returns (the running average, or a last pass of
+    the network); the rule's choice is ``best``.
+``reason``
+    A short string saying why the rule stopped (or that it did not).
+``reset()``
+    Forget everything, to use the rule for another fit.
+
+Rules
+-----
+:class:`WindowedVariance` (ES-WMV; Wang et al., "Early Stopping for Deep Image Prior",
+2023)
+    Keeps the last ``window`` outputs ``x_{t-W+1} .. x_t`` and computes their windowed moving
+    variance ``VAR_t = 1/W sum_i ||x_i - mean||^2 / n`` (``n``: the number of elements of one
+    output, channels included).  The variance is low where the outputs stop changing, which is
+    empirically close to the PSNR peak; later the network starts fitting the noise and the
+    outputs move again.  The rule tracks the minimum of ``VAR_t`` and stops when it has not
+    improved for ``patience`` steps.  The selected iterate is, by default
+    (``select="end"``), the **last output of the minimal-variance window**, i.e. ``x_{t*}``
+    with ``t* = argmin_t VAR_t`` (as in ES-WMV); ``select="centre"`` selects the output in the
+    middle of that window instead, ``x_{t* - W//2}`` (centred on the flattest stretch; useful
+    with large windows).  The variance is computed incrementally from running sums of ``x`` and
+    ``||x||^2`` (in float64 where the device has it, and recomputed exactly from the buffer
+    every ``window`` steps to bound the rounding drift), so a step costs O(n), not O(W n); the
+    ring buffer holds ``W`` tensors of the image's size.
+:class:`ExponentialVariance` (ES-EMV, same paper)
+    The memory-light variant: an exponential moving mean ``m_t = (1-a) m_{t-1} + a x_t`` and
+    variance ``v_t = (1-a) v_{t-1} + a (1-a) ||x_t - m_{t-1}||^2 / n`` (weight ``a = alpha``,
+    bias-corrected for the zero start); same stop logic (minimum not improved for ``patience``
+    steps) after ``warmup`` steps; the selected iterate is the output at the step of minimal
+    ``v_t``.  It holds two tensors, but its estimate is noisier than the window's (an effective
+    window of about ``2/alpha`` steps).
+:class:`MaxIterations`
+    A plain cap: stops at step ``n``; selects the last output.
+:func:`first_of`
+    Combines rules: every rule sees every step, the fit stops as soon as one of them says so, and
+    the combination reports (``best``, ``best_step``, ``reason``) that rule's choice.
+
+Parameters common to the variance rules
+---------------------------------------
+``patience``
+    Steps without a new variance minimum before stopping.  Larger is more robust to noisy
+    plateaus (the variance can flatten, then dip again) but costs wall time: every fit runs at
+    least ``patience`` steps past the selected iterate, and those steps are thrown away.
+``watch``
+    ``"output"`` (default): the raw output ``state.output``, as in the paper.  ``"result"``:
+    ``state.result`` (the running average when the recipe averages), which is much smoother, so
+    its variance is smaller and its minimum later and flatter.
+``skip_backtracked``
+    Steps the loop rejected (``state.backtracked``) carry the diverged output; by default they
+    are left out of the statistics (they still count towards ``patience``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = ["StoppingRule", "WindowedVariance", "ExponentialVariance", "MaxIterations", "FirstOf", "first_of"]
+
+_WATCH = ("output", "result")
+
+
+def _acc_dtype(device: torch.device) -> torch.dtype:
+    """float64 for the running sums where the device supports it (not on Apple MPS)."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
+class StoppingRule:
+    """Base class: the attributes every rule exposes, and the callback protocol.
+
+    Subclasses implement :meth:`_update` (return True to stop) and extend :meth:`reset`.
+
+    Attributes
+    ----------
+    stop_step : int or None
+        The step at which the rule asked to stop.
+    best_step : int or None
+        The step of the selected iterate.
+    best : tensor or None
+        The selected iterate (detached clone, cropped, not clipped).
+    reason : str
+        Why the rule stopped ("not stopped" while it has not).
+    """
+
+    def __init__(self, watch: str = "output", skip_backtracked: bool = True):
+        if watch not in _WATCH:
+            raise ValueError(f"watch must be one of {_WATCH}, got {watch!r}")
+        self.watch = watch
+        self.skip_backtracked = skip_backtracked
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget all state, to use the rule for another fit."""
+        self.stop_step: int | None = None
+        self.best_step: int | None = None
+        self.best: torch.Tensor | None = None
+        self.reason = "not stopped"
+
+    @property
+    def stopped(self) -> bool:
+        """True once the rule has asked to stop."""
+        return self.stop_step is not None
+
+    def _watched(self, state) -> torch.Tensor:
+        x = state.output if self.watch == "output" else state.result
+        return x.detach()
+
+    def _keep(self, step: int, x: torch.Tensor) -> None:
+        """Select ``x`` (from ``step``) as the best iterate, copying it."""
+        if self.best is not None and self.best.shape == x.shape and self.best.device == x.device:
+            self.best.copy_(x)
+        else:
+            self.best = x.detach().clone()
+        self.best_step = step
+
+    def __call__(self, step: int, state) -> bool:
+        """The fit callback: update with this step's state; True to stop."""
+        if self.stop_step is not None:
+            return True
+        if self._update(step, state):
+            self.stop_step = step
+            return True
+        return False
+
+    def _update(self, step: int, state) -> bool:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class _VarianceRule(StoppingRule):
+    """Shared minimum tracking and patience logic of the variance rules."""
+
+    def __init__(self, patience: int, watch: str, skip_backtracked: bool):
+        if patience < 1:
+            raise ValueError(f"patience must be >= 1, got {patience}")
+        self.patience = patience
+        super().__init__(watch=watch, skip_backtracked=skip_backtracked)
+
+    def reset(self) -> None:
+        super().reset()
+        self.min_variance = math.inf
+        self.min_step: int | None = None  # step t* at which the variance was minimal
+        self.variances: list[tuple[int, float]] = []  # (step, variance) for every defined step
+
+    def _record(self, step: int, variance: float) -> bool:
+        """Record this step's variance; True when it is a new minimum."""
+        self.variances.append((step, variance))
+        if variance < self.min_variance:
+            self.min_variance = variance
+            self.min_step = step
+            return True
+        return False
+
+    def _patience_over(self, step: int) -> bool:
+        if self.min_step is None or step - self.min_step < self.patience:
+            return False
+        self.reason = (
+            f"{self._name}: no new variance minimum for {self.patience} steps "
+            f"(minimum {self.min_variance:.3g} at step {self.min_step})"
+        )
+        return True
+
+
+class WindowedVariance(_VarianceRule):
+    """ES-WMV: stop when the windowed moving variance of the outputs stops decreasing.
+
+    Parameters
+    ----------
+    window : int
+        W, the number of consecutive outputs whose variance is taken (default 100).
+    patience : int
+        Steps without a new minimum of the variance before stopping (default 100).  Every fit
+        runs this many steps past the variance minimum: larger is more robust, and slower.
+    select : {"end", "centre"}
+        The iterate kept: ``"end"`` (default, as ES-WMV) the last output of the window of minimal
+        variance, i.e. the output at step ``t* = argmin VAR_t``; ``"centre"`` the output in the
+        middle of that window, at step ``t* - window // 2``.
+    watch : {"output", "result"}
+        Watch the raw output (default) or ``state.result`` (the running average, if any).
+    skip_backtracked : bool
+        Leave the outputs of rejected (backtracked) steps out (default True).
+
+    Attributes
+    ----------
+    min_variance : float
+        The smallest windowed variance seen.
+    min_step : int or None
+        ``t*``, the last step of the window of minimal variance.
+    variances : list of (int, float)
+        ``(t, VAR_t)`` for every step with a full window (for plots).
+
+    Notes
+    -----
+    ``VAR_t = 1/W sum_i ||x_i - mean||^2 / n = (Q / W - ||S / W||^2) / n`` with ``S = sum x_i``
+    and ``Q = sum ||x_i||^2`` over the window, both updated in O(n) per step (add the new
+    output, subtract the one leaving the ring buffer) and recomputed exactly from the buffer
+    every ``window`` steps.  The variance is defined from the ``window``-th watched output on.
+    """
+
+    _name = "windowed variance"
+
+    def __init__(
+        self,
+        window: int = 100,
+        patience: int = 100,
+        *,
+        select: str = "end",
+        watch: str = "output",
+        skip_backtracked: bool = True,
+    ):
+        if window < 2:
+            raise ValueError(f"window must be >= 2, got {window}")
+        if select not in ("end", "centre", "center"):
+            raise ValueError(f"select must be 'end' or 'centre', got {select!r}")
+        self.window = window
+        self.select = "centre" if select == "center" else select
+        super().__init__(patience, watch, skip_backtracked)
+
+    def reset(self) -> None:
+        super().reset()
+        self._buffer: list[torch.Tensor] = []  # ring buffer of W float32 copies
+        self._steps: list[int] = []  # the step of each buffer slot
+        self._head = 0  # the slot the next output goes to (once the buffer is full)
+        self._count = 0  # outputs seen
+        self._sum: torch.Tensor | None = None  # S, in the accumulation dtype
+        self._sumsq = 0.0  # Q, a Python float (double)
+
+    def _recompute(self) -> None:
+        """Exact S and Q from the buffer (bounds the drift of the running sums)."""
+        acc = self._sum
+        acc.zero_()
+        q = 0.0
+        for b in self._buffer:
+            b64 = b.to(acc.dtype)
+            acc.add_(b64)
+            q += float(torch.sum(b64 * b64))
+        self._sumsq = q
+
+    def _update(self, step: int, state) -> bool:
+        if not (self.skip_backtracked and getattr(state, "backtracked", False)):
+            x = self._watched(state).float()
+            if self._sum is None:
+                self._sum = torch.zeros_like(x, dtype=_acc_dtype(x.device))
+            x_acc = x.to(self._sum.dtype)
+            if len(self._buffer) < self.window:
+                self._buffer.append(x.clone())
+                self._steps.append(step)
+            else:
+                old = self._buffer[self._head]
+                old_acc = old.to(self._sum.dtype)
+                self._sum.sub_(old_acc)
+                self._sumsq -= float(torch.sum(old_acc * old_acc))
+                old.copy_(x)
+                self._steps[self._head] = step
+                self._head = (self._head + 1) % self.window
+            self._sum.add_(x_acc)
+            self._sumsq += float(torch.sum(x_acc * x_acc))
+            self._count += 1
+            if self._count > self.window and self._count % self.window == 0:
+                self._recompute()
+            if len(self._buffer) == self.window:
+                n = x.numel()
+                w = self.window
+                mean_sq = float(torch.sum(self._sum * self._sum)) / (w * w)
+                variance = max(self._sumsq / w - mean_sq, 0.0) / n
+                if self._record(step, variance):
+                    if self.select == "end":
+                        self._keep(step, x)
+                    else:
+                        # the buffer is in ring order: the oldest slot is at _head
+                        slot = (self._head + self.window - 1 - self.window // 2) % self.window
+                        self._keep(self._steps[slot], self._buffer[slot])
+        return self._patience_over(step)
+
+
+class ExponentialVariance(_VarianceRule):
+    """ES-EMV: stop when the exponential moving variance of the outputs stops decreasing.
+
+    Parameters
+    ----------
+    alpha : float
+        Weight of the newest output in the moving mean and variance (default 0.1); the effective
+        window is about ``2 / alpha`` steps.
+    patience : int
+        Steps without a new minimum before stopping (default 100); costs that much wall time.
+    warmup : int, optional
+        Steps (of watched outputs) before the variance counts (default ``ceil(2 / alpha)``):
+        the first estimates rest on a handful of outputs.
+    watch : {"output", "result"}
+        Watch the raw output (default) or ``state.result``.
+    skip_backtracked : bool
+        Leave the outputs of rejected (backtracked) steps out (default True).
+
+    Notes
+    -----
+    ``m_t = (1 - a) m_{t-1} + a x_t`` and ``v_t = (1 - a) v_{t-1} + a (1 - a) ||x_t - m_{t-1}||^2
+    / n``, from ``m_1 = x_1`` and ``v_1 = 0``; the variance used is ``v_t / (1 - (1 - a)^(k))``
+    after ``k`` updates (the zero start's bias removed).  The selected iterate is the output at
+    the step of minimal variance.
+    """
+
+    _name = "exponential variance"
+
+    def __init__(
+        self,
+        alpha: float = 0.1,
+        patience: int = 100,
+        *,
+        warmup: int | None = None,
+        watch: str = "output",
+        skip_backtracked: bool = True,
+    ):
+        if not 0.0 < alpha < 1.0:
+            raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+        self.alpha = alpha
+        self.warmup = math.ceil(2.0 / alpha) if warmup is None else int(warmup)
+        super().__init__(patience, watch, skip_backtracked)
+
+    def reset(self) -> None:
+        super().reset()
+        self._mean: torch.Tensor | None = None
+        self._var = 0.0
+        self._count = 0
+
+    def _update(self, step: int, state) -> bool:
+        if not (self.skip_backtracked and getattr(state, "backtracked", False)):
+            x = self._watched(state).float()
+            a = self.alpha
+            self._count += 1
+            if self._mean is None:
+                self._mean = x.clone()
+            else:
+                d2 = float(torch.sum((x - self._mean) ** 2)) / x.numel()
+                self._var = (1 - a) * self._var + a * (1 - a) * d2
+                self._mean.mul_(1 - a).add_(x, alpha=a)
+                updates = self._count - 1
+                variance = self._var / (1.0 - (1.0 - a) ** updates)
+                if self._count >= self.warmup and self._record(step, variance):
+                    self._keep(step, x)
+        return self._patience_over(step)
+
+
+class MaxIterations(StoppingRule):
+    """Stop at step ``n``; the selected iterate is the last output seen.
+
+    Parameters
+    ----------
+    n : int
+        The step to stop at (>= 1).
+    watch : {"output", "result"}
+        Keep the raw output (default) or ``state.result``.
+    """
+
+    def __init__(self, n: int, *, watch: str = "output"):
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        self.n = n
+        super().__init__(watch=watch, skip_backtracked=False)
+
+    def _update(self, step: int, state) -> bool:
+        self._keep(step, self._watched(state))
+        if step >= self.n:
+            self.reason = f"reached {self.n} steps"
+            return True
+        return False
+
+
+class FirstOf(StoppingRule):
+    """Several rules at once: stop when the first of them stops; report its choice.
+
+    Every rule sees every step (until the combination stops).  ``best``, ``best_step`` and
+    ``reason`` are those of the rule that stopped (the first in order, when several stop at the
+    same step); before that, those of the first rule.
+
+    Parameters
+    ----------
+    *rules : StoppingRule
+        The rules, e.g. ``FirstOf(WindowedVariance(), MaxIterations(2000))``.
+    """
+
+    def __init__(self, *rules):
+        if not rules:
+            raise ValueError("FirstOf needs at least one rule")
+        self.rules = list(rules)
+        self._winner = None
+        super().__init__()
+
+    def reset(self) -> None:
+        self._winner = None
+        self.stop_step = None
+        for r in self.rules:
+            r.reset()
+
+    def _chosen(self):
+        return self._winner if self._winner is not None else self.rules[0]
+
+    @property
+    def best(self):
+        return self._chosen().best
+
+    @best.setter
+    def best(self, value):  # set by the base reset(); the rules hold the state
+        pass
+
+    @property
+    def best_step(self):
+        return self._chosen().best_step
+
+    @best_step.setter
+    def best_step(self, value):
+        pass
+
+    @property
+    def reason(self):
+        return self._chosen().reason
+
+    @reason.setter
+    def reason(self, value):
+        pass
+
+    def _update(self, step: int, state) -> bool:
+        fired = [r for r in self.rules if r(step, state)]
+        if fired:
+            self._winner = fired[0]
+            return True
+        return False
+
+
+def first_of(*rules) -> FirstOf:
+    """Combine stopping rules: stop when the first one stops (see :class:`FirstOf`)."""
+    return FirstOf(*rules)

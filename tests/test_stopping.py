@@ -1,0 +1,198 @@
+"""Stopping rules (deepprior.stopping): synthetic sequences with a known variance minimum, and a
+tiny real fit."""
+
+import math
+
+import pytest
+import torch
+
+from deepprior.fitting import FitState
+from deepprior.stopping import ExponentialVariance, MaxIterations, WindowedVariance, first_of
+
+T_MIN = 300  # the step where the synthetic outputs are least noisy
+T_END = 1000
+
+
+def _scale(t):
+    """Noise level: large early, minimal at T_MIN, growing again (a sharp V)."""
+    return 0.01 + 0.5 * abs(t - T_MIN) / T_MIN
+
+
+def _sequence(n=T_END, seed=0, shape=(1, 3, 16, 16)):
+    """FitStates whose outputs are ``clean + s(t) * noise_t``; yields (step, state)."""
+    g = torch.Generator().manual_seed(seed)
+    clean = torch.rand(shape, generator=g)
+    for t in range(1, n + 1):
+        out = clean + _scale(t) * torch.randn(shape, generator=g)
+        yield t, FitState(t, n, out, None, 0.01, 0.0, False, None)
+
+
+def _run(rule, **kw):
+    for t, state in _sequence(**kw):
+        if rule(t, state):
+            return t
+    return None
+
+
+@pytest.mark.parametrize("window,patience", [(50, 50), (100, 100), (20, 150)])
+def test_windowed_variance_stops_after_minimum_and_selects_it(window, patience):
+    rule = WindowedVariance(window=window, patience=patience)
+    stop = _run(rule)
+    assert stop == rule.stop_step
+    # the window of minimal variance is centred on T_MIN: it ends W/2 later
+    assert abs(rule.min_step - (T_MIN + window // 2)) <= 10
+    # it stops exactly `patience` steps after that (the variance only grows afterwards)
+    assert stop == rule.min_step + patience
+    assert T_MIN <= stop <= T_MIN + window + patience + 10
+    # select="end": the selected iterate is the last output of the min-variance window
+    assert rule.best_step == rule.min_step
+    assert rule.best.shape == (1, 3, 16, 16)
+    assert "windowed variance" in rule.reason
+
+
+def test_windowed_variance_centre_selects_the_minimum():
+    rule = WindowedVariance(window=100, patience=100, select="centre")
+    _run(rule)
+    assert rule.best_step == rule.min_step - 50
+    assert abs(rule.best_step - T_MIN) <= 10
+    # best is the output at best_step: replay the sequence to check
+    for t, state in _sequence():
+        if t == rule.best_step:
+            torch.testing.assert_close(rule.best, state.output)
+            break
+
+
+def test_windowed_variance_incremental_matches_exact():
+    window = 20
+    rule = WindowedVariance(window=window, patience=10_000)
+    outputs = []
+    g = torch.Generator().manual_seed(1)
+    for t in range(1, 131):
+        x = torch.rand(1, 3, 8, 8, generator=g) * (1 + t / 10) + 5.0  # an offset: cancellation
+        outputs.append(x)
+        rule(t, FitState(t, 130, x, None, 0.01, 0.0, False, None))
+    assert len(rule.variances) == 130 - window + 1
+    for step, v in rule.variances:
+        w = torch.stack(outputs[step - window : step]).double()
+        exact = ((w - w.mean(0)) ** 2).sum(dim=tuple(range(1, w.ndim))).mean().item() / w[0].numel()
+        assert math.isclose(v, exact, rel_tol=1e-6), (step, v, exact)
+
+
+def test_windowed_variance_skips_backtracked_steps():
+    clean = torch.zeros(1, 1, 4, 4)
+    rule = WindowedVariance(window=5, patience=1000)
+    for t in range(1, 21):
+        bad = t == 12
+        out = clean + (100.0 if bad else 0.0)
+        rule(t, FitState(t, 20, out, None, 0.01, 0.0, bad, None))
+    assert max(v for _, v in rule.variances) == 0.0
+
+
+def test_watch_result_uses_the_average():
+    rule = WindowedVariance(window=3, patience=2, watch="result")
+    avg = torch.ones(1, 1, 2, 2)
+    for t in range(1, 6):
+        out = torch.randn(1, 1, 2, 2)
+        rule(t, FitState(t, 5, out, avg, 0.01, 0.0, False, None))
+    assert rule.min_variance == 0.0
+    torch.testing.assert_close(rule.best, avg)
+
+
+def test_exponential_variance_stops_after_minimum_and_selects_it():
+    rule = ExponentialVariance(alpha=0.1, patience=100)
+    stop = _run(rule)
+    assert stop == rule.stop_step == rule.min_step + 100
+    assert T_MIN <= stop <= T_MIN + 100 + 40
+    assert rule.best_step == rule.min_step
+    assert abs(rule.best_step - T_MIN) <= 25
+    assert rule.best.shape == (1, 3, 16, 16)
+    assert "exponential variance" in rule.reason
+
+
+def test_reset_allows_reuse():
+    rule = WindowedVariance(window=50, patience=50)
+    first = _run(rule)
+    rule.reset()
+    assert rule.stop_step is None and rule.best is None and rule.best_step is None
+    assert _run(rule) == first
+
+
+def test_max_iterations_stops_exactly():
+    rule = MaxIterations(37)
+    stop = _run(rule)
+    assert stop == rule.stop_step == rule.best_step == 37
+    for t, state in _sequence():
+        if t == 37:
+            torch.testing.assert_close(rule.best, state.output)
+            break
+    assert rule.reason == "reached 37 steps"
+
+
+def test_first_of_reports_the_rule_that_stopped():
+    wmv = WindowedVariance(window=50, patience=50)
+    cap = MaxIterations(200)
+    both = first_of(wmv, cap)
+    assert _run(both) == 200
+    assert both.best_step == 200 and "200" in both.reason
+    both.reset()
+    both = first_of(WindowedVariance(window=50, patience=50), MaxIterations(900))
+    stop = _run(both)
+    assert stop < 900 and both.best_step == both.rules[0].min_step
+
+
+def test_invalid_arguments():
+    with pytest.raises(ValueError):
+        WindowedVariance(window=1)
+    with pytest.raises(ValueError):
+        WindowedVariance(select="middle")
+    with pytest.raises(ValueError):
+        WindowedVariance(watch="average")
+    with pytest.raises(ValueError):
+        ExponentialVariance(alpha=1.5)
+    with pytest.raises(ValueError):
+        MaxIterations(0)
+
+
+def _tiny_preset(iters):
+    from deepprior.networks import NetworkConfig
+    from deepprior.presets import Preset
+
+    net = NetworkConfig(channels_down=(8, 8), channels_up=(8, 8), channels_skip=(2, 2))
+    return Preset(name="t", task="denoise", description="", network=net, iters=iters)
+
+
+def _noisy(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ramp = torch.linspace(0, 1, 24)
+    clean = torch.stack([ramp[None, :].expand(24, 24), ramp[:, None].expand(24, 24), 0.5 * torch.ones(24, 24)])[None]
+    return (clean + 0.1 * torch.randn(clean.shape, generator=g)).float()
+
+
+def test_real_fit_stops_early():
+    from deepprior.pipeline import restore
+
+    y = _noisy()
+    rule = WindowedVariance(window=20, patience=20)
+    r = restore(y, _tiny_preset(400), rng=0, device="cpu", callback=rule)
+    assert rule.stop_step is not None and rule.stop_step < 400
+    assert r.fit.stop_reason == "callback" and r.fit.steps == rule.stop_step
+    assert rule.best is not None and rule.best.shape == y.shape
+    assert rule.best_step <= rule.stop_step - 20
+
+
+def test_real_fit_max_iterations():
+    from deepprior.pipeline import restore
+
+    y = _noisy()
+    rule = MaxIterations(15)
+    r = restore(y, _tiny_preset(400), rng=0, device="cpu", callback=rule)
+    assert r.fit.steps == 15 and rule.stop_step == 15
+    assert rule.best.shape == y.shape
+
+
+def test_exported_lazily():
+    import deepprior
+
+    assert deepprior.WindowedVariance is WindowedVariance
+    assert deepprior.first_of is first_of
+    assert {"WindowedVariance", "ExponentialVariance", "MaxIterations", "first_of"} <= set(deepprior.__all__)
