@@ -196,3 +196,20 @@ def test_exported_lazily():
     assert deepprior.WindowedVariance is WindowedVariance
     assert deepprior.first_of is first_of
     assert {"WindowedVariance", "ExponentialVariance", "MaxIterations", "first_of"} <= set(deepprior.__all__)
+
+
+def test_a_rule_given_as_stop_ends_the_fit_and_its_choice_is_returned():
+    import torch
+
+    from deepprior.networks import NetworkConfig
+    from deepprior.pipeline import restore
+    from deepprior.presets import Preset
+    from deepprior.stopping import WindowedVariance
+
+    preset = Preset(name="t", task="denoise", description="", iters=400, ema=None, backtrack=False,
+                    network=NetworkConfig(channels_down=(8, 8), channels_up=(8, 8), channels_skip=(2, 2)))
+    y = torch.rand(1, 3, 24, 24, generator=torch.Generator().manual_seed(0))
+    rule = WindowedVariance(window=20, patience=20)
+    r = restore(y, preset, rng=0, device="cpu", stop=rule)
+    assert r.fit.stop_reason == "rule" and r.fit.steps == rule.stop_step < 400
+    assert torch.equal(r.image, rule.best.clamp(0, 1))

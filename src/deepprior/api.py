@@ -118,6 +118,7 @@ def run_task(
     mask_dilate: int = 0,
     time_budget: float | None = None,
     max_pixels: int | None = MAX_PIXELS,
+    stop=None,
     checkpoint=None,
     checkpoint_every: int = 0,
     resume: dict | None = None,
@@ -126,7 +127,8 @@ def run_task(
     """Run one task ("denoise", "deblock", "sr", "inpaint") and return the image with its details.
 
     The task functions below are thin wrappers of this one.  ``overrides`` change preset fields
-    (e.g. ``lr=0.005``, ``jitter=0``).  ``checkpoint``, ``checkpoint_every`` and ``resume`` save
+    (e.g. ``lr=0.005``, ``jitter=0``).  ``stop`` is a stopping rule of :mod:`deepprior.stopping`
+    (it ends the fit and picks the image returned).  ``checkpoint``, ``checkpoint_every`` and ``resume`` save
     and restore the fit's state (see :func:`deepprior.fitting.fit`).
     """
     import torch
@@ -177,6 +179,7 @@ def run_task(
         callback=callback,
         reference=ref,
         time_budget=time_budget,
+        stop=stop,
         max_pixels=max_pixels,
         checkpoint=checkpoint,
         checkpoint_every=checkpoint_every,

@@ -129,7 +129,7 @@ class FitResult:
 
     image: torch.Tensor  # (1, C, H, W), the restored image, cropped, clipped to [0, 1]
     steps: int  # steps run
-    stop_reason: str  # "iters", "callback", "time_budget" or "interrupted"
+    stop_reason: str  # "iters", "rule", "callback", "time_budget" or "interrupted"
     seconds: float
     backtracks: int = 0
     history: dict[str, list] = field(default_factory=dict)  # per-step curves (see fit())
@@ -178,6 +178,7 @@ def fit(
     callback: Callable | Iterable[Callable] | None = None,
     generator: torch.Generator | None = None,
     time_budget: float | None = None,
+    stop: Callable | None = None,
     record_history: bool = True,
     checkpoint: Callable[[dict], None] | None = None,
     checkpoint_every: int = 0,
@@ -210,6 +211,10 @@ def fit(
     time_budget : float, optional
         Stop after this many seconds and return the result so far (seconds of all the fit's
         sessions, when it was resumed).
+    stop : stopping rule, optional
+        A rule of :mod:`deepprior.stopping` (any callable ``rule(step, state) -> bool`` with a
+        ``best`` attribute): called after the callbacks; when it fires, the fit ends and returns
+        the rule's ``best`` iterate (``stop_reason`` "rule").
     record_history : bool
         Keep the per-step curves (default True).
     checkpoint : callable, optional
@@ -367,6 +372,9 @@ def fit(
             for cb in callbacks:
                 if cb(step, state):
                     state.stop = True
+            if stop is not None and stop(step, state):
+                stop_reason = "rule"
+                break
             if state.stop:
                 stop_reason = "callback"
                 break
@@ -379,14 +387,16 @@ def fit(
         stop_reason = "interrupted"
 
     with torch.no_grad():
-        if average is not None:
+        if stop_reason == "rule" and getattr(stop, "best", None) is not None:
+            final = None  # the rule's choice, already cropped to the image
+        elif average is not None:
             final = average
         elif stop_reason == "interrupted" and out is not None:
             final = out.detach()
         else:
             # the notebooks' final output: one more pass on z without jitter (train-mode BN)
             final = network(z)
-    image = cropped(final).clamp(0, 1)
+    image = (stop.best if final is None else cropped(final)).clamp(0, 1)
     return FitResult(
         image=image,
         steps=step if iters else 0,

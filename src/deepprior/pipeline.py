@@ -97,6 +97,7 @@ def restore(
     callback=None,
     reference: torch.Tensor | None = None,
     time_budget: float | None = None,
+    stop=None,
     max_pixels: int | None = MAX_PIXELS,
     checkpoint=None,
     checkpoint_every: int = 0,
@@ -127,6 +128,9 @@ def restore(
         Ground truth, for PSNR curves only.
     time_budget : float, optional
         Seconds after which the fit stops and returns what it has.
+    stop : stopping rule, optional
+        E.g. ``deepprior.stopping.WindowedVariance()``: ends the fit and picks the iterate it
+        returns (see :func:`deepprior.fitting.fit`).
     max_pixels : int or None
         Refuse outputs larger than this many pixels (None: no limit).
     checkpoint, checkpoint_every, resume
@@ -194,6 +198,7 @@ def restore(
         callback=callback,
         generator=jitter_gen,
         time_budget=time_budget,
+        stop=stop,
         checkpoint=checkpoint,
         checkpoint_every=checkpoint_every,
         resume=resume,

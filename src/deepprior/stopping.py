@@ -5,8 +5,8 @@ measurement too, so the best image lies somewhere along the way.  A *stopping ru
 object used as the fit's callback (``rule(step, state) -> bool``, see :mod:`deepprior.fitting`)::
 
     rule = WindowedVariance(window=100, patience=100)
-    result = deepprior.restore(y, "denoise", callback=rule)
-    image = rule.best.clamp(0, 1)       # the iterate the rule selected (None if it saw none)
+    result = deepprior.restore(y, "denoise-paper", stop=rule)
+    result.image                        # the iterate the rule selected, clipped to [0, 1]
     rule.stop_step, rule.best_step, rule.reason
 
 After (or during) the fit every rule exposes
@@ -17,9 +17,10 @@ After (or during) the fit every rule exposes
     The step of the iterate the rule selects (None before it has selected one).
 ``best``
     That iterate: a detached clone of the watched tensor (raw network output by default, cropped
-    to the image, *not* clipped to [0, 1]), or None.  Note that the fit's own
-    ``FitResult.image`` is still what the loop returns (the running average, or a last pass of
-    the network); the rule's choice is ``best``.
+    to the image, *not* clipped to [0, 1]), or None.  Given as ``fit(..., stop=rule)`` (or
+    ``restore``/``run_task(..., stop=rule)``), a rule that fires makes the fit return its
+    ``best``; used as a plain ``callback`` it only ends the fit, and the fit returns what it
+    would anyway (the running average, or a last pass of the network).
 ``reason``
     A short string saying why the rule stopped (or that it did not).
 ``reset()``
