@@ -222,3 +222,20 @@ def test_divergence_is_one_line_naming_the_learning_rate(capsys, tiny, tmp_path,
 
     monkeypatch.setattr(deepprior.api, "run_task", diverge)
     _fails(capsys, tmp_path, "denoise", tiny, *FAST, match="learning rate")
+
+
+def test_stop_rule_ends_the_fit_early_and_is_recorded(tiny, tmp_path):
+    out = tmp_path / "o.png"
+    assert run("denoise", tiny, "-o", out, "--preset", "denoise-small", "--iters", "400", "--seed", "0", "--quiet",
+               "--stop", "wmv", "--stop-window", "10", "--stop-patience", "10") == 0
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["stop_reason"] == "rule" and meta["iterations"] < 400
+    assert meta["stop"] == {"rule": "wmv", "window": 10, "patience": 10}
+    assert meta["stopped"]["stop_step"] == meta["iterations"]
+    assert meta["stopped"]["best_step"] <= meta["stopped"]["stop_step"] and meta["stopped"]["reason"]
+    assert Image.open(out).size == (37, 31)
+
+
+def test_stop_rule_with_checkpoints_is_refused(capsys, tiny, tmp_path):
+    _fails(capsys, tmp_path, "denoise", tiny, *FAST, "--stop", "wmv", "--checkpoint-every", "2",
+           match="--stop wmv/emv cannot be combined")

@@ -59,6 +59,11 @@ def _task_parser(sub, task):
     p.add_argument("--save-every", type=int, metavar="K", help="save a snapshot every K steps")
     p.add_argument("--plot", action="store_true", help="also write <output>_plot.png: curves and input | result")
     p.add_argument("--time-budget", type=float, metavar="SECONDS", help="stop after this long, keep the result so far")
+    p.add_argument("--stop", default="fixed", choices=["fixed", "wmv", "emv"],
+                   help="when to stop: fixed = the preset's steps (default); wmv / emv = when the windowed / "
+                   "exponential variance of the outputs stops falling (--iters is then the cap)")
+    p.add_argument("--stop-window", type=int, metavar="W", help="wmv/emv: window in steps (default 100)")
+    p.add_argument("--stop-patience", type=int, metavar="P", help="wmv/emv: steps without a new minimum (default 100)")
     p.add_argument("--max-pixels", type=int, default=None, metavar="N",
                    help="refuse outputs larger than N pixels (default 4096*4096)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -202,9 +207,14 @@ def _task_settings(args, *, several: bool):
         raise CLIError(f"--scale must be 2, 4 or 8, got {scale}")
     for flag, value, least in [("--save-every", args.save_every, 1), ("--iters", args.iters, 0),
                                ("--checkpoint-every", args.checkpoint_every, 1), ("--threads", args.threads, 1),
-                               ("--ray-cpus", args.ray_cpus, 1)]:
+                               ("--ray-cpus", args.ray_cpus, 1), ("--stop-window", args.stop_window, 2),
+                               ("--stop-patience", args.stop_patience, 1)]:
         if value is not None and value < least:
             raise CLIError(f"{flag} must be {'a positive number' if least else '>= 0'}, got {value}")
+
+    if args.stop != "fixed" and (args.checkpoint_every or args.resume):
+        raise CLIError("--stop wmv/emv cannot be combined with --checkpoint-every or --resume yet "
+                       "(the rule's state is not checkpointed)")
 
     from .job import Settings
     from .pipeline import MAX_PIXELS
@@ -231,6 +241,9 @@ def _task_settings(args, *, several: bool):
         resume=args.resume,
         overwrite=args.overwrite,
         threads=args.threads,
+        stop=args.stop,
+        stop_window=args.stop_window,
+        stop_patience=args.stop_patience,
     )
 
 

@@ -39,7 +39,8 @@ __all__ = ["Settings", "Job", "Loaded", "Computed", "output_path", "fingerprint"
 OUTPUT_SUFFIX = {"denoise": "denoised", "deblock": "deblocked", "sr": "x{scale}", "inpaint": "inpainted"}
 
 #: Sidecar fields that must equal this run's for an image to count as done (see :func:`is_done`).
-FINGERPRINT_KEYS = ("task", "scale", "preset", "seed", "mask_keeps", "mask_dilate", "input_sha256", "mask_sha256")
+FINGERPRINT_KEYS = ("task", "scale", "preset", "stop", "seed", "mask_keeps", "mask_dilate", "input_sha256",
+                    "mask_sha256")
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,14 @@ class Settings:
     resume: bool = False
     overwrite: bool = False
     threads: int | None = None
+    stop: str = "fixed"  # stopping rule name (deepprior.stopping.RULES)
+    stop_window: int | None = None
+    stop_patience: int | None = None
+
+    @property
+    def stop_config(self) -> dict:
+        """The stopping rule as recorded in the sidecar (part of the resume fingerprint)."""
+        return {"rule": self.stop, "window": self.stop_window, "patience": self.stop_patience}
 
 
 @dataclass(frozen=True)
@@ -121,6 +130,7 @@ class Computed:
     resumed_from: int
     history: dict
     versions: dict
+    stopped: dict = field(default_factory=dict)  # where the stopping rule stopped, what it selected, why
 
     @property
     def interrupted(self) -> bool:
@@ -170,6 +180,7 @@ def fingerprint(job: Job, settings: Settings) -> dict:
         "task": settings.task,
         "scale": settings.scale,
         "preset": settings.preset.to_dict(),
+        "stop": settings.stop_config,
         "seed": settings.seed,
         "mask_keeps": settings.mask_keeps,
         "mask_dilate": settings.mask_dilate,
@@ -348,6 +359,9 @@ def compute(job: Job, loaded: Loaded, settings: Settings, callbacks=()) -> Compu
     def write_checkpoint(state):
         atomic_write_bytes(job.checkpoint, lambda tmp: torch.save({"fingerprint": fp, "fit": state}, tmp))
 
+    from .stopping import make_rule
+
+    rule = make_rule(settings.stop, window=settings.stop_window, patience=settings.stop_patience)
     callbacks = list(callbacks)
     if settings.save_every:
         callbacks.append(_Snapshots(job.steps_folder, settings.save_every))
@@ -368,6 +382,7 @@ def compute(job: Job, loaded: Loaded, settings: Settings, callbacks=()) -> Compu
         checkpoint=write_checkpoint if settings.checkpoint_every else None,
         checkpoint_every=settings.checkpoint_every,
         resume=None if start is None else start["fit"],
+        stop=rule,
     )
     r = res.restoration
     return Computed(
@@ -383,6 +398,8 @@ def compute(job: Job, loaded: Loaded, settings: Settings, callbacks=()) -> Compu
         resumed_from=r.fit.resumed_from,
         history=r.fit.history,
         versions=_versions(),
+        stopped={} if rule is None else {"stop_step": rule.stop_step, "best_step": rule.best_step,
+                                         "reason": rule.reason},
     )
 
 
@@ -449,6 +466,8 @@ def save(job: Job, loaded: Loaded, computed: Computed, settings: Settings) -> di
         "iterations": computed.steps,
         "resumed_from": computed.resumed_from,
         "stop_reason": computed.stop_reason,
+        "stop": settings.stop_config,
+        "stopped": computed.stopped,
         "backtracks": computed.backtracks,
         "seconds": round(computed.seconds, 3),
         "final": final,

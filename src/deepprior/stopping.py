@@ -77,7 +77,11 @@ import math
 
 import torch
 
-__all__ = ["StoppingRule", "WindowedVariance", "ExponentialVariance", "MaxIterations", "FirstOf", "first_of"]
+__all__ = ["StoppingRule", "WindowedVariance", "ExponentialVariance", "MaxIterations", "FirstOf", "first_of",
+           "make_rule", "RULES"]
+
+#: Rule names for the command line: "fixed" runs the preset's step count (no rule).
+RULES = ("fixed", "wmv", "emv")
 
 _WATCH = ("output", "result")
 
@@ -450,3 +454,17 @@ class FirstOf(StoppingRule):
 def first_of(*rules) -> FirstOf:
     """Combine stopping rules: stop when the first one stops (see :class:`FirstOf`)."""
     return FirstOf(*rules)
+
+
+def make_rule(name: str, *, window: int | None = None, patience: int | None = None) -> StoppingRule | None:
+    """The rule a command-line name stands for: ``"fixed"`` (None: no rule), ``"wmv"``
+    (:class:`WindowedVariance`) or ``"emv"`` (:class:`ExponentialVariance`, with
+    ``alpha = 2 / window``).  ``window`` and ``patience`` default to the classes' defaults."""
+    if name == "fixed":
+        return None
+    kw = {} if patience is None else {"patience": patience}
+    if name == "wmv":
+        return WindowedVariance(**({} if window is None else {"window": window}), **kw)
+    if name == "emv":
+        return ExponentialVariance(**({} if window is None else {"alpha": 2.0 / window}), **kw)
+    raise ValueError(f"unknown stopping rule {name!r}; use one of {', '.join(RULES)}")

@@ -1,0 +1,467 @@
+"""Speed of the paper's denoising network, against the machine's own matmul peak, in one run.
+
+    python -m benchmarks.speed [--sizes 256 512] [--steps 12] [--warmup 3] [--device cpu|cuda]
+                               [--threads N] [--variants eager channels_last] [--ttq]
+                               [--out benchmarks/results/speed.json] [--markdown benchmarks/results/speed.md]
+
+What each number means
+----------------------
+sgemm peak (GFLOP/s)
+    One ``torch.mm`` of two 4096x4096 fp32 matrices, 2 * n^3 flops, median of ``--sgemm-repeats``
+    runs after one warm-up run.  It is the "what this machine can do" yardstick: the network's
+    convolutions are matmuls underneath, so ``achieved / peak`` says how far from the hardware the
+    fit is.
+GFLOP/iter
+    Flops of one full training step of the ``denoise-paper`` network (forward on ``z + jitter``, the
+    data term, backward), counted by ``torch.utils.flop_counter.FlopCounterMode`` on a separate
+    step (not a timed one).  It counts convolutions and matmuls only (BatchNorm, activations,
+    padding, upsampling and the Adam update are not counted), so it is a lower bound on the work
+    and the same for every variant.
+s/iter
+    Wall seconds per step of real fitting (``deepprior.fitting.fit`` with the preset's settings,
+    Adam, jitter, averaging, backtracking), median over ``--steps`` steps after ``--warmup`` steps,
+    timed from the fit's step-end callback (as ``benchmarks/iter_time.py``; on CUDA the callback
+    synchronises first).
+achieved GFLOP/s, % of peak
+    ``GFLOP/iter / s/iter`` and its ratio to the sgemm peak.
+peak memory (MiB)
+    CPU: the peak resident set size (``ru_maxrss``) of the child process that ran that size and
+    variant alone (it includes Python and torch themselves, ~300 MiB; ``rss_before`` is the
+    process's size just before the network was built).  CUDA: ``torch.cuda.max_memory_allocated``.
+max |diff|
+    Largest absolute difference between the variant's output and the eager network's on one
+    forward pass with the same weights and input (train-mode BatchNorm, as in the fit); a variant
+    passes when it is within ``--tolerance`` (default 1e-4; outputs are in (0, 1)).
+time to quality (``--ttq``)
+    Wall seconds and steps until the *averaged* output reaches ``--target-db`` PSNR against the
+    clean image, on a ``--ttq-crop`` centre crop of F16 (``shared/data/paper/denoising/F16_GT.png``)
+    with sigma=25 noise (``deepprior.degrade.add_noise(img, 25, rng=0)``), for each of
+    ``--ttq-presets``, stopped at ``--ttq-cap`` steps ("not reached" then).
+
+Variants
+--------
+:data:`VARIANTS` maps a name to a :class:`Variant`: a function that takes the eager network and the
+input/measurement tensors and returns what the fit should run on.  ``eager`` is
+:class:`deepprior.networks.SkipNet` as built today (the authors' layer-by-layer eager network, the
+baseline every later optimisation is compared to); ``channels_last`` converts the network and the
+tensors to NHWC.  Add a variant (``torch.compile``, bf16, ...) by adding an entry.
+
+Every (size, variant) runs in a fresh child process, one after another, so that peak memory is its
+own and one variant's caches do not help another.  CPU timings assume an otherwise idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+F16 = DATA / "paper" / "denoising" / "F16_GT.png"
+RESULTS = REPO / "benchmarks" / "results"
+PRESET = "denoise-paper"
+WORKER = "_worker"  # hidden first argument: run one (size, variant) measurement and print JSON
+
+
+# --- variants -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A way to run the same network: ``setup(net, z, y) -> (net, z, y)`` (may change them in place)."""
+
+    name: str
+    description: str
+    setup: Callable
+
+
+def _eager(net, z, y):
+    return net, z, y
+
+
+def _channels_last(net, z, y):
+    import torch
+
+    cl = torch.channels_last
+    return net.to(memory_format=cl), z.contiguous(memory_format=cl), y.contiguous(memory_format=cl)
+
+
+VARIANTS: dict[str, Variant] = {
+    v.name: v
+    for v in [
+        Variant("eager", "eager (current): deepprior.networks.SkipNet as built today, NCHW fp32", _eager),
+        Variant("channels_last", "the same network and tensors in channels_last (NHWC) memory format", _channels_last),
+    ]
+}
+BASELINE = "eager"
+
+
+# --- measurements -------------------------------------------------------------------------------
+
+
+def sgemm_peak(device: str, n: int = 4096, repeats: int = 5) -> dict:
+    """GFLOP/s of an n x n fp32 ``torch.mm`` (median of ``repeats`` after one warm-up)."""
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    a = torch.rand(n, n, generator=gen).to(device)
+    b = torch.rand(n, n, generator=gen).to(device)
+    times = []
+    for i in range(repeats + 1):
+        _sync(device)
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        _sync(device)
+        if i:  # the first run is the warm-up
+            times.append(time.perf_counter() - t0)
+    med = statistics.median(times)
+    return {"n": n, "repeats": repeats, "seconds_median": med, "seconds_min": min(times),
+            "gflops": 2 * n**3 / med / 1e9, "gflops_best": 2 * n**3 / min(times) / 1e9}
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def build_problem(size: int, device: str, seed: int = 0):
+    """The paper network, its input ``z`` and a random measurement ``y`` at ``size`` x ``size``,
+    built from ``seed`` as :func:`deepprior.pipeline.restore` builds them."""
+    import torch
+
+    from deepprior.fitting import make_input
+    from deepprior.networks import build_network, min_size, size_multiple
+    from deepprior.presets import get_preset
+
+    preset = get_preset(PRESET)
+    cfg = preset.network
+    if size % size_multiple(cfg) or size < min_size(cfg):
+        raise SystemExit(f"--sizes: {size} must be a multiple of {size_multiple(cfg)} and >= {min_size(cfg)}")
+    gen = torch.Generator().manual_seed(seed)
+    z = make_input(preset.input, preset.input_depth, size, size, scale=preset.input_scale, generator=gen)
+    y = torch.rand(1, 3, size, size, generator=gen)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = build_network(cfg, preset.input_depth, 3)
+    return preset, net.to(device), z.to(device), y.to(device)
+
+
+def count_step_flops(net, z, y, jitter: float) -> int:
+    """Flops of one training step (forward on z + jitter, the data term, backward), on a copy."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from deepprior.forward import Identity
+
+    net = copy.deepcopy(net).train()
+    with FlopCounterMode(display=False) as counter:
+        out = net(z + torch.randn_like(z) * jitter)
+        Identity().data_term(out, y).backward()
+    return int(counter.get_total_flops())
+
+
+def time_steps(preset, net, z, y, steps: int, warmup: int, device: str) -> dict:
+    """Seconds per step of ``fit`` with the preset's settings (median after ``warmup`` steps)."""
+    import torch
+
+    from deepprior.fitting import fit
+    from deepprior.forward import Identity
+
+    stamps = []
+
+    def stamp(step, state):
+        _sync(device)
+        stamps.append(time.perf_counter())
+
+    _sync(device)
+    t0 = time.perf_counter()
+    result = fit(net, z, Identity(), y, iters=warmup + steps, lr=preset.lr, jitter=preset.jitter,
+                 jitter_kind=preset.jitter_kind, ema=preset.ema, backtrack=preset.backtrack,
+                 backtrack_db=preset.backtrack_db, callback=stamp, record_history=False,
+                 generator=torch.Generator(device=device).manual_seed(1))
+    stamps.insert(0, t0)
+    per_step = [b - a for a, b in zip(stamps[warmup:], stamps[warmup + 1:])]
+    return {"seconds_per_step": statistics.median(per_step), "seconds_min": min(per_step),
+            "seconds_max": max(per_step), "timed_steps": len(per_step), "warmup_steps": warmup,
+            "backtracks": result.backtracks}
+
+
+def max_output_diff(variant: Variant, size: int, device: str) -> float:
+    """Max |variant(z) - eager(z)| on one train-mode forward pass with the same weights."""
+    import torch
+
+    _, net, z, y = build_problem(size, device)
+    ref_net = copy.deepcopy(net)
+    v_net, v_z, _ = variant.setup(net, z.clone(), y)
+    with torch.no_grad():
+        ref = ref_net.train()(z)
+        out = v_net.train()(v_z)
+    return float((out.float() - ref.float()).abs().max())
+
+
+def max_rss_mib() -> float:
+    """Peak resident set size of this process in MiB (Linux reports KiB, macOS bytes)."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
+
+
+def worker(spec: dict) -> dict:
+    """One (size, variant) measurement, meant to run in a fresh process (see :func:`run_worker`)."""
+    import torch
+
+    if spec.get("threads"):
+        torch.set_num_threads(spec["threads"])
+    device, size, variant = spec["device"], spec["size"], VARIANTS[spec["variant"]]
+    preset, net, z, y = build_problem(size, device)
+    row = {"size": size, "variant": variant.name, "device": device, "threads": torch.get_num_threads(),
+           "rss_before_mib": round(max_rss_mib(), 1)}
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    net, z, y = variant.setup(net, z, y)
+    row.update(time_steps(preset, net, z, y, spec["steps"], spec["warmup"], device))
+    if device.startswith("cuda"):
+        row["peak_memory_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        row["peak_memory_kind"] = "torch.cuda.max_memory_allocated"
+    else:
+        row["peak_memory_mib"] = round(max_rss_mib(), 1)
+        row["peak_memory_kind"] = "ru_maxrss of the child process"
+    del net, z, y
+    if spec.get("count_flops"):
+        _, net, z, y = build_problem(size, device)
+        row["flops_per_step"] = count_step_flops(net, z, y, preset.jitter)
+    if variant.name != BASELINE:
+        row["max_abs_diff_vs_eager"] = max_output_diff(variant, size, device)
+    return row
+
+
+def run_worker(spec: dict) -> dict:
+    """Run :func:`worker` in a fresh ``python -m benchmarks.speed _worker`` process."""
+    cmd = [sys.executable, "-m", "benchmarks.speed", WORKER, json.dumps(spec)]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = proc.stderr.strip().splitlines()[-5:]
+        return {"size": spec["size"], "variant": spec["variant"], "error": " | ".join(tail) or f"exit {proc.returncode}"}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def time_to_quality(preset_name: str, crop: int, target_db: float, cap: int, device: str) -> dict:
+    """Steps and seconds until the averaged output of ``preset_name`` reaches ``target_db`` on F16."""
+    import numpy as np
+    import torch
+
+    from benchmarks.protocol import centre_crop
+    from deepprior.degrade import add_noise
+    from deepprior.io import read_image
+    from deepprior.pipeline import restore
+    from deepprior.presets import get_preset
+
+    clean, _ = read_image(F16)
+    clean = np.ascontiguousarray(centre_crop(clean[:, :, :3], crop))
+    noisy = add_noise(clean, 25, rng=0)
+
+    def tensor(a):
+        return torch.from_numpy(np.asarray(a, dtype=np.float32)).permute(2, 0, 1)[None].contiguous()
+
+    hit = {}
+
+    def reached(step, state):
+        db = state.psnr_average_reference
+        if db is None:  # a preset without averaging: the raw output
+            db = state.psnr_reference
+        hit["last_db"] = db
+        if db is not None and db >= target_db:
+            _sync(device)
+            hit.update(step=step, seconds=state.elapsed, db=db)
+            return True
+        return False
+
+    preset = get_preset(preset_name)
+    t0 = time.perf_counter()
+    res = restore(tensor(noisy), preset.replace(iters=cap), rng=0, device=device, reference=tensor(clean),
+                  callback=reached)
+    wall = time.perf_counter() - t0
+    row = {"preset": preset_name, "crop": crop, "sigma": 25, "target_db": target_db, "cap_steps": cap,
+           "reached": "step" in hit, "steps": hit.get("step"), "seconds": hit.get("seconds"),
+           "psnr_db_at_stop": hit.get("db", hit.get("last_db")), "steps_run": res.fit.steps,
+           "wall_seconds_with_setup": wall}
+    if not row["reached"]:
+        row["seconds_run"] = res.fit.seconds
+    return row
+
+
+# --- report -------------------------------------------------------------------------------------
+
+
+def add_derived(runs: list[dict], peak_gflops: float) -> None:
+    """Fill in flops for every variant from the baseline's count, GFLOP/s, % of peak, speed-up."""
+    flops = {r["size"]: r["flops_per_step"] for r in runs if "flops_per_step" in r}
+    base = {r["size"]: r["seconds_per_step"] for r in runs if r.get("variant") == BASELINE and "error" not in r}
+    for r in runs:
+        if "error" in r:
+            continue
+        r.setdefault("flops_per_step", flops.get(r["size"]))
+        if r["flops_per_step"]:
+            r["achieved_gflops"] = r["flops_per_step"] / r["seconds_per_step"] / 1e9
+            r["fraction_of_sgemm_peak"] = r["achieved_gflops"] / peak_gflops
+        if r["size"] in base:
+            r["speedup_vs_eager"] = base[r["size"]] / r["seconds_per_step"]
+
+
+def markdown(result: dict, tolerance: float) -> str:
+    """A compact markdown section: the machine, the sgemm peak, one row per (size, variant), ttq."""
+    m, s = result["meta"], result["sgemm"]
+    lines = [
+        f"### Speed: `{PRESET}` network ({m['device']}, {m['torch_threads']} threads, torch {m['torch']}, "
+        f"commit {m['commit']})",
+        "",
+        f"Machine: {m['machine']}.  sgemm peak ({s['n']}x{s['n']} fp32 `torch.mm`, median of {s['repeats']}): "
+        f"**{s['gflops']:.0f} GFLOP/s**.  Steps timed: {m['steps']} after {m['warmup']} warm-up; "
+        f"flops are convolutions/matmuls of forward + backward (FlopCounterMode).",
+        "",
+    ]
+    if result["runs"]:
+        lines += ["| size | variant | GFLOP/iter | s/iter | GFLOP/s | % of peak | speed-up | peak mem (MiB) | max abs diff |",
+                  "|---:|---|---:|---:|---:|---:|---:|---:|---|"]
+    for r in result["runs"]:
+        if "error" in r:
+            lines.append(f"| {r['size']} | {r['variant']} | error: {r['error'][:80]} | | | | | | |")
+            continue
+        fl = r.get("flops_per_step")
+        diff = r.get("max_abs_diff_vs_eager")
+        diff_s = "(reference)" if diff is None else f"{diff:.1e} {'ok' if diff <= tolerance else 'FAIL'}"
+        lines.append(
+            f"| {r['size']} | {r['variant']} | {fl / 1e9:.1f} | {r['seconds_per_step']:.3f} | "
+            f"{r.get('achieved_gflops', float('nan')):.1f} | {100 * r.get('fraction_of_sgemm_peak', float('nan')):.1f} | "
+            f"{r.get('speedup_vs_eager', float('nan')):.2f}x | {r['peak_memory_mib']:.0f} | {diff_s} |"
+            if fl else
+            f"| {r['size']} | {r['variant']} | ? | {r['seconds_per_step']:.3f} | | | | {r['peak_memory_mib']:.0f} | {diff_s} |"
+        )
+    if result.get("ttq"):
+        t0 = result["ttq"][0]
+        lines += ["", f"Time to quality: F16 centre crop {t0['crop']}x{t0['crop']}, sigma 25, target "
+                  f"{t0['target_db']:g} dB (averaged output), cap {t0['cap_steps']} steps.", "",
+                  "| preset | steps | seconds | PSNR at stop (dB) |", "|---|---:|---:|---:|"]
+        for t in result["ttq"]:
+            if t["reached"]:
+                lines.append(f"| {t['preset']} | {t['steps']} | {t['seconds']:.1f} | {t['psnr_db_at_stop']:.2f} |")
+            else:
+                lines.append(f"| {t['preset']} | not reached within {t['cap_steps']} | ({t['seconds_run']:.1f}) | "
+                             f"{t['psnr_db_at_stop']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+# --- command line -------------------------------------------------------------------------------
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.speed", description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", type=int, nargs="*", default=[256, 512],
+                    help="image sides (multiples of 32); `--sizes` alone skips the per-size runs")
+    ap.add_argument("--steps", type=int, default=12, help="timed steps per size and variant")
+    ap.add_argument("--warmup", type=int, default=3, help="untimed steps first")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--tolerance", type=float, default=1e-4, help="max |variant - eager| on one forward")
+    ap.add_argument("--sgemm-n", type=int, default=4096)
+    ap.add_argument("--sgemm-repeats", type=int, default=5)
+    ap.add_argument("--ttq", action="store_true", help="also measure time to quality (slower)")
+    ap.add_argument("--ttq-presets", nargs="+", default=["denoise-paper", "denoise-small"])
+    ap.add_argument("--ttq-crop", type=int, default=128)
+    ap.add_argument("--target-db", type=float, default=29.0)
+    ap.add_argument("--ttq-cap", type=int, default=3000, help="most steps per preset")
+    ap.add_argument("--out", type=Path, default=RESULTS / "speed.json")
+    ap.add_argument("--markdown", type=Path, default=None, help="also write the markdown section here")
+    return ap.parse_args(argv)
+
+
+def machine_meta(args, device: str) -> dict:
+    import torch
+
+    from benchmarks.paper import git_commit
+
+    meta = {"command": "python -m benchmarks.speed " + " ".join(sys.argv[1:]),
+            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "device": device, "torch": torch.__version__, "python": platform.python_version(),
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.processor() or platform.system()}",
+            "torch_threads": torch.get_num_threads(), "commit": git_commit(),
+            "load_average_at_start": round(os.getloadavg()[0], 2), "steps": args.steps, "warmup": args.warmup,
+            "preset": PRESET}
+    if device == "cuda":
+        meta["gpu"] = torch.cuda.get_device_name()
+        # convolutions may use TF32 (cuDNN's default) while the sgemm yardstick is plain fp32
+        meta["tf32_matmul"] = torch.backends.cuda.matmul.allow_tf32
+        meta["tf32_cudnn"] = torch.backends.cudnn.allow_tf32
+    return meta
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == [WORKER]:
+        print(json.dumps(worker(json.loads(argv[1]))))
+        return 0
+    args = parse_args(argv)
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA GPU available")
+    if args.warmup < 1 or args.steps < 1:
+        raise SystemExit("--steps and --warmup must be >= 1")
+    meta = machine_meta(args, args.device)
+    if meta["load_average_at_start"] > 0.5 * (os.cpu_count() or 1):
+        print(f"WARNING: the machine is busy (load average {meta['load_average_at_start']}): timings will be off; "
+              "two multi-threaded torch processes on few cores can run many times slower (try --threads 1)")
+    print(f"{meta['machine']}; {args.device}; torch {meta['torch']}, {meta['torch_threads']} threads; commit {meta['commit']}")
+
+    sgemm = sgemm_peak(args.device, args.sgemm_n, args.sgemm_repeats)
+    print(f"sgemm peak: {sgemm['gflops']:.1f} GFLOP/s ({args.sgemm_n}^3 torch.mm, median {sgemm['seconds_median']:.3f} s)")
+    runs = []
+    for size in args.sizes:
+        for i, name in enumerate(args.variants):
+            spec = {"size": size, "variant": name, "device": args.device, "threads": meta["torch_threads"],
+                    "steps": args.steps, "warmup": args.warmup, "count_flops": i == 0}
+            row = run_worker(spec)
+            runs.append(row)
+            msg = row.get("error") or f"{row['seconds_per_step']:.3f} s/step, peak {row['peak_memory_mib']:.0f} MiB"
+            print(f"  {size}x{size} {name}: {msg}", flush=True)
+    add_derived(runs, sgemm["gflops"])
+
+    ttq = []
+    if args.ttq:
+        for name in args.ttq_presets:
+            t = time_to_quality(name, args.ttq_crop, args.target_db, args.ttq_cap, args.device)
+            ttq.append(t)
+            print(f"  ttq {name}: " + (f"{t['target_db']:g} dB at step {t['steps']} in {t['seconds']:.1f} s" if t["reached"]
+                  else f"not reached within {t['cap_steps']} steps ({t['psnr_db_at_stop']:.2f} dB)"), flush=True)
+
+    result = {"meta": meta, "variants": {n: VARIANTS[n].description for n in args.variants},
+              "tolerance": args.tolerance, "sgemm": sgemm, "runs": runs, "ttq": ttq}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    md = markdown(result, args.tolerance)
+    print("\n" + md)
+    if args.markdown:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(md)
+    print(f"wrote {args.out}" + (f" and {args.markdown}" if args.markdown else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

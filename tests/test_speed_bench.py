@@ -1,0 +1,51 @@
+"""benchmarks/speed.py: the report arithmetic and the channels_last variant's agreement (no timing)."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks import speed  # noqa: E402
+
+
+def _runs():
+    return [
+        {"size": 64, "variant": "eager", "seconds_per_step": 2.0, "flops_per_step": 8e9, "peak_memory_mib": 400.0},
+        {"size": 64, "variant": "channels_last", "seconds_per_step": 1.0, "peak_memory_mib": 410.0,
+         "max_abs_diff_vs_eager": 2e-5},
+        {"size": 128, "variant": "eager", "error": "boom"},
+    ]
+
+
+def test_add_derived_fills_flops_rate_and_speedup():
+    runs = _runs()
+    speed.add_derived(runs, peak_gflops=100.0)
+    assert runs[0]["achieved_gflops"] == pytest.approx(4.0)
+    assert runs[1]["flops_per_step"] == 8e9  # taken from the baseline's count
+    assert runs[1]["fraction_of_sgemm_peak"] == pytest.approx(0.08)
+    assert runs[1]["speedup_vs_eager"] == pytest.approx(2.0)
+    assert "achieved_gflops" not in runs[2]
+
+
+def test_markdown_has_a_row_per_run_and_the_ttq_table():
+    runs = _runs()
+    speed.add_derived(runs, 100.0)
+    result = {"meta": {"device": "cpu", "torch_threads": 1, "torch": "x", "commit": "abc", "machine": "m",
+                       "steps": 2, "warmup": 1},
+              "sgemm": {"n": 4096, "repeats": 5, "gflops": 100.0}, "runs": runs,
+              "ttq": [{"preset": "denoise-small", "crop": 64, "target_db": 15.0, "cap_steps": 10, "reached": False,
+                       "seconds_run": 3.0, "psnr_db_at_stop": 12.0}]}
+    md = speed.markdown(result, tolerance=1e-4)
+    assert "| 64 | channels_last | 8.0 | 1.000 | 8.0 | 8.0 | 2.00x | 410 | 2.0e-05 ok |" in md
+    assert "error: boom" in md
+    assert "not reached within 10" in md
+
+
+def test_every_variant_matches_eager_on_one_forward():
+    for name, variant in speed.VARIANTS.items():
+        if name != speed.BASELINE:
+            assert speed.max_output_diff(variant, 64, "cpu") <= 1e-4, name
