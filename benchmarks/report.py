@@ -241,6 +241,11 @@ def build(results: Path, output: Path) -> str:
         lines += [f"No results yet in `{results}`.", ""]
     for table, tier, path in found:
         lines += section(table, tier, path, output)
+    speed = results / "speed.md"  # written by python -m benchmarks.speed --markdown
+    if speed.is_file():
+        lines += ["", "## Speed (`python -m benchmarks.speed --sizes 256 512 --steps 8 --warmup 2 "
+                  "--out benchmarks/results/speed.json --markdown benchmarks/results/speed.md`)", "",
+                  *speed.read_text().strip().splitlines(), ""]
     return "\n".join(lines).rstrip() + "\n"
 
 
