@@ -125,9 +125,9 @@ def tier_specs(tier: str) -> dict[str, TierSpec]:
         "inpaint": TierSpec(("inpainting11/barbara", "inpainting11/house", "inpainting11/Cameraman256"), 128,
                             (0.5,), ("inpaint-small",), (1000,)),
         "denoise": TierSpec(("paper/denoising/F16_GT", "set14/baboon", "cbsd68/108070"), 128, (25, 50),
-                            ("denoise-small",) * 2, (600, 600)),
+                            ("denoise-small",) * 2, (1200, 1200)),
         "jpeg": TierSpec(("cbsd68/101085", "cbsd68/167083", "cbsd68/241048"), 128, (10, 20),
-                         ("deblock-small",) * 2, (600, 600)),
+                         ("deblock-small",) * 2, (1200, 1200)),
     }
     if tier == "quick":
         return quick
