@@ -227,7 +227,7 @@ def build(results: Path, output: Path) -> str:
         "(do not edit by hand). Reproduce with:",
         "",
         "```",
-        "python -m benchmarks.paper --table all --tier quick   # crops, small presets: ~18 min planned on 2 cores",
+        "python -m benchmarks.paper --table all --tier quick   # crops, small presets: ~22 min measured on 2 cores",
         "python -m benchmarks.paper --table all --tier full --device cuda   # the paper's protocol (GPU, hours)",
         "python -m benchmarks.report                           # this file, from benchmarks/results/",
         "```",
