@@ -38,7 +38,7 @@ def main(argv=None):
     p_in = 10 * np.log10(1 / np.mean((noisy - clean) ** 2))
     print(f"noisy input PSNR {p_in:.2f} dB; preset {args.preset}; torch threads {torch.get_num_threads()}")
     res = deepprior.run_task("denoise", noisy, preset=args.preset, iters=args.iters, rng=args.seed,
-                             device="cpu", reference=clean)
+                             device="cpu", reference=clean, stop="fixed")
     hist = res.restoration.fit.history
     rows = []
     for i, step in enumerate(hist["step"]):

@@ -454,10 +454,10 @@ def run_deepprior(case: Case, ctx: Context) -> tuple[dict, dict]:
     t0 = time.perf_counter()
     res = deepprior.run_task(TABLES[job.table].task, case.degraded, preset=job.preset, iters=job.iters,
                              rng=job.seed, device=ctx.device, reference=case.truth, time_budget=budget,
-                             **case.dip_kwargs)
+                             stop="fixed", **case.dip_kwargs)
     seconds = time.perf_counter() - t0
     fit = res.restoration.fit
-    notes = [f"deepprior.run_task({TABLES[job.table].task!r}, preset={job.preset!r}, iters={job.iters})"]
+    notes = [f"deepprior.run_task({TABLES[job.table].task!r}, preset={job.preset!r}, iters={job.iters}, stop='fixed')"]
     if fit.stop_reason != "iters":
         notes.append(f"STOPPED EARLY ({fit.stop_reason}, cap {budget:.0f} s) after {fit.steps} of {job.iters} steps"
                      if budget else f"stopped early ({fit.stop_reason}) after {fit.steps} of {job.iters} steps")

@@ -246,6 +246,11 @@ def build(results: Path, output: Path) -> str:
         lines += ["", "## Speed (`python -m benchmarks.speed --sizes 256 512 --steps 8 --warmup 2 "
                   "--out benchmarks/results/speed.json --markdown benchmarks/results/speed.md`)", "",
                   *speed.read_text().strip().splitlines(), ""]
+    for name, title in (("stopping.md", "Automatic stopping"), ("memory.md", "Memory of big photos"),
+                        ("precision.md", "bfloat16: speed and quality")):
+        part = results / name  # written by benchmarks.stopping / benchmarks.memory / benchmarks.precision
+        if part.is_file():
+            lines += ["", f"## {title}", "", *part.read_text().strip().splitlines(), ""]
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -84,6 +84,8 @@ class Variant:
     name: str
     description: str
     setup: Callable
+    precision: str = "fp32"  # deepprior.fitting.fit(precision=...)
+    tolerance: float | None = None  # max |diff| vs eager it must stay within (None: --tolerance)
 
 
 def _eager(net, z, y):
@@ -102,6 +104,11 @@ VARIANTS: dict[str, Variant] = {
     for v in [
         Variant("eager", "eager (current): deepprior.networks.SkipNet as built today, NCHW fp32", _eager),
         Variant("channels_last", "the same network and tensors in channels_last (NHWC) memory format", _channels_last),
+        # bfloat16 autocast: 8 bits of mantissa, so one forward differs from fp32 by up to a few
+        # 1e-2 at initialisation; what counts is the fit's PSNR (benchmarks.precision checks it)
+        Variant("bf16", "channels_last + the network under torch.autocast(bfloat16) (weights, Adam, loss, "
+                "average in fp32); only where bf16 is native (AVX512-BF16/AMX CPUs, CUDA)", _channels_last,
+                precision="bf16", tolerance=0.1),
     ]
 }
 BASELINE = "eager"
@@ -110,13 +117,13 @@ BASELINE = "eager"
 # --- measurements -------------------------------------------------------------------------------
 
 
-def sgemm_peak(device: str, n: int = 4096, repeats: int = 5) -> dict:
-    """GFLOP/s of an n x n fp32 ``torch.mm`` (median of ``repeats`` after one warm-up)."""
+def sgemm_peak(device: str, n: int = 4096, repeats: int = 5, dtype=None) -> dict:
+    """GFLOP/s of an n x n ``torch.mm`` (fp32 unless ``dtype``; median of ``repeats`` after one warm-up)."""
     import torch
 
     gen = torch.Generator().manual_seed(0)
-    a = torch.rand(n, n, generator=gen).to(device)
-    b = torch.rand(n, n, generator=gen).to(device)
+    a = torch.rand(n, n, generator=gen).to(device, dtype or torch.float32)
+    b = torch.rand(n, n, generator=gen).to(device, dtype or torch.float32)
     times = []
     for i in range(repeats + 1):
         _sync(device)
@@ -128,6 +135,13 @@ def sgemm_peak(device: str, n: int = 4096, repeats: int = 5) -> dict:
     med = statistics.median(times)
     return {"n": n, "repeats": repeats, "seconds_median": med, "seconds_min": min(times),
             "gflops": 2 * n**3 / med / 1e9, "gflops_best": 2 * n**3 / min(times) / 1e9}
+
+
+def gemm_peak_bf16(device: str, n: int = 4096, repeats: int = 5) -> dict:
+    """GFLOP/s of an n x n bfloat16 ``torch.mm`` (the yardstick of the bf16 variant)."""
+    import torch
+
+    return sgemm_peak(device, n, repeats, dtype=torch.bfloat16)
 
 
 def _sync(device: str) -> None:
@@ -173,7 +187,7 @@ def count_step_flops(net, z, y, jitter: float) -> int:
     return int(counter.get_total_flops())
 
 
-def time_steps(preset, net, z, y, steps: int, warmup: int, device: str) -> dict:
+def time_steps(preset, net, z, y, steps: int, warmup: int, device: str, precision: str = "fp32") -> dict:
     """Seconds per step of ``fit`` with the preset's settings (median after ``warmup`` steps)."""
     import torch
 
@@ -191,7 +205,7 @@ def time_steps(preset, net, z, y, steps: int, warmup: int, device: str) -> dict:
     result = fit(net, z, Identity(), y, iters=warmup + steps, lr=preset.lr, jitter=preset.jitter,
                  jitter_kind=preset.jitter_kind, ema=preset.ema, backtrack=preset.backtrack,
                  backtrack_db=preset.backtrack_db, callback=stamp, record_history=False,
-                 generator=torch.Generator(device=device).manual_seed(1))
+                 generator=torch.Generator(device=device).manual_seed(1), precision=precision)
     stamps.insert(0, t0)
     per_step = [b - a for a, b in zip(stamps[warmup:], stamps[warmup + 1:])]
     return {"seconds_per_step": statistics.median(per_step), "seconds_min": min(per_step),
@@ -208,7 +222,8 @@ def max_output_diff(variant: Variant, size: int, device: str) -> float:
     v_net, v_z, _ = variant.setup(net, z.clone(), y)
     with torch.no_grad():
         ref = ref_net.train()(z)
-        out = v_net.train()(v_z)
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=variant.precision == "bf16"):
+            out = v_net.train()(v_z)
     return float((out.float() - ref.float()).abs().max())
 
 
@@ -231,7 +246,8 @@ def worker(spec: dict) -> dict:
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     net, z, y = variant.setup(net, z, y)
-    row.update(time_steps(preset, net, z, y, spec["steps"], spec["warmup"], device))
+    row.update(time_steps(preset, net, z, y, spec["steps"], spec["warmup"], device, variant.precision))
+    row["precision"] = variant.precision
     if device.startswith("cuda"):
         row["peak_memory_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
         row["peak_memory_kind"] = "torch.cuda.max_memory_allocated"
@@ -332,6 +348,9 @@ def markdown(result: dict, tolerance: float) -> str:
         f"flops are convolutions/matmuls of forward + backward (FlopCounterMode).",
         "",
     ]
+    if s.get("bf16"):
+        lines[-1:] = [f"bf16 gemm peak (same matmul in bfloat16): **{s['bf16']['gflops']:.0f} GFLOP/s**; every row's "
+                      "% of peak is of the fp32 sgemm peak.", ""]
     if result["runs"]:
         lines += ["| size | variant | GFLOP/iter | s/iter | GFLOP/s | % of peak | speed-up | peak mem (MiB) | max abs diff |",
                   "|---:|---|---:|---:|---:|---:|---:|---:|---|"]
@@ -341,7 +360,9 @@ def markdown(result: dict, tolerance: float) -> str:
             continue
         fl = r.get("flops_per_step")
         diff = r.get("max_abs_diff_vs_eager")
-        diff_s = "(reference)" if diff is None else f"{diff:.1e} {'ok' if diff <= tolerance else 'FAIL'}"
+        tol = VARIANTS[r["variant"]].tolerance if r["variant"] in VARIANTS else None
+        tol = tolerance if tol is None else tol
+        diff_s = "(reference)" if diff is None else f"{diff:.1e} {'ok' if diff <= tol else 'FAIL'} (tol {tol:g})"
         lines.append(
             f"| {r['size']} | {r['variant']} | {fl / 1e9:.1f} | {r['seconds_per_step']:.3f} | "
             f"{r.get('achieved_gflops', float('nan')):.1f} | {100 * r.get('fraction_of_sgemm_peak', float('nan')):.1f} | "
@@ -431,6 +452,9 @@ def main(argv=None) -> int:
 
     sgemm = sgemm_peak(args.device, args.sgemm_n, args.sgemm_repeats)
     print(f"sgemm peak: {sgemm['gflops']:.1f} GFLOP/s ({args.sgemm_n}^3 torch.mm, median {sgemm['seconds_median']:.3f} s)")
+    if any(VARIANTS[n].precision == "bf16" for n in args.variants):
+        sgemm["bf16"] = gemm_peak_bf16(args.device, args.sgemm_n, args.sgemm_repeats)
+        print(f"bf16 gemm peak: {sgemm['bf16']['gflops']:.1f} GFLOP/s")
     runs = []
     for size in args.sizes:
         for i, name in enumerate(args.variants):

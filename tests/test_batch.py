@@ -195,6 +195,20 @@ def test_killed_folder_run_resumes_without_rework_or_truncated_files(folder, tmp
 # ------------------------------------------------------------------------------------------
 
 
+def _keeper():
+    """A checkpoint callback that serialises every state it gets: ({step: bytes}, callback)."""
+    import torch
+
+    saved = {}
+
+    def keep(state):
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        saved[state["step"]] = buf.getvalue()
+
+    return saved, keep
+
+
 @pytest.mark.parametrize("preset,scale", [("denoise-small", 1), ("sr-x4-small", 2)])
 def test_fit_resumed_from_a_checkpoint_equals_the_uninterrupted_fit(preset, scale):
     """In process: save the state every 3 steps (through bytes), rebuild everything, resume."""
@@ -205,12 +219,7 @@ def test_fit_resumed_from_a_checkpoint_equals_the_uninterrupted_fit(preset, scal
 
     p = get_preset(preset).replace(iters=8)  # sr: no averaging, the output is net(z) after the loop
     y = torch.from_numpy(np.random.default_rng(0).random((1, 3, 31, 37)).astype(np.float32))
-    saved = {}
-
-    def keep(state):
-        buf = io.BytesIO()
-        torch.save(state, buf)
-        saved[state["step"]] = buf.getvalue()
+    saved, keep = _keeper()
 
     full = restore(y, p, scale=scale, rng=5, device="cpu", checkpoint=keep, checkpoint_every=3)
     assert sorted(saved) == [3, 6]
@@ -220,6 +229,31 @@ def test_fit_resumed_from_a_checkpoint_equals_the_uninterrupted_fit(preset, scal
         assert resumed.fit.resumed_from == step and resumed.fit.steps == 8
         assert torch.equal(resumed.image, full.image)
         assert resumed.fit.history["loss"] == full.fit.history["loss"]
+
+
+def test_a_stopping_rule_resumes_from_a_checkpoint_as_if_uninterrupted():
+    """The rule's state travels in the checkpoint: the resumed fit stops at the same step with the
+    same selected iterate."""
+    import torch
+
+    from deepprior.pipeline import restore
+    from deepprior.presets import get_preset
+    from deepprior.stopping import WindowedVariance
+
+    p = get_preset("denoise-small").replace(iters=300)
+    y = torch.from_numpy(np.random.default_rng(1).random((1, 3, 31, 37)).astype(np.float32))
+    saved, keep = _keeper()
+
+    rule = WindowedVariance(8, 8, keep="result")
+    full = restore(y, p, rng=5, device="cpu", stop=rule, checkpoint=keep, checkpoint_every=10)
+    assert full.fit.stop_reason == "rule" and rule.stop_step < 300 and saved
+    step = max(saved)
+    again = WindowedVariance(8, 8, keep="result")
+    resumed = restore(y, p, rng=5, device="cpu", stop=again,
+                      resume=torch.load(io.BytesIO(saved[step]), weights_only=True))
+    assert resumed.fit.resumed_from == step
+    assert (again.stop_step, again.best_step) == (rule.stop_step, rule.best_step)
+    assert torch.equal(resumed.image, full.image)
 
 
 def test_killed_fit_resumes_from_its_checkpoint_with_the_same_pixels(tmp_path, capsys):

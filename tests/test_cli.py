@@ -236,6 +236,22 @@ def test_stop_rule_ends_the_fit_early_and_is_recorded(tiny, tmp_path):
     assert Image.open(out).size == (37, 31)
 
 
-def test_stop_rule_with_checkpoints_is_refused(capsys, tiny, tmp_path):
-    _fails(capsys, tmp_path, "denoise", tiny, *FAST, "--stop", "wmv", "--checkpoint-every", "2",
-           match="--stop wmv/emv cannot be combined")
+def test_auto_stop_is_the_default_and_is_recorded(tiny, tmp_path):
+    from deepprior.stopping import AUTO_STOP
+
+    out = tmp_path / "o.png"
+    assert run("denoise", tiny, "-o", out, *FAST) == 0
+    meta = json.loads(out.with_suffix(".json").read_text())
+    spec = AUTO_STOP["denoise"]
+    assert meta["stop"] == {"rule": "auto", "window": None, "patience": None,
+                            "auto": {"rule": spec.rule, "window": spec.window, "patience": spec.patience,
+                                     "keep": spec.keep}}
+    # 3 steps: far below the patience, so the cap (--iters) ends the fit
+    assert meta["stop_reason"] == "iters" and meta["iterations"] == 3 and meta["stopped"]["stop_step"] is None
+
+
+def test_fixed_stop_runs_exactly_the_steps(tiny, tmp_path):
+    out = tmp_path / "o.png"
+    assert run("denoise", tiny, "-o", out, *FAST, "--stop", "fixed") == 0
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["stop"]["rule"] == "fixed" and meta["stopped"] == {} and meta["iterations"] == 3

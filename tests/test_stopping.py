@@ -213,3 +213,84 @@ def test_a_rule_given_as_stop_ends_the_fit_and_its_choice_is_returned():
     r = restore(y, preset, rng=0, device="cpu", stop=rule)
     assert r.fit.stop_reason == "rule" and r.fit.steps == rule.stop_step < 400
     assert torch.equal(r.image, rule.best.clamp(0, 1))
+
+
+def _with_average(rule, n=T_END):
+    """Feed the synthetic sequence with a distinct 'average' tensor (the step number, constant)."""
+    for t, state in _sequence(n=n):
+        state.average = torch.full_like(state.output, float(t))
+        if rule(t, state):
+            return t
+    return None
+
+
+@pytest.mark.parametrize("cls", [WindowedVariance, ExponentialVariance])
+def test_keep_chooses_which_tensor_is_returned(cls):
+    """keep="result": the average at the variance minimum; "final": the average at the stop;
+    "output": the raw output at the minimum (even when the variance watches the average)."""
+    result = cls(patience=100, keep="result")
+    stop = _with_average(result)
+    assert stop == result.min_step + 100 and torch.all(result.best == result.min_step)
+    final = cls(patience=100, keep="final")
+    stop = _with_average(final)
+    assert torch.all(final.best == stop) and final.best_step == stop
+    output = cls(patience=100, keep="output")
+    _with_average(output)
+    assert not torch.all(output.best == output.min_step)  # the noisy output, not the constant
+    with pytest.raises(ValueError):
+        cls(keep="average")
+
+
+@pytest.mark.parametrize("rule", [WindowedVariance(50, 100), ExponentialVariance(0.1, 100),
+                                  first_of(WindowedVariance(50, 100), MaxIterations(900))])
+def test_state_dict_round_trip_continues_the_same(rule):
+    """Stop half way, save, load into a fresh rule: it stops where the uninterrupted one does."""
+    import copy
+    import io
+
+    reference = copy.deepcopy(rule)
+    expected = _run(reference)
+    seq = list(_sequence())
+    for t, state in seq[:400]:
+        rule(t, state)
+    buf = io.BytesIO()
+    torch.save(rule.state_dict(), buf)
+    fresh = copy.deepcopy(rule)
+    fresh.reset()
+    fresh.load_state_dict(torch.load(io.BytesIO(buf.getvalue()), weights_only=True))
+    stop = next(t for t, state in seq[400:] if fresh(t, state))
+    assert stop == expected and fresh.best_step == reference.best_step
+    torch.testing.assert_close(fresh.best, reference.best)
+
+
+def test_make_rule_auto_builds_each_tasks_rule():
+    from deepprior.presets import TASKS
+    from deepprior.stopping import AUTO_STOP, make_rule
+
+    assert set(AUTO_STOP) == set(TASKS)
+    for task, spec in AUTO_STOP.items():
+        rule = make_rule("auto", task=task)
+        assert rule.patience == spec.patience and rule.keep == spec.keep
+        assert make_rule("auto", task=task, patience=7).patience == 7
+    assert make_rule("fixed", task="sr") is None
+    with pytest.raises(ValueError):
+        make_rule("auto")
+
+
+def test_api_default_is_auto_with_the_preset_steps_as_cap():
+    """run_task stops with the task's auto rule by default, capped by iters; "fixed" runs them all."""
+    import numpy as np
+
+    import deepprior
+    from deepprior.stopping import AUTO_STOP
+
+    y = _noisy()[0].permute(1, 2, 0).numpy()
+    res = deepprior.run_task("denoise", y, preset="denoise-small", iters=5, rng=0, device="cpu")
+    rule = res.restoration.stop_rule
+    assert rule.patience == AUTO_STOP["denoise"].patience and res.restoration.fit.steps == 5
+    fixed = deepprior.run_task("denoise", y, preset="denoise-small", iters=5, rng=0, device="cpu", stop="fixed")
+    assert fixed.restoration.stop_rule is None
+    np.testing.assert_array_equal(res.image, fixed.image)  # the cap ended both: the same result
+    short = deepprior.run_task("denoise", y, preset="denoise-small", iters=400, rng=0, device="cpu",
+                               stop=WindowedVariance(10, 10, keep="result"))
+    assert short.restoration.fit.stop_reason == "rule" and short.restoration.fit.steps < 400

@@ -118,18 +118,25 @@ def run_task(
     mask_dilate: int = 0,
     time_budget: float | None = None,
     max_pixels: int | None = MAX_PIXELS,
-    stop=None,
+    stop="auto",
     checkpoint=None,
     checkpoint_every: int = 0,
     resume: dict | None = None,
+    check_memory: bool = True,
+    announce=None,
     **overrides,
 ) -> TaskResult:
     """Run one task ("denoise", "deblock", "sr", "inpaint") and return the image with its details.
 
     The task functions below are thin wrappers of this one.  ``overrides`` change preset fields
-    (e.g. ``lr=0.005``, ``jitter=0``).  ``stop`` is a stopping rule of :mod:`deepprior.stopping`
-    (it ends the fit and picks the image returned).  ``checkpoint``, ``checkpoint_every`` and ``resume`` save
-    and restore the fit's state (see :func:`deepprior.fitting.fit`).
+    (e.g. ``lr=0.005``, ``jitter=0``).  ``stop`` says when the fit ends: ``"auto"`` (default: the
+    task's rule of :data:`deepprior.stopping.AUTO_STOP`, chosen by the stopping benchmark; the
+    preset's ``iters`` is the cap), ``"fixed"`` or None (exactly the preset's steps), another rule
+    name of :func:`deepprior.stopping.make_rule`, or a rule object of :mod:`deepprior.stopping`
+    (it ends the fit and picks the image returned).  The rule is in
+    ``result.restoration.stop_rule`` (its ``stop_step``, ``best_step``, ``reason``).  ``checkpoint``, ``checkpoint_every`` and ``resume`` save
+    and restore the fit's state (see :func:`deepprior.fitting.fit`); ``check_memory`` and
+    ``announce`` are those of :func:`deepprior.pipeline.restore`.
     """
     import torch
     import torch.nn.functional as F
@@ -137,6 +144,8 @@ def run_task(
     from .masks import binarize_mask, check_mask, dilate_mask
     from .presets import default_preset, get_preset
     from .pipeline import restore
+
+    from .stopping import make_rule
 
     p = get_preset(preset or default_preset(task, scale=scale))
     # None means "keep the preset's value" (e.g. an unset CLI flag)
@@ -169,6 +178,8 @@ def run_task(
         sr_scale = scale or 4
     elif task not in ("denoise", "deblock"):
         raise ValueError(f"unknown task {task!r}")
+    if stop is None or isinstance(stop, str):
+        stop = make_rule(stop or "fixed", task=task)
     r = restore(
         y,
         p,
@@ -184,6 +195,8 @@ def run_task(
         checkpoint=checkpoint,
         checkpoint_every=checkpoint_every,
         resume=resume,
+        check_memory=check_memory,
+        announce=announce,
     )
     out = r.image.cpu()
     dropped = False

@@ -59,11 +59,15 @@ def _task_parser(sub, task):
     p.add_argument("--save-every", type=int, metavar="K", help="save a snapshot every K steps")
     p.add_argument("--plot", action="store_true", help="also write <output>_plot.png: curves and input | result")
     p.add_argument("--time-budget", type=float, metavar="SECONDS", help="stop after this long, keep the result so far")
-    p.add_argument("--stop", default="fixed", choices=["fixed", "wmv", "emv"],
-                   help="when to stop: fixed = the preset's steps (default); wmv / emv = when the windowed / "
-                   "exponential variance of the outputs stops falling (--iters is then the cap)")
-    p.add_argument("--stop-window", type=int, metavar="W", help="wmv/emv: window in steps (default 100)")
-    p.add_argument("--stop-patience", type=int, metavar="P", help="wmv/emv: steps without a new minimum (default 100)")
+    p.add_argument("--stop", default="auto", choices=["auto", "fixed", "wmv", "emv"],
+                   help="when to stop: auto = the task's rule measured in BENCHMARKS.md (default); fixed = the "
+                   "preset's steps; wmv / emv = when the windowed / exponential variance of the outputs stops "
+                   "falling.  With a rule, --iters is the cap")
+    p.add_argument("--stop-window", type=int, metavar="W", help="auto/wmv/emv: window in steps (wmv/emv default 100)")
+    p.add_argument("--stop-patience", type=int, metavar="P",
+                   help="auto/wmv/emv: steps without a new minimum (wmv/emv default 100)")
+    p.add_argument("--no-memory-check", action="store_true",
+                   help="start even when the estimated memory exceeds what is free")
     p.add_argument("--max-pixels", type=int, default=None, metavar="N",
                    help="refuse outputs larger than N pixels (default 4096*4096)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -180,6 +184,12 @@ class _Progress:
             self.bar = tqdm(total=iters, unit="step", dynamic_ncols=True, file=sys.stderr)
 
     def __call__(self, step, state):
+        if self.bar is not None and step == 3 and state.iters > 20:
+            per = state.elapsed / step
+            total = per * state.iters
+            when = f"{total / 60:.1f} min" if total < 5400 else f"{total / 3600:.1f} h"
+            self.bar.write(f"time: ~{per:.2f} s/step at the pace of the first steps: at most ~{when} for "
+                           f"{state.iters} steps (automatic stopping usually ends sooner)", file=sys.stderr)
         if self.bar is None or (step % self.every and step != state.iters):
             return False
         post = {"loss": f"{state.loss:.2e}", "psnr(y)": f"{state.psnr_measurement:.2f}"}
@@ -212,10 +222,6 @@ def _task_settings(args, *, several: bool):
         if value is not None and value < least:
             raise CLIError(f"{flag} must be {'a positive number' if least else '>= 0'}, got {value}")
 
-    if args.stop != "fixed" and (args.checkpoint_every or args.resume):
-        raise CLIError("--stop wmv/emv cannot be combined with --checkpoint-every or --resume yet "
-                       "(the rule's state is not checkpointed)")
-
     from .job import Settings
     from .pipeline import MAX_PIXELS
     from .presets import default_preset, get_preset
@@ -244,6 +250,7 @@ def _task_settings(args, *, several: bool):
         stop=args.stop,
         stop_window=args.stop_window,
         stop_patience=args.stop_patience,
+        check_memory=not args.no_memory_check,
     )
 
 
@@ -275,8 +282,12 @@ def _run_one_file(args) -> int:
     if not args.quiet:
         print(f"deepprior {args.task}: {job.input} -> {job.output} (preset {settings.preset.name}, "
               f"{settings.preset.iters} steps" + (f", mask {job.mask}" if job.mask else "") + ")", file=sys.stderr)
+    def announce(cost):
+        if not args.quiet:
+            print(f"estimate: {cost.describe(settings.preset.iters)}", file=sys.stderr)
+
     try:
-        computed = compute(job, loaded, settings, callbacks=[progress])
+        computed = compute(job, loaded, settings, callbacks=[progress], announce=announce)
     finally:
         progress.close()
     meta = save(job, loaded, computed, settings)

@@ -183,6 +183,7 @@ def fit(
     checkpoint: Callable[[dict], None] | None = None,
     checkpoint_every: int = 0,
     resume: dict | None = None,
+    precision: str = "fp32",
 ) -> FitResult:
     """Fit ``network`` so that ``forward(network(z))`` matches ``y``; return the restored image.
 
@@ -221,8 +222,8 @@ def fit(
         ``checkpoint(state)`` every ``checkpoint_every`` steps (not after the last one), with a
         dict of the loop's full state: ``step``, the network's ``state_dict`` (weights and
         BatchNorm buffers), the optimiser's, the backtracking ``snapshot`` and its PSNR, the
-        ``average``, the jitter ``generator`` state, the counters, the ``history`` and the
-        ``elapsed`` seconds.  The tensors are the live ones: serialise them (``torch.save``) or
+        ``average``, the jitter ``generator`` state, the counters, the ``history``, the
+        ``elapsed`` seconds and the stopping rule's state (``stop``, from its ``state_dict()``).  The tensors are the live ones: serialise them (``torch.save``) or
         copy them before returning.
     checkpoint_every : int
         Steps between checkpoints (0: none).
@@ -230,6 +231,12 @@ def fit(
         A state given earlier to ``checkpoint`` (e.g. read back with ``torch.load``).  The
         network, ``z``, ``y`` and the settings must be those of the fit that saved it: the fit
         then continues from its step and returns what the uninterrupted fit would have.
+    precision : {"fp32", "bf16"}
+        ``"bf16"`` runs the network's forward (and so its backward) under
+        ``torch.autocast(dtype=torch.bfloat16)``; the weights, the optimiser, the data term and
+        the average stay in float32.  Only where the hardware has bfloat16 arithmetic (CUDA; CPUs
+        with AVX512-BF16 or AMX): elsewhere it is emulated and slower (see
+        :func:`deepprior.pipeline.resolve_precision`).
 
     Returns
     -------
@@ -241,7 +248,15 @@ def fit(
         raise ValueError(f"iters must be >= 0, got {iters}")
     if checkpoint_every < 0:
         raise ValueError(f"checkpoint_every must be >= 0, got {checkpoint_every}")
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
     device = z.device
+
+    def run_network(x):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            o = network(x)
+        return o.float()
+
     callbacks = _callbacks(callback)
     _, _, hp, wp = z.shape
     top, left, h, w = crop if crop is not None else (0, 0, hp, wp)
@@ -288,6 +303,8 @@ def fit(
         backtracks, nonfinite_run = resume["backtracks"], resume["nonfinite_run"]
         history = {k: list(v) for k, v in resume["history"].items()}
         start_step, elapsed_before = resume["step"], resume["elapsed"]
+        if resume.get("stop") is not None and hasattr(stop, "load_state_dict"):
+            stop.load_state_dict(resume["stop"])
 
     def full_state() -> dict:
         return {
@@ -304,6 +321,7 @@ def fit(
             "nonfinite_run": nonfinite_run,
             "history": history,
             "elapsed": time.perf_counter() - start,
+            "stop": stop.state_dict() if hasattr(stop, "state_dict") else None,
         }
 
     stop_reason = "iters"
@@ -322,7 +340,7 @@ def fit(
             else:
                 net_in = z
             optimizer.zero_grad(set_to_none=True)
-            out = network(net_in)
+            out = run_network(net_in)
             loss_t = forward.data_term(out, y)
             loss = float(loss_t.item())
             finite = math.isfinite(loss)
@@ -395,7 +413,7 @@ def fit(
             final = out.detach()
         else:
             # the notebooks' final output: one more pass on z without jitter (train-mode BN)
-            final = network(z)
+            final = run_network(z)
     image = (stop.best if final is None else cropped(final)).clamp(0, 1)
     return FitResult(
         image=image,

@@ -67,14 +67,22 @@ class Settings:
     resume: bool = False
     overwrite: bool = False
     threads: int | None = None
-    stop: str = "fixed"  # stopping rule name (deepprior.stopping.RULES)
+    stop: str = "auto"  # stopping rule name (deepprior.stopping.RULES)
     stop_window: int | None = None
     stop_patience: int | None = None
+    check_memory: bool = True
 
     @property
     def stop_config(self) -> dict:
-        """The stopping rule as recorded in the sidecar (part of the resume fingerprint)."""
-        return {"rule": self.stop, "window": self.stop_window, "patience": self.stop_patience}
+        """The stopping rule as recorded in the sidecar (part of the resume fingerprint); for
+        ``auto`` with the task's rule it stands for."""
+        config = {"rule": self.stop, "window": self.stop_window, "patience": self.stop_patience}
+        if self.stop == "auto":
+            from .stopping import AUTO_STOP
+
+            spec = AUTO_STOP[self.task]
+            config["auto"] = {"rule": spec.rule, "window": spec.window, "patience": spec.patience, "keep": spec.keep}
+        return config
 
 
 @dataclass(frozen=True)
@@ -131,6 +139,7 @@ class Computed:
     history: dict
     versions: dict
     stopped: dict = field(default_factory=dict)  # where the stopping rule stopped, what it selected, why
+    estimate: dict = field(default_factory=dict)  # memory and flops estimated before the fit
 
     @property
     def interrupted(self) -> bool:
@@ -339,8 +348,9 @@ def _start_state(job: Job, settings: Settings, fp: dict) -> dict | None:
     return saved
 
 
-def compute(job: Job, loaded: Loaded, settings: Settings, callbacks=()) -> Computed:
+def compute(job: Job, loaded: Loaded, settings: Settings, callbacks=(), announce=None) -> Computed:
     """Fit ``job``'s image: checkpoint every ``settings.checkpoint_every`` steps, resume if asked.
+    ``announce(estimate)`` is called before the fit with its cost (:mod:`deepprior.cost`).
 
     Exceptions propagate (see :func:`compute_or_error` for the form that returns them).
     """
@@ -361,7 +371,7 @@ def compute(job: Job, loaded: Loaded, settings: Settings, callbacks=()) -> Compu
 
     from .stopping import make_rule
 
-    rule = make_rule(settings.stop, window=settings.stop_window, patience=settings.stop_patience)
+    rule = make_rule(settings.stop, task=settings.task, window=settings.stop_window, patience=settings.stop_patience)
     callbacks = list(callbacks)
     if settings.save_every:
         callbacks.append(_Snapshots(job.steps_folder, settings.save_every))
@@ -383,6 +393,8 @@ def compute(job: Job, loaded: Loaded, settings: Settings, callbacks=()) -> Compu
         checkpoint_every=settings.checkpoint_every,
         resume=None if start is None else start["fit"],
         stop=rule,
+        check_memory=settings.check_memory,
+        announce=announce,
     )
     r = res.restoration
     return Computed(
@@ -398,6 +410,7 @@ def compute(job: Job, loaded: Loaded, settings: Settings, callbacks=()) -> Compu
         resumed_from=r.fit.resumed_from,
         history=r.fit.history,
         versions=_versions(),
+        estimate={"memory_gib": round(r.estimate.gib, 3), "gflop_per_step": round(r.estimate.gflop_per_step, 2)},
         stopped={} if rule is None else {"stop_step": rule.stop_step, "best_step": rule.best_step,
                                          "reason": rule.reason},
     )
@@ -468,6 +481,7 @@ def save(job: Job, loaded: Loaded, computed: Computed, settings: Settings) -> di
         "stop_reason": computed.stop_reason,
         "stop": settings.stop_config,
         "stopped": computed.stopped,
+        "estimate": computed.estimate,
         "backtracks": computed.backtracks,
         "seconds": round(computed.seconds, 3),
         "final": final,

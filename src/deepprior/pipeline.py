@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .cost import available_bytes, estimate
 from .fitting import FitResult, fit, make_input
 from .forward import Downsampler, ForwardModel, Identity, Mask, SR_FACTORS
 from .networks import build_network, min_size, size_multiple
@@ -40,6 +41,34 @@ class Restoration:
     seed: int
     device: str
     padded_size: tuple[int, int]  # the network's output size before cropping
+    stop_rule: object = None  # the stopping rule given (its stop_step, best_step, reason), or None
+    estimate: object = None  # deepprior.cost.Estimate: memory and flops of the fit
+
+
+def bf16_native(device: torch.device) -> bool:
+    """True where bfloat16 arithmetic is native: CUDA GPUs that support it, CPUs with AVX512-BF16
+    or AMX (oneDNN's check).  Elsewhere autocast to bfloat16 is emulated and slower than fp32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+        try:
+            return bool(check()) if check is not None else False
+        except RuntimeError:
+            return False
+    return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """The arithmetic a preset's ``precision`` stands for on ``device``: "fp32" or "bf16".
+
+    "auto" is bf16 where it is native (:func:`bf16_native`), else fp32; "bf16" asked for where it
+    is not native falls back to fp32 too (it would be slower)."""
+    if precision not in ("fp32", "bf16", "auto"):
+        raise ValueError(f"precision must be 'fp32', 'bf16' or 'auto', got {precision!r}")
+    if precision == "fp32":
+        return "fp32"
+    return "bf16" if bf16_native(device) else "fp32"
 
 
 def resolve_device(device=None) -> torch.device:
@@ -102,6 +131,8 @@ def restore(
     checkpoint=None,
     checkpoint_every: int = 0,
     resume: dict | None = None,
+    check_memory: bool = True,
+    announce=None,
 ) -> Restoration:
     """Restore one image from its measurement.
 
@@ -137,6 +168,12 @@ def restore(
         Save the fit's state every ``checkpoint_every`` steps / continue from a saved state; see
         :func:`deepprior.fitting.fit`.  A resumed fit must use the same measurement, preset and
         seed as the one that saved the state (the network and ``z`` are rebuilt from the seed).
+    check_memory : bool
+        Estimate the fit's memory first (:func:`deepprior.cost.estimate`) and refuse, with an
+        :class:`InputError`, a fit that would need more than the device has free (default True).
+    announce : callable, optional
+        ``announce(estimate)`` with the :class:`deepprior.cost.Estimate` before the fit starts
+        (the CLI prints it).
     """
     preset = get_preset(preset)
     if y.ndim != 4 or y.shape[0] != 1:
@@ -178,7 +215,18 @@ def restore(
     z = make_input(preset.input, depth, hp, wp, scale=preset.input_scale, generator=cpu_gen).to(dev)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        net = build_network(cfg, depth, c).to(dev)
+        net = build_network(cfg, depth, c)
+    cost = estimate(net, depth, c, hp, wp, multiple=size_multiple(cfg), window=getattr(stop, "window", 0))
+    if announce is not None:
+        announce(cost)
+    free = available_bytes(dev) if check_memory else None
+    if free is not None and cost.bytes > free:
+        raise InputError(
+            f"this fit needs ~{cost.gib:.1f} GiB of memory ({hp}x{wp} pixels through the network of preset "
+            f"{preset.name!r}) but only {free / 2**30:.1f} GiB is free: use a smaller image, a smaller preset "
+            "(deepprior presets), or --no-memory-check to try anyway"
+        )
+    net = net.to(dev)
     if dev.type in ("cpu", "cuda"):
         # channels-last (NHWC) convolutions: 1.16x faster per step at 256x256 and 1.38x at 512x512
         # on a 2-core CPU for the paper network, outputs equal to 1.4e-5 (python -m benchmarks.speed)
@@ -207,7 +255,9 @@ def restore(
         checkpoint=checkpoint,
         checkpoint_every=checkpoint_every,
         resume=resume,
+        precision=resolve_precision(preset.precision, dev),
     )
     return Restoration(
-        image=result.image, fit=result, preset=preset, seed=seed, device=str(dev), padded_size=(hp, wp)
+        image=result.image, fit=result, preset=preset, seed=seed, device=str(dev), padded_size=(hp, wp),
+        stop_rule=stop, estimate=cost,
     )

@@ -41,6 +41,9 @@ class Preset:
     ema: float | None = 0.99  # exponential average of outputs (exp_weight); None = return last output
     backtrack: bool = True  # restore the last good weights when PSNR(y) falls by > backtrack_db
     backtrack_db: float = 5.0  # paper's threshold
+    # network arithmetic: "fp32" (the paper); "bf16" autocasts the network to bfloat16; "auto" =
+    # bf16 where the hardware has it (CUDA, CPUs with AVX512-BF16/AMX), else fp32
+    precision: str = "fp32"
     # --- task specifics --------------------------------------------------------------------
     sr_kernel: str = "lanczos2"  # super-resolution forward model kernel (paper: KERNEL_TYPE='lanczos2')
 

@@ -66,6 +66,11 @@ Parameters common to the variance rules
     ``"output"`` (default): the raw output ``state.output``, as in the paper.  ``"result"``:
     ``state.result`` (the running average when the recipe averages), which is much smoother, so
     its variance is smaller and its minimum later and flatter.
+``keep``
+    Which tensor of the selected step the rule returns: ``"watched"`` (default: the tensor whose
+    variance is taken, as ES-WMV), ``"output"`` (the raw output), ``"result"`` (``state.result``:
+    the running average when the recipe averages) or ``"final"`` (``state.result`` at the step
+    the rule stops, i.e. what the fit would return at that step anyway).
 ``skip_backtracked``
     Steps the loop rejected (``state.backtracked``) carry the diverged output; by default they
     are left out of the statistics (they still count towards ``patience``).
@@ -73,17 +78,21 @@ Parameters common to the variance rules
 
 from __future__ import annotations
 
+import copy
 import math
+from dataclasses import dataclass
 
 import torch
 
 __all__ = ["StoppingRule", "WindowedVariance", "ExponentialVariance", "MaxIterations", "FirstOf", "first_of",
-           "make_rule", "RULES"]
+           "StopSpec", "AUTO_STOP", "make_rule", "RULES"]
 
-#: Rule names for the command line: "fixed" runs the preset's step count (no rule).
-RULES = ("fixed", "wmv", "emv")
+#: Rule names for the command line: "auto" is the task's rule of :data:`AUTO_STOP`; "fixed" runs
+#: the preset's step count (no rule).
+RULES = ("auto", "fixed", "wmv", "emv")
 
 _WATCH = ("output", "result")
+_KEEP = ("watched", "output", "result", "final")
 
 
 def _acc_dtype(device: torch.device) -> torch.dtype:
@@ -108,12 +117,23 @@ class StoppingRule:
         Why the rule stopped ("not stopped" while it has not).
     """
 
-    def __init__(self, watch: str = "output", skip_backtracked: bool = True):
+    def __init__(self, watch: str = "output", skip_backtracked: bool = True, keep: str = "watched"):
         if watch not in _WATCH:
             raise ValueError(f"watch must be one of {_WATCH}, got {watch!r}")
+        if keep not in _KEEP:
+            raise ValueError(f"keep must be one of {_KEEP}, got {keep!r}")
         self.watch = watch
+        self.keep = keep
         self.skip_backtracked = skip_backtracked
         self.reset()
+
+    def state_dict(self) -> dict:
+        """The rule's whole state (tensors copied), to save in a checkpoint with the fit."""
+        return copy.deepcopy(self.__dict__)
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from a state given by :meth:`state_dict` (the same rule and settings)."""
+        self.__dict__.update(copy.deepcopy(state))
 
     def reset(self) -> None:
         """Forget all state, to use the rule for another fit."""
@@ -131,6 +151,14 @@ class StoppingRule:
         x = state.output if self.watch == "output" else state.result
         return x.detach()
 
+    def _kept(self, state, x: torch.Tensor) -> torch.Tensor:
+        """What to keep when the watched tensor ``x`` of this step is selected (see ``keep``)."""
+        if self.keep == "output":
+            return state.output.detach()
+        if self.keep in ("result", "final"):
+            return state.result.detach()
+        return x
+
     def _keep(self, step: int, x: torch.Tensor) -> None:
         """Select ``x`` (from ``step``) as the best iterate, copying it."""
         if self.best is not None and self.best.shape == x.shape and self.best.device == x.device:
@@ -145,6 +173,8 @@ class StoppingRule:
             return True
         if self._update(step, state):
             self.stop_step = step
+            if self.keep == "final":
+                self._keep(step, state.result.detach())
             return True
         return False
 
@@ -155,11 +185,11 @@ class StoppingRule:
 class _VarianceRule(StoppingRule):
     """Shared minimum tracking and patience logic of the variance rules."""
 
-    def __init__(self, patience: int, watch: str, skip_backtracked: bool):
+    def __init__(self, patience: int, watch: str, skip_backtracked: bool, keep: str = "watched"):
         if patience < 1:
             raise ValueError(f"patience must be >= 1, got {patience}")
         self.patience = patience
-        super().__init__(watch=watch, skip_backtracked=skip_backtracked)
+        super().__init__(watch=watch, skip_backtracked=skip_backtracked, keep=keep)
 
     def reset(self) -> None:
         super().reset()
@@ -231,6 +261,7 @@ class WindowedVariance(_VarianceRule):
         *,
         select: str = "end",
         watch: str = "output",
+        keep: str = "watched",
         skip_backtracked: bool = True,
     ):
         if window < 2:
@@ -239,7 +270,9 @@ class WindowedVariance(_VarianceRule):
             raise ValueError(f"select must be 'end' or 'centre', got {select!r}")
         self.window = window
         self.select = "centre" if select == "center" else select
-        super().__init__(patience, watch, skip_backtracked)
+        if keep != "watched" and self.select == "centre":
+            raise ValueError("select='centre' keeps a buffered watched output: use keep='watched'")
+        super().__init__(patience, watch, skip_backtracked, keep)
 
     def reset(self) -> None:
         super().reset()
@@ -290,7 +323,7 @@ class WindowedVariance(_VarianceRule):
                 variance = max(self._sumsq / w - mean_sq, 0.0) / n
                 if self._record(step, variance):
                     if self.select == "end":
-                        self._keep(step, x)
+                        self._keep(step, self._kept(state, x))
                     else:
                         # the buffer is in ring order: the oldest slot is at _head
                         slot = (self._head + self.window - 1 - self.window // 2) % self.window
@@ -333,13 +366,14 @@ class ExponentialVariance(_VarianceRule):
         *,
         warmup: int | None = None,
         watch: str = "output",
+        keep: str = "watched",
         skip_backtracked: bool = True,
     ):
         if not 0.0 < alpha < 1.0:
             raise ValueError(f"alpha must be in (0, 1), got {alpha}")
         self.alpha = alpha
         self.warmup = math.ceil(2.0 / alpha) if warmup is None else int(warmup)
-        super().__init__(patience, watch, skip_backtracked)
+        super().__init__(patience, watch, skip_backtracked, keep)
 
     def reset(self) -> None:
         super().reset()
@@ -361,7 +395,7 @@ class ExponentialVariance(_VarianceRule):
                 updates = self._count - 1
                 variance = self._var / (1.0 - (1.0 - a) ** updates)
                 if self._count >= self.warmup and self._record(step, variance):
-                    self._keep(step, x)
+                    self._keep(step, self._kept(state, x))
         return self._patience_over(step)
 
 
@@ -443,6 +477,16 @@ class FirstOf(StoppingRule):
     def reason(self, value):
         pass
 
+    def state_dict(self) -> dict:
+        winner = None if self._winner is None else self.rules.index(self._winner)
+        return {"rules": [r.state_dict() for r in self.rules], "winner": winner, "stop_step": self.stop_step}
+
+    def load_state_dict(self, state: dict) -> None:
+        for r, s in zip(self.rules, state["rules"], strict=True):
+            r.load_state_dict(s)
+        self._winner = None if state["winner"] is None else self.rules[state["winner"]]
+        self.stop_step = state["stop_step"]
+
     def _update(self, step: int, state) -> bool:
         fired = [r for r in self.rules if r(step, state)]
         if fired:
@@ -456,12 +500,53 @@ def first_of(*rules) -> FirstOf:
     return FirstOf(*rules)
 
 
-def make_rule(name: str, *, window: int | None = None, patience: int | None = None) -> StoppingRule | None:
-    """The rule a command-line name stands for: ``"fixed"`` (None: no rule), ``"wmv"``
-    (:class:`WindowedVariance`) or ``"emv"`` (:class:`ExponentialVariance`, with
-    ``alpha = 2 / window``).  ``window`` and ``patience`` default to the classes' defaults."""
+@dataclass(frozen=True)
+class StopSpec:
+    """A stopping rule as data: what ``--stop auto`` builds for a task (see :data:`AUTO_STOP`)."""
+
+    rule: str  # "wmv" (WindowedVariance) or "emv" (ExponentialVariance, alpha = 2 / window)
+    window: int  # W in steps
+    patience: int  # steps without a new variance minimum before stopping
+    keep: str  # which iterate is returned (see the class docstrings)
+    source: str = ""  # where the values come from
+
+    def build(self, *, window: int | None = None, patience: int | None = None) -> StoppingRule:
+        """The rule, with ``window`` / ``patience`` overridden where given."""
+        w = self.window if window is None else window
+        p = self.patience if patience is None else patience
+        if self.rule == "wmv":
+            return WindowedVariance(w, p, keep=self.keep)
+        return ExponentialVariance(2.0 / w, p, keep=self.keep)
+
+
+_BENCH = "python -m benchmarks.stopping run && python -m benchmarks.stopping report"
+
+#: The automatic stopping rule of each task (``--stop auto``, the default of the CLI and API),
+#: chosen by the stopping benchmark on its *tune* images (disjoint from the images it reports
+#: on): see BENCHMARKS.md, "Automatic stopping".  The preset's step count stays the cap.
+AUTO_STOP: dict[str, StopSpec] = {
+    "denoise": StopSpec("wmv", 100, 200, "result", _BENCH),
+    "deblock": StopSpec("wmv", 100, 200, "result", _BENCH),
+    "sr": StopSpec("wmv", 100, 200, "output", _BENCH),
+    "inpaint": StopSpec("wmv", 100, 200, "output", _BENCH),
+}
+
+
+def make_rule(name: str, *, task: str | None = None, window: int | None = None,
+              patience: int | None = None) -> StoppingRule | None:
+    """The rule a command-line name stands for.
+
+    ``"auto"``: the task's :data:`AUTO_STOP` rule (``task`` required); ``"fixed"``: None (no rule:
+    the preset's step count); ``"wmv"``: :class:`WindowedVariance`; ``"emv"``:
+    :class:`ExponentialVariance` with ``alpha = 2 / window``.  ``window`` and ``patience``
+    override the defaults (the auto rule's, or the classes').
+    """
     if name == "fixed":
         return None
+    if name == "auto":
+        if task not in AUTO_STOP:
+            raise ValueError(f"--stop auto needs a task ({', '.join(AUTO_STOP)}), got {task!r}")
+        return AUTO_STOP[task].build(window=window, patience=patience)
     kw = {} if patience is None else {"patience": patience}
     if name == "wmv":
         return WindowedVariance(**({} if window is None else {"window": window}), **kw)

@@ -1,0 +1,375 @@
+"""Stopping benchmark: how close does an automatic stopping rule get to the PSNR peak?
+
+    python -m benchmarks.stopping run [--set tune|test|all] [--tasks denoise-s25 ...]
+    python -m benchmarks.stopping report        # choose per-task rules on "tune", score on "test"
+
+For every task (denoising sigma = 15, 25, 50; JPEG quality 10, 20; SR x4; 50 % inpainting) and
+every image of a set, ``run`` degrades the image exactly as the quick tier of
+:mod:`benchmarks.paper` does (128 px centre crops, the ``*-small`` presets, the same seeds), fits
+*past* the fixed step count of the quick tier once, and records per step
+
+* the PSNR of the raw output and of the running average against the ground truth (the oracle
+  curves: no rule sees them), and
+* the variance curves the rules watch: the windowed moving variance of the raw outputs
+  (ES-WMV) for several windows, and the exponential moving variance (ES-EMV) for several
+  weights.
+
+Every rule configuration (kind, window, patience, which iterate is returned) is then evaluated
+*offline* on those curves: a rule's stop is a deterministic function of its variance curve, so
+one fit per image scores all configurations.  The curves are cached (not committed) in
+``benchmarks/results/runs/stopping-curves.json``; ``run`` skips cases already there.
+
+``report`` chooses one configuration per task on the **tune** images (disjoint from the quick
+tier's), then scores it on the **test** images (the quick tier's) against
+
+* the oracle: the peak PSNR of the raw output over the whole run, and its step;
+* the fixed-count preset: the returned image (running average, or raw output for presets that
+  do not average) at the quick tier's step count,
+
+and writes ``benchmarks/results/stopping.csv``, ``stopping.md`` (included in BENCHMARKS.md) and
+one plot per task ``stopping-<task>.png`` (PSNR curves with the detected stops marked).  The
+chosen configurations are printed; :mod:`deepprior.presets` ships them as ``AUTO_STOP``.
+
+Note: for presets without averaging the fit's real final image is one more pass of the network
+without input jitter; the benchmark scores the last jittered output instead (the same step).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from benchmarks import paper
+
+RESULTS = Path(__file__).resolve().parent / "results"
+CACHE = RESULTS / "runs" / "stopping-curves.json"
+
+
+@dataclass(frozen=True)
+class StopTask:
+    """One task of the stopping benchmark."""
+
+    name: str
+    table: str  # benchmarks.paper table
+    level: float
+    fixed: int  # the quick tier's fixed step count (what "fixed" returns)
+    run: int  # how far the benchmark fits (past the peak)
+    tune: tuple[str, ...]  # images the per-task rule is chosen on
+    test: tuple[str, ...]  # images it is scored on (the quick tier's)
+
+
+def _quick(table):
+    return paper.tier_specs("quick")[table].images
+
+
+TASKS = (
+    StopTask("denoise-s15", "denoise", 15, 1200, 1800, ("cbsd68/130026", "set14/pepper"), _quick("denoise")),
+    StopTask("denoise-s25", "denoise", 25, 1200, 1600, ("cbsd68/130026", "set14/pepper"), _quick("denoise")),
+    StopTask("denoise-s50", "denoise", 50, 1200, 1400, ("cbsd68/130026", "set14/pepper"), _quick("denoise")),
+    StopTask("jpeg-q10", "jpeg", 10, 1200, 1600, ("cbsd68/148089", "cbsd68/220075"), _quick("jpeg")),
+    StopTask("jpeg-q20", "jpeg", 20, 1200, 1600, ("cbsd68/148089", "cbsd68/220075"), _quick("jpeg")),
+    StopTask("sr-x4", "sr", 4, 600, 1000, ("set5/bird", "set14/monarch"), _quick("sr")),
+    StopTask("inpaint-p50", "inpaint", 0.5, 1000, 1600, ("inpainting11/boat", "inpainting11/peppers256"),
+             _quick("inpaint")),
+)
+TASK = {t.name: t for t in TASKS}
+
+WMV_WINDOWS = (25, 50, 100, 200)
+EMV_ALPHAS = (0.04, 0.1)
+
+
+def make_job(task: StopTask, image: str, seed: int = 0) -> paper.Job:
+    """The quick-tier job of ``image`` at the task's level (same crop and seed as the quick tier)."""
+    base = paper.make_jobs(task.table, "quick", images=[image], seed=seed)[0]
+    return replace(base, level=task.level, degradation=paper.degradation_label(task.table, task.level),
+                   iters=task.run)
+
+
+def record(task: StopTask, image: str) -> dict:
+    """Fit one case past its peak; return its PSNR and variance curves."""
+    import deepprior
+    from deepprior.stopping import ExponentialVariance, WindowedVariance
+
+    job = make_job(task, image)
+    case = paper.TABLES[task.table].make_case(job)
+    huge = 10**9  # never stop: only the variance curves are wanted
+    trackers = {f"wmv{w}": WindowedVariance(w, huge) for w in WMV_WINDOWS}
+    trackers.update({f"emv{a:g}": ExponentialVariance(a, huge) for a in EMV_ALPHAS})
+
+    def watch(step, state):
+        for t in trackers.values():
+            t(step, state)
+
+    t0 = time.perf_counter()
+    res = deepprior.run_task(paper.TABLES[task.table].task, case.degraded, preset=job.preset, iters=task.run,
+                             rng=job.seed, reference=case.truth, callback=watch, stop="fixed",
+                             **case.dip_kwargs)
+    seconds = time.perf_counter() - t0
+    h = res.restoration.fit.history
+    avg = h.get("psnr_average_reference") or None
+    return {
+        "task": task.name, "image": image, "preset": job.preset, "seed": job.seed, "steps": h["step"][-1],
+        "seconds": round(seconds, 1),
+        "raw": [round(float(v), 4) for v in h["psnr_reference"]],
+        "avg": None if avg is None else [round(float(v), 4) for v in avg],
+        "variance": {k: [float(f"{v:.6g}") for _, v in t.variances] for k, t in trackers.items()},
+        "variance_steps": {k: [s for s, _ in t.variances] for k, t in trackers.items()},
+    }
+
+
+def load_cache() -> dict:
+    return json.loads(CACHE.read_text()) if CACHE.exists() else {}
+
+
+def cmd_run(args) -> None:
+    cache = load_cache()
+    tasks = [TASK[n] for n in args.tasks] if args.tasks else list(TASKS)
+    sets = ("tune", "test") if args.set == "all" else (args.set,)
+    todo = [(t, i) for s in sets for t in tasks for i in getattr(t, s) if f"{t.name}|{i}" not in cache]
+    total = sum(t.run for t, _ in todo)
+    print(f"{len(todo)} fits, {total} steps (~{total / 15 / 60:.0f} min at 15 steps/s on a 2-core CPU)")
+    for k, (task, image) in enumerate(todo, 1):
+        rec = record(task, image)
+        cache[f"{task.name}|{image}"] = rec
+        CACHE.parent.mkdir(parents=True, exist_ok=True)
+        tmp = CACHE.with_suffix(".tmp")
+        tmp.write_text(json.dumps(cache))
+        tmp.replace(CACHE)
+        peak = max(rec["raw"])
+        print(f"[{k}/{len(todo)}] {task.name} {image}: {rec['steps']} steps in {rec['seconds']} s; "
+              f"raw peak {peak:.2f} dB at step {rec['raw'].index(peak) + 1}", flush=True)
+
+
+# --- offline evaluation of a rule on recorded curves ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class RuleConfig:
+    """A stopping configuration: which variance curve, how long to wait, what to return."""
+
+    curve: str  # "wmv100", "emv0.04", ...
+    patience: int
+    keep: str  # "raw" (the output at the variance minimum), "avg" (the average there), "avg-stop"
+
+    @property
+    def label(self) -> str:
+        return f"{self.curve} p{self.patience} {self.keep}"
+
+
+def stop_of(variances: list[float], steps: list[int], patience: int, cap: int) -> tuple[int, int]:
+    """(stop step, step of the variance minimum) of a minimum-plus-patience rule, at most ``cap``.
+
+    ``variances[i]`` is the variance at step ``steps[i]`` (steps the rule skips, e.g. backtracked
+    ones, are missing).  The rule stops at the first step ``t`` with ``t - argmin_{s <= t} VAR_s
+    >= patience``; without such a step it runs to ``cap``.  (Like the rules, patience is only
+    checked at steps that have a variance.)
+    """
+    best, best_step = math.inf, None
+    for v, step in zip(variances, steps):
+        if step > cap:
+            break
+        if v < best:
+            best, best_step = v, step
+        if best_step is not None and step - best_step >= patience:
+            return step, best_step
+    return cap, best_step if best_step is not None else cap
+
+
+def evaluate(rec: dict, rule: RuleConfig | None, cap: int) -> dict:
+    """Score a rule (None: the fixed count ``cap``) on one recorded case."""
+    raw, avg = rec["raw"], rec["avg"]
+    returned = avg if avg is not None else raw  # what the fit returns without a rule
+    if rule is None:
+        return {"stop": cap, "best": cap, "psnr": returned[cap - 1], "fired": False}
+    stop, best = stop_of(rec["variance"][rule.curve], rec["variance_steps"][rule.curve], rule.patience, cap)
+    fired = stop < cap or (stop == cap and best is not None and cap - best >= rule.patience)
+    if not fired:  # the cap ended the fit: it returns what it would anyway
+        return {"stop": cap, "best": cap, "psnr": returned[cap - 1], "fired": False}
+    if rule.keep == "raw" or avg is None:
+        value = raw[best - 1]
+    elif rule.keep == "avg":
+        value = avg[best - 1]
+    else:
+        value = avg[stop - 1]
+    return {"stop": stop, "best": best, "psnr": value, "fired": True}
+
+
+def spec_of(rule: RuleConfig) -> str:
+    """The :class:`deepprior.stopping.StopSpec` arguments a configuration stands for."""
+    if rule.curve.startswith("wmv"):
+        kind, window = "wmv", int(rule.curve[3:])
+    else:
+        kind, window = "emv", round(2 / float(rule.curve[3:]))
+    keep = {"raw": "output", "avg": "result", "avg-stop": "final"}[rule.keep]
+    return f'StopSpec("{kind}", {window}, {rule.patience}, "{keep}")'
+
+
+def candidates(has_avg: bool) -> list[RuleConfig]:
+    curves = [f"wmv{w}" for w in WMV_WINDOWS] + [f"emv{a:g}" for a in EMV_ALPHAS]
+    keeps = ("raw", "avg", "avg-stop") if has_avg else ("raw",)
+    return [RuleConfig(c, p, k) for c in curves for p in (50, 100, 200, 300, 400, 600) for k in keeps]
+
+
+GROUPS = {"denoise": "denoise", "jpeg": "deblock", "sr": "sr", "inpaint": "inpaint"}  # table -> deepprior task
+
+
+def choose(table: str, cache: dict) -> tuple[RuleConfig, str]:
+    """The configuration chosen for a task (all its levels) on the tune images.
+
+    Among the configurations never more than 0.1 dB below the fixed count on any tune case, keep
+    those whose mean PSNR is within 0.1 dB of the best such mean, and of those the one that runs
+    the fewest steps (as a fraction of the fixed count).  If none qualifies, the one with the best
+    worst-case margin.
+    """
+    cases = [(t, cache[f"{t.name}|{i}"]) for t in TASKS if t.table == table for i in t.tune
+             if f"{t.name}|{i}" in cache]
+    if not cases:
+        raise SystemExit(f"no tune runs for {table}: run `python -m benchmarks.stopping run --set tune`")
+    scored = []
+    for rule in candidates(cases[0][1]["avg"] is not None):
+        margins, frac = [], []
+        for task, rec in cases:
+            got, fixed = evaluate(rec, rule, task.fixed), evaluate(rec, None, task.fixed)
+            margins.append(got["psnr"] - fixed["psnr"])
+            frac.append(got["stop"] / task.fixed)
+        scored.append((rule, min(margins), sum(margins) / len(margins), sum(frac) / len(frac)))
+    ok = [x for x in scored if x[1] >= -0.1]
+    if ok:
+        top = max(x[2] for x in ok)
+        pick = min((x for x in ok if x[2] >= top - 0.1), key=lambda x: (x[3], -x[2]))
+        why = "fewest steps among the rules never > 0.1 dB below fixed and within 0.1 dB of the best mean"
+    else:
+        pick = max(scored, key=lambda x: (x[1], -x[3]))
+        why = "no rule stayed within 0.1 dB of fixed on every tune case: the best worst case"
+    rule, worst, mean, frac = pick
+    names = sorted({i for t, _ in cases for i in t.tune})
+    return rule, (f"{GROUPS[table]}: `{rule.label}` ({why}; on {len(cases)} tune cases ({', '.join(names)}): "
+                  f"worst {worst:+.2f} dB, mean {mean:+.2f} dB vs fixed, {100 * (1 - frac):.0f} % of the steps saved)")
+
+
+def cmd_report(args) -> None:
+    cache = load_cache()
+    rows, notes, chosen = [], [], {}
+    for table in GROUPS:
+        rule, why = choose(table, cache)
+        notes.append(why)
+        for task in TASKS:
+            if task.table == table:
+                chosen[task.name] = rule
+    for task in TASKS:
+        rule = chosen[task.name]
+        for image in task.test:
+            rec = cache.get(f"{task.name}|{image}")
+            if rec is None:
+                print(f"missing test run {task.name} {image}")
+                continue
+            raw = rec["raw"]
+            peak = max(raw)
+            got, fixed = evaluate(rec, rule, task.fixed), evaluate(rec, None, task.fixed)
+            rows.append({"task": task.name, "image": image, "preset": rec["preset"], "rule": rule.label,
+                         "oracle_psnr": round(peak, 2), "oracle_step": raw.index(peak) + 1,
+                         "rule_psnr": round(got["psnr"], 2), "rule_stop": got["stop"], "rule_best": got["best"],
+                         "fired": got["fired"], "fixed_psnr": round(fixed["psnr"], 2), "fixed_steps": task.fixed,
+                         "gap_db": round(peak - got["psnr"], 2), "vs_fixed_db": round(got["psnr"] - fixed["psnr"], 2),
+                         "steps_saved": round(1 - got["stop"] / task.fixed, 3)})
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    with open(RESULTS / "stopping.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    (RESULTS / "stopping.md").write_text(markdown(rows, notes))
+    for task in TASKS:
+        plot(task, cache, chosen[task.name])
+    print("\n".join(notes))
+    for table, task in GROUPS.items():
+        rule = next(chosen[t.name] for t in TASKS if t.table == table)
+        print(f"AUTO_STOP[{task!r}] = {spec_of(rule)}")
+    print(f"wrote {RESULTS / 'stopping.csv'}, stopping.md and stopping-<task>.png")
+
+
+def markdown(rows: list[dict], notes: list[str]) -> str:
+    out = ["Reproduce: `python -m benchmarks.stopping run && python -m benchmarks.stopping report` "
+           "(quick-tier crops and presets; one fit per image past the fixed step count, every rule "
+           "configuration scored offline on its recorded curves; module docstring of `benchmarks/stopping.py`).",
+           "",
+           "One configuration per task (denoising: one for all three sigmas; JPEG: one for both qualities) is "
+           "chosen on the *tune* images and reported here on the quick tier's images. *Oracle*: the peak PSNR of "
+           "the raw output over the whole run (ground truth needed). *Rule*: the PSNR of the image the rule returns, "
+           "at the step the fit stops (the cap is the fixed step count; '(cap)' = the rule did not fire and the "
+           "fit returned what it returns anyway). *Fixed*: the fixed-count preset's image. *Gap* = oracle - rule "
+           "(negative: the returned average beats every raw iterate). *Steps saved*: 1 - steps run / fixed steps "
+           "(patience included).",
+           "",
+           "| task | image | rule (chosen on tune images) | oracle raw peak (dB @ step) | rule (dB @ stop) "
+           "| fixed (dB @ steps) | gap to peak | vs fixed | steps saved |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        out.append(f"| {r['task']} | {r['image']} | {r['rule']} | {r['oracle_psnr']:.2f} @ {r['oracle_step']} "
+                   f"| {r['rule_psnr']:.2f} @ {r['rule_stop']}{'' if r['fired'] else ' (cap)'} "
+                   f"| {r['fixed_psnr']:.2f} @ {r['fixed_steps']} | {r['gap_db']:+.2f} | {r['vs_fixed_db']:+.2f} "
+                   f"| {100 * r['steps_saved']:.0f} % |")
+    out += ["", "| task | mean gap to peak (dB) | worst gap | mean vs fixed | worst vs fixed | steps saved |",
+            "|---|---|---|---|---|---|"]
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    for t in tasks + ["all"]:
+        rs = [r for r in rows if t in ("all", r["task"])]
+        fixed_steps = sum(r["fixed_steps"] for r in rs)
+        saved = 1 - sum(r["rule_stop"] for r in rs) / fixed_steps
+        out.append(f"| {t} | {sum(r['gap_db'] for r in rs) / len(rs):+.2f} | {max(r['gap_db'] for r in rs):+.2f} "
+                   f"| {sum(r['vs_fixed_db'] for r in rs) / len(rs):+.2f} | {min(r['vs_fixed_db'] for r in rs):+.2f} "
+                   f"| {100 * saved:.0f} % |")
+    out += ["", "Chosen on the tune images:", ""] + [f"- {n}" for n in notes]
+    out += ["", "PSNR curves with the detected stops (thin: raw output; thick: the running average; triangle: "
+            "the image the rule returns, at the step the fit stops; dashed: the fixed count):", ""]
+    out += [f"![{t}](benchmarks/results/stopping-{t}.png)" for t in tasks]
+    return "\n".join(out) + "\n"
+
+
+def plot(task: StopTask, cache: dict, rule: RuleConfig) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    recs = [(i, cache.get(f"{task.name}|{i}")) for i in task.test]
+    recs = [(i, r) for i, r in recs if r]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for k, (image, rec) in enumerate(recs):
+        colour = f"C{k}"
+        steps = range(1, len(rec["raw"]) + 1)
+        ax.plot(steps, rec["raw"], color=colour, lw=0.6, alpha=0.5)
+        if rec["avg"] is not None:
+            ax.plot(steps, rec["avg"], color=colour, lw=1.2, label=f"{image} (average)")
+        got = evaluate(rec, rule, task.fixed)
+        ax.plot([got["stop"]], [got["psnr"]], "v", color=colour, ms=9)
+        ax.axvline(got["stop"], color=colour, ls=":", lw=0.8)
+        if rec["avg"] is None:
+            ax.plot([], [], color=colour, label=image)
+    ax.axvline(task.fixed, color="k", ls="--", lw=0.8, label=f"fixed ({task.fixed})")
+    ax.set_xlabel("step")
+    ax.set_ylabel("PSNR vs ground truth (dB)")
+    ax.set_title(f"{task.name}: raw output (thin), average (thick), rule stop (triangle)\n{rule.label}")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(RESULTS / f"stopping-{task.name}.png", dpi=90)
+    plt.close(fig)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="fit the cases (cached) and record the curves")
+    r.add_argument("--set", default="all", choices=["tune", "test", "all"])
+    r.add_argument("--tasks", nargs="+", choices=list(TASK))
+    sub.add_parser("report", help="choose rules on tune, score on test, write the table and plots")
+    args = ap.parse_args(argv)
+    cmd_run(args) if args.cmd == "run" else cmd_report(args)
+
+
+if __name__ == "__main__":
+    main()

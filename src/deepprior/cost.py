@@ -1,0 +1,106 @@
+"""What a fit will cost before it starts: memory and work per step, and whether it fits.
+
+Both scale with the number of pixels the network sees (its input is padded to a multiple of
+``2^levels``), so they are measured once on a small probe of the same network and scaled:
+
+* **memory**: weights, gradients and Adam's two moments (4 copies of the parameters), plus the
+  tensors autograd saves for the backward pass of one step (each storage once), counted with
+  :class:`torch.autograd.graph.saved_tensors_hooks` on a probe of ``PROBE`` x ``PROBE`` pixels,
+  plus the images the loop keeps (input, jitter, output, average, a stopping rule's window);
+* **work**: the flops of one training step (forward and backward), counted with
+  :class:`torch.utils.flop_counter.FlopCounterMode` on the probe (convolutions and matmuls only).
+
+The saved bytes are fitted as linear in the pixel count from two probes (``PROBE`` and twice
+that), which absorbs most of the padding's border term; flops scale exactly.
+
+``python -m benchmarks.memory`` compares the memory estimate with the measured peak.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+PROBE = 64  # side of the smaller probe (the other is twice as large; both multiples of the network's)
+GIB = 2**30
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """The cost of one fit, from :func:`estimate`."""
+
+    pixels: int  # pixels of the network's (padded) output
+    parameters: int
+    gflop_per_step: float  # forward + backward, convolutions and matmuls
+    activation_bytes: int  # saved for backward in one step
+    state_bytes: int  # weights, gradients, Adam moments, input, average, rule window
+    bytes: int  # activation_bytes + state_bytes (excludes the framework itself, ~0.3-0.5 GiB)
+
+    @property
+    def gib(self) -> float:
+        return self.bytes / GIB
+
+    def describe(self, steps: int | None = None) -> str:
+        text = f"~{self.gib:.1f} GiB of memory for the fit, {self.gflop_per_step:.0f} GFLOP per step"
+        return text + (f" ({steps * self.gflop_per_step / 1000:.0f} TFLOP for {steps} steps)" if steps else "")
+
+
+def estimate(network, in_channels: int, out_channels: int, height: int, width: int, *, multiple: int = 1,
+             window: int = 0) -> Estimate:
+    """Estimate memory and flops of fitting ``network`` (a module, on the CPU) at ``height`` x
+    ``width`` (the padded size the network sees).
+
+    ``multiple``: the network's size multiple (the probe is a multiple of it); ``window``: the
+    number of image-sized buffers a stopping rule keeps (a windowed-variance rule's window).
+    The network is not changed (the probe runs on a deep copy in train mode).
+    """
+    import copy
+
+    side = math.ceil(max(PROBE, 2 * multiple) / multiple) * multiple
+    net = copy.deepcopy(network).cpu().float().train()
+    saved1, _ = _probe(net, in_channels, side)
+    saved2, flops = _probe(net, in_channels, 2 * side)
+    n1, n2, n = side * side, 4 * side * side, height * width
+    params = sum(p.numel() for p in network.parameters())
+    image = out_channels * n * 4
+    state = 4 * params * 4 + 3 * in_channels * n * 4 + (4 + window) * image
+    # saved bytes are linear in the pixels plus a border term (padding), which the two probes fit
+    activations = int(max(saved1 + (saved2 - saved1) * (n - n1) / (n2 - n1), 0))
+    return Estimate(n, params, flops * n / n2 / 1e9, activations, state, activations + state)
+
+
+def _probe(net, in_channels: int, side: int) -> tuple[int, int]:
+    """(bytes autograd saves, flops) of one training step of ``net`` at ``side`` x ``side``."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    storages: dict[int, int] = {}  # one tensor can be saved by several ops: count its storage once
+
+    def pack(t):
+        st = t.untyped_storage()
+        storages[st.data_ptr()] = st.nbytes()
+        return t
+
+    z = torch.zeros(1, in_channels, side, side)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), FlopCounterMode(display=False) as counter:
+        net(z).float().square().mean().backward()
+    net.zero_grad(set_to_none=True)
+    return sum(storages.values()), counter.get_total_flops()
+
+
+def available_bytes(device) -> int | None:
+    """Memory free for a fit on ``device`` (CUDA: free device memory; CPU: the system's
+    MemAvailable on Linux), or None where unknown."""
+    import torch
+
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(dev)
+        return int(free)
+    if dev.type == "cpu" and os.path.exists("/proc/meminfo"):
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    return None
