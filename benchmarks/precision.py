@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def main(argv=None) -> None:
@@ -51,14 +52,22 @@ def main(argv=None) -> None:
         secs[precision] = time.perf_counter() - t0
         h = res.restoration.fit.history
         curves[precision] = h.get("psnr_average_reference") or h["psnr_reference"]
-    print(f"{'step':>6} {'fp32 dB':>8} {'bf16 dB':>8}")
-    for i in range(99, args.iters, 100):
-        print(f"{i + 1:6d} {curves['fp32'][i]:8.2f} {curves['bf16'][i]:8.2f}")
+    lines = [f"Reproduce: `python -m benchmarks.precision --preset {args.preset} --iters {args.iters}` "
+             f"({args.crop}x{args.crop} centre crop of F16, sigma 25, seed 0; fp32 then bf16 in one process on this "
+             f"CPU, torch {torch.__version__}, {torch.get_num_threads()} threads; PSNR of the returned image).", "",
+             "| step | fp32 (dB) | bf16 (dB) |", "|---:|---:|---:|"]
+    for i in range(199, args.iters, 200):
+        lines.append(f"| {i + 1} | {curves['fp32'][i]:.2f} | {curves['bf16'][i]:.2f} |")
+    lines.append("")
     for p in ("fp32", "bf16"):
         cv = curves[p]
-        print(f"{p}: peak {max(cv):.2f} dB at step {cv.index(max(cv)) + 1}, final {cv[-1]:.2f} dB, {secs[p]:.1f} s")
-    print(f"bf16 / fp32: peak {max(curves['bf16']) - max(curves['fp32']):+.2f} dB, "
-          f"final {curves['bf16'][-1] - curves['fp32'][-1]:+.2f} dB, time x{secs['fp32'] / secs['bf16']:.2f} faster")
+        lines.append(f"- {p}: peak {max(cv):.2f} dB at step {cv.index(max(cv)) + 1}, final {cv[-1]:.2f} dB, "
+                     f"{secs[p]:.1f} s")
+    lines.append(f"- bf16 - fp32: peak {max(curves['bf16']) - max(curves['fp32']):+.2f} dB, final "
+                 f"{curves['bf16'][-1] - curves['fp32'][-1]:+.2f} dB; bf16 is {secs['fp32'] / secs['bf16']:.2f}x faster")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "precision.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -247,7 +247,7 @@ def build(results: Path, output: Path) -> str:
                   "--out benchmarks/results/speed.json --markdown benchmarks/results/speed.md`)", "",
                   *speed.read_text().strip().splitlines(), ""]
     for name, title in (("stopping.md", "Automatic stopping"), ("memory.md", "Memory of big photos"),
-                        ("precision.md", "bfloat16: speed and quality")):
+                        ("precision.md", "bfloat16: speed and quality"), ("tiles.md", "Tiles")):
         part = results / name  # written by benchmarks.stopping / benchmarks.memory / benchmarks.precision
         if part.is_file():
             lines += ["", f"## {title}", "", *part.read_text().strip().splitlines(), ""]

@@ -304,10 +304,11 @@ def time_to_quality(preset_name: str, crop: int, target_db: float, cap: int, dev
             return True
         return False
 
-    preset = get_preset(preset_name)
+    name, _, precision = preset_name.partition("@")  # "denoise-small@bf16": the preset in bf16
+    preset = get_preset(name).replace(**({"precision": precision} if precision else {}))
     t0 = time.perf_counter()
     res = restore(tensor(noisy), preset.replace(iters=cap), rng=0, device=device, reference=tensor(clean),
-                  callback=reached)
+                  callback=reached, stop=None)
     wall = time.perf_counter() - t0
     row = {"preset": preset_name, "crop": crop, "sigma": 25, "target_db": target_db, "cap_steps": cap,
            "reached": "step" in hit, "steps": hit.get("step"), "seconds": hit.get("seconds"),
@@ -401,7 +402,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--sgemm-n", type=int, default=4096)
     ap.add_argument("--sgemm-repeats", type=int, default=5)
     ap.add_argument("--ttq", action="store_true", help="also measure time to quality (slower)")
-    ap.add_argument("--ttq-presets", nargs="+", default=["denoise-paper", "denoise-small"])
+    ap.add_argument("--ttq-presets", nargs="+", default=["denoise-paper", "denoise-small", "denoise-small@bf16"],
+                    help="preset names; NAME@bf16 runs the preset with precision='bf16'")
     ap.add_argument("--ttq-crop", type=int, default=128)
     ap.add_argument("--target-db", type=float, default=29.0)
     ap.add_argument("--ttq-cap", type=int, default=3000, help="most steps per preset")

@@ -14,7 +14,7 @@ every image of a set, ``run`` degrades the image exactly as the quick tier of
   (ES-WMV) for several windows, and the exponential moving variance (ES-EMV) for several
   weights.
 
-Every rule configuration (kind, window, patience, which iterate is returned) is then evaluated
+Every rule configuration (kind, window, patience, warm-up, which iterate is returned) is then evaluated
 *offline* on those curves: a rule's stop is a deterministic function of its variance curve, so
 one fit per image scores all configurations.  The curves are cached (not committed) in
 ``benchmarks/results/runs/stopping-curves.json``; ``run`` skips cases already there.
@@ -80,6 +80,7 @@ TASKS = (
 TASK = {t.name: t for t in TASKS}
 
 WMV_WINDOWS = (25, 50, 100, 200)
+WARMUPS = (0, 300)  # ignore variance minima before this step (0: from the window's first full value)
 EMV_ALPHAS = (0.04, 0.1)
 
 
@@ -155,13 +156,14 @@ class RuleConfig:
     curve: str  # "wmv100", "emv0.04", ...
     patience: int
     keep: str  # "raw" (the output at the variance minimum), "avg" (the average there), "avg-stop"
+    warmup: int = 0  # steps before the variance counts (0: the rule's own default)
 
     @property
     def label(self) -> str:
-        return f"{self.curve} p{self.patience} {self.keep}"
+        return f"{self.curve} p{self.patience} {self.keep}" + (f" w{self.warmup}" if self.warmup else "")
 
 
-def stop_of(variances: list[float], steps: list[int], patience: int, cap: int) -> tuple[int, int]:
+def stop_of(variances: list[float], steps: list[int], patience: int, cap: int, warmup: int = 0) -> tuple[int, int]:
     """(stop step, step of the variance minimum) of a minimum-plus-patience rule, at most ``cap``.
 
     ``variances[i]`` is the variance at step ``steps[i]`` (steps the rule skips, e.g. backtracked
@@ -173,6 +175,8 @@ def stop_of(variances: list[float], steps: list[int], patience: int, cap: int) -
     for v, step in zip(variances, steps):
         if step > cap:
             break
+        if step < warmup:
+            continue
         if v < best:
             best, best_step = v, step
         if best_step is not None and step - best_step >= patience:
@@ -186,16 +190,17 @@ def evaluate(rec: dict, rule: RuleConfig | None, cap: int) -> dict:
     returned = avg if avg is not None else raw  # what the fit returns without a rule
     if rule is None:
         return {"stop": cap, "best": cap, "psnr": returned[cap - 1], "fired": False}
-    stop, best = stop_of(rec["variance"][rule.curve], rec["variance_steps"][rule.curve], rule.patience, cap)
+    stop, best = stop_of(rec["variance"][rule.curve], rec["variance_steps"][rule.curve], rule.patience, cap,
+                         rule.warmup)
     fired = stop < cap or (stop == cap and best is not None and cap - best >= rule.patience)
     if not fired:  # the cap ended the fit: it returns what it would anyway
         return {"stop": cap, "best": cap, "psnr": returned[cap - 1], "fired": False}
-    if rule.keep == "raw" or avg is None:
+    if rule.keep == "raw":
         value = raw[best - 1]
     elif rule.keep == "avg":
         value = avg[best - 1]
-    else:
-        value = avg[stop - 1]
+    else:  # "avg-stop": what the fit returns at the stop step (the average, or the raw output)
+        value = returned[stop - 1]
     return {"stop": stop, "best": best, "psnr": value, "fired": True}
 
 
@@ -206,25 +211,39 @@ def spec_of(rule: RuleConfig) -> str:
     else:
         kind, window = "emv", round(2 / float(rule.curve[3:]))
     keep = {"raw": "output", "avg": "result", "avg-stop": "final"}[rule.keep]
-    return f'StopSpec("{kind}", {window}, {rule.patience}, "{keep}")'
+    warmup = f", warmup={rule.warmup}" if rule.warmup else ""
+    return f'StopSpec("{kind}", {window}, {rule.patience}, "{keep}"{warmup})'
 
 
 def candidates(has_avg: bool) -> list[RuleConfig]:
     curves = [f"wmv{w}" for w in WMV_WINDOWS] + [f"emv{a:g}" for a in EMV_ALPHAS]
-    keeps = ("raw", "avg", "avg-stop") if has_avg else ("raw",)
-    return [RuleConfig(c, p, k) for c in curves for p in (50, 100, 200, 300, 400, 600) for k in keeps]
+    keeps = ("raw", "avg", "avg-stop") if has_avg else ("raw", "avg-stop")
+    return [RuleConfig(c, p, k, w) for c in curves for p in (50, 100, 200, 300, 400, 600) for k in keeps
+            for w in WARMUPS]
 
 
 GROUPS = {"denoise": "denoise", "jpeg": "deblock", "sr": "sr", "inpaint": "inpaint"}  # table -> deepprior task
+
+
+_KEEP_PREFERENCE = ("avg-stop", "avg", "raw")
+
+
+def _memory(rule: RuleConfig) -> tuple[int, float]:
+    """Images a rule holds (EMV: 2; WMV: its window), then the smoother rule first."""
+    if rule.curve.startswith("emv"):
+        return 2, float(rule.curve[3:])
+    return int(rule.curve[3:]), 0.0
 
 
 def choose(table: str, cache: dict) -> tuple[RuleConfig, str]:
     """The configuration chosen for a task (all its levels) on the tune images.
 
     Among the configurations never more than 0.1 dB below the fixed count on any tune case, keep
-    those whose mean PSNR is within 0.1 dB of the best such mean, and of those the one that runs
-    the fewest steps (as a fraction of the fixed count).  If none qualifies, the one with the best
-    worst-case margin.
+    those whose mean PSNR is within 0.1 dB of the best such mean, then those within 2 % of the
+    fewest steps (as a fraction of the fixed count), then the one holding the least memory (ties:
+    higher mean PSNR, longer patience, the image at the stop rather than at the minimum, the
+    longer warm-up).  If none
+    qualifies, the one with the best worst-case margin.
     """
     cases = [(t, cache[f"{t.name}|{i}"]) for t in TASKS if t.table == table for i in t.tune
              if f"{t.name}|{i}" in cache]
@@ -241,8 +260,13 @@ def choose(table: str, cache: dict) -> tuple[RuleConfig, str]:
     ok = [x for x in scored if x[1] >= -0.1]
     if ok:
         top = max(x[2] for x in ok)
-        pick = min((x for x in ok if x[2] >= top - 0.1), key=lambda x: (x[3], -x[2]))
-        why = "fewest steps among the rules never > 0.1 dB below fixed and within 0.1 dB of the best mean"
+        good = [x for x in ok if x[2] >= top - 0.1]
+        fewest = min(x[3] for x in good)
+        near = [x for x in good if x[3] <= fewest + 0.02]
+        pick = min(near, key=lambda x: (_memory(x[0]), -x[2], -x[0].patience, _KEEP_PREFERENCE.index(x[0].keep),
+                                        -x[0].warmup))
+        why = ("quality first (never > 0.1 dB below fixed, mean within 0.1 dB of the best), then the fewest steps "
+               "(within 2 %), then the least memory (an exponential variance holds 2 images, a window W)")
     else:
         pick = max(scored, key=lambda x: (x[1], -x[3]))
         why = "no rule stayed within 0.1 dB of fixed on every tune case: the best worst case"

@@ -255,3 +255,13 @@ def test_fixed_stop_runs_exactly_the_steps(tiny, tmp_path):
     assert run("denoise", tiny, "-o", out, *FAST, "--stop", "fixed") == 0
     meta = json.loads(out.with_suffix(".json").read_text())
     assert meta["stop"]["rule"] == "fixed" and meta["stopped"] == {} and meta["iterations"] == 3
+
+
+def test_tiles_from_the_command_line(tiny, tmp_path, capsys):
+    out = tmp_path / "o.png"
+    assert run("denoise", tiny, "-o", out, *FAST, "--tile", "24", "--tile-overlap", "8") == 0
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert Image.open(out).size == (37, 31)
+    assert meta["tile"] == {"size": 24, "overlap": 8} and meta["stop_reason"] == "tiles"
+    assert len(meta["stopped"]["tiles"]) == 4 and meta["iterations"] == 4 * 3
+    _fails(capsys, tmp_path, "denoise", tiny, *FAST, "--tile", "8", "--tile-overlap", "8", match="smaller than")

@@ -294,3 +294,11 @@ def test_api_default_is_auto_with_the_preset_steps_as_cap():
     short = deepprior.run_task("denoise", y, preset="denoise-small", iters=400, rng=0, device="cpu",
                                stop=WindowedVariance(10, 10, keep="result"))
     assert short.restoration.fit.stop_reason == "rule" and short.restoration.fit.steps < 400
+
+
+@pytest.mark.parametrize("rule", [WindowedVariance(20, 50, warmup=400), ExponentialVariance(0.1, 50, warmup=400)])
+def test_warmup_ignores_early_minima(rule):
+    """With a warm-up past the synthetic minimum (step 300), no variance before step 400 counts:
+    the rule then sees only a rising variance and stops `patience` steps after the warm-up."""
+    stop = _run(rule)
+    assert rule.variances[0][0] == 400 and rule.min_step == 400 and stop == 450

@@ -39,7 +39,7 @@ __all__ = ["Settings", "Job", "Loaded", "Computed", "output_path", "fingerprint"
 OUTPUT_SUFFIX = {"denoise": "denoised", "deblock": "deblocked", "sr": "x{scale}", "inpaint": "inpainted"}
 
 #: Sidecar fields that must equal this run's for an image to count as done (see :func:`is_done`).
-FINGERPRINT_KEYS = ("task", "scale", "preset", "stop", "seed", "mask_keeps", "mask_dilate", "input_sha256",
+FINGERPRINT_KEYS = ("task", "scale", "preset", "stop", "tile", "seed", "mask_keeps", "mask_dilate", "input_sha256",
                     "mask_sha256")
 
 
@@ -71,6 +71,8 @@ class Settings:
     stop_window: int | None = None
     stop_patience: int | None = None
     check_memory: bool = True
+    tile: int | None = None  # restore overlapping tiles of this side (deepprior.tiles)
+    tile_overlap: int = 32
 
     @property
     def stop_config(self) -> dict:
@@ -190,6 +192,7 @@ def fingerprint(job: Job, settings: Settings) -> dict:
         "scale": settings.scale,
         "preset": settings.preset.to_dict(),
         "stop": settings.stop_config,
+        "tile": None if not settings.tile else {"size": settings.tile, "overlap": settings.tile_overlap},
         "seed": settings.seed,
         "mask_keeps": settings.mask_keeps,
         "mask_dilate": settings.mask_dilate,
@@ -371,6 +374,8 @@ def compute(job: Job, loaded: Loaded, settings: Settings, callbacks=(), announce
 
     from .stopping import make_rule
 
+    if settings.tile:
+        return _compute_tiled(loaded, settings, seed, callbacks, announce)
     rule = make_rule(settings.stop, task=settings.task, window=settings.stop_window, patience=settings.stop_patience)
     callbacks = list(callbacks)
     if settings.save_every:
@@ -413,6 +418,51 @@ def compute(job: Job, loaded: Loaded, settings: Settings, callbacks=(), announce
         estimate={"memory_gib": round(r.estimate.gib, 3), "gflop_per_step": round(r.estimate.gflop_per_step, 2)},
         stopped={} if rule is None else {"stop_step": rule.stop_step, "best_step": rule.best_step,
                                          "reason": rule.reason},
+    )
+
+
+def _compute_tiled(loaded: Loaded, settings: Settings, seed: int, callbacks, announce) -> Computed:
+    """:func:`compute` for ``settings.tile``: one fit per overlapping tile (:mod:`deepprior.tiles`),
+    tile ``i`` with seed ``seed + i``; the curves are those of the first tile."""
+    from .stopping import make_rule
+    from .tiles import run_tiled
+
+    first = []
+
+    def announce_once(cost):
+        if not first and announce is not None:
+            announce(cost)
+        first.append(cost)
+
+    t0 = time.perf_counter()
+    res = run_tiled(
+        settings.task, loaded.image, tile=settings.tile, overlap=settings.tile_overlap, mask=loaded.mask,
+        scale=settings.scale, rng=seed, preset=settings.preset, device=settings.device, callback=list(callbacks),
+        mask_keeps=bool(settings.mask_keeps), mask_dilate=settings.mask_dilate or 0,
+        time_budget=settings.time_budget, max_pixels=settings.max_pixels, check_memory=settings.check_memory,
+        announce=announce_once,
+        stop=lambda: make_rule(settings.stop, task=settings.task, window=settings.stop_window,
+                               patience=settings.stop_patience),
+    )
+    fits = [r.restoration.fit for r in res.results]
+    r0 = res.results[0].restoration
+    return Computed(
+        image=res.image,
+        seed=seed,
+        device=r0.device,
+        preset=r0.preset.to_dict(),
+        padded_size=list(r0.padded_size),
+        steps=sum(f.steps for f in fits),
+        stop_reason="interrupted" if res.interrupted else "tiles",
+        backtracks=sum(f.backtracks for f in fits),
+        seconds=time.perf_counter() - t0,
+        resumed_from=0,
+        history=fits[0].history,
+        versions=_versions(),
+        estimate={"memory_gib": round(r0.estimate.gib, 3), "gflop_per_step": round(r0.estimate.gflop_per_step, 2),
+                  "per": "tile"},
+        stopped={"tiles": [{"box": list(b), "steps": f.steps, "stop_reason": f.stop_reason}
+                           for b, f in zip(res.boxes, fits)]},
     )
 
 
@@ -480,6 +530,7 @@ def save(job: Job, loaded: Loaded, computed: Computed, settings: Settings) -> di
         "resumed_from": computed.resumed_from,
         "stop_reason": computed.stop_reason,
         "stop": settings.stop_config,
+        "tile": fp.get("tile"),
         "stopped": computed.stopped,
         "estimate": computed.estimate,
         "backtracks": computed.backtracks,

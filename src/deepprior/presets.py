@@ -37,7 +37,7 @@ class Preset:
     jitter_kind: str = "gaussian"  # "gaussian" (paper) or "uniform" [0, jitter) (Chainer tutorial)
     # --- optimisation ----------------------------------------------------------------------
     lr: float = 0.01  # Adam learning rate (paper: LR = 0.01)
-    iters: int = 3000  # number of steps (a cap once automatic stopping exists)
+    iters: int = 3000  # number of steps; with automatic stopping (the default) the cap
     ema: float | None = 0.99  # exponential average of outputs (exp_weight); None = return last output
     backtrack: bool = True  # restore the last good weights when PSNR(y) falls by > backtrack_db
     backtrack_db: float = 5.0  # paper's threshold

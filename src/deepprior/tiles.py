@@ -1,0 +1,128 @@
+"""Photos too big for memory: restore overlapping tiles and blend them.
+
+A fit's memory grows with the pixels (``deepprior.cost``): the paper's network needs ~35 GiB for a
+2048x2048 photo.  :func:`run_tiled` cuts the image into ``tile`` x ``tile`` tiles that overlap by
+``overlap`` pixels, restores each tile with its own fit (:func:`deepprior.api.run_task`, seed
+``rng + i`` for tile ``i``), and blends the results with weights that ramp linearly from the
+tile's edge over the overlap, so that no seam shows.  Memory is that of one tile; time is the sum
+of the tiles' (more pixels in all, because of the overlaps).  Each tile only sees its own
+content: large structures across tiles are restored independently (BENCHMARKS.md, "Tiles",
+measures what that costs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["run_tiled", "tile_starts", "TiledResult"]
+
+
+@dataclass
+class TiledResult:
+    """What :func:`run_tiled` returns."""
+
+    image: np.ndarray  # the blended result, float32 in [0, 1]
+    boxes: list = field(default_factory=list)  # (top, left, height, width) of every tile, input pixels
+    results: list = field(default_factory=list)  # the TaskResult of every tile
+    interrupted: bool = False  # Ctrl-C: the tiles after the interrupted one are the input (upscaled)
+
+
+def tile_starts(n: int, tile: int, overlap: int) -> list[int]:
+    """Start offsets of tiles of ``tile`` pixels covering ``n`` with at least ``overlap`` shared."""
+    if tile >= n:
+        return [0]
+    step = tile - overlap
+    starts = list(range(0, n - tile, step)) + [n - tile]
+    return sorted(set(starts))
+
+
+def _ramp(n: int, overlap: int, first: bool, last: bool) -> np.ndarray:
+    """1-D blending weights of a tile: a linear ramp over ``overlap`` pixels on each inner edge."""
+    w = np.ones(n, np.float32)
+    r = np.arange(1, overlap + 1, dtype=np.float32) / (overlap + 1)
+    k = min(overlap, n)
+    if not first:
+        w[:k] = np.minimum(w[:k], r[:k])
+    if not last:
+        w[n - k :] = np.minimum(w[n - k :], r[:k][::-1])
+    return w
+
+
+def run_tiled(task: str, image, *, tile: int, overlap: int = 32, mask=None, scale: int | None = None,
+              rng: int | None = 0, **kwargs) -> TiledResult:
+    """Restore ``image`` (numpy, (H, W) or (H, W, C)) tile by tile and blend the tiles.
+
+    Parameters
+    ----------
+    task : {"denoise", "deblock", "sr", "inpaint"}
+    image : ndarray
+        As :func:`deepprior.api.run_task` (integers scaled to [0, 1]).
+    tile : int
+        Tile side in input pixels (the output tile is ``scale`` times larger for SR).
+    overlap : int
+        Pixels shared by neighbouring tiles (blended); must be smaller than ``tile``.
+    mask : array (H, W), optional
+        Inpainting mask (cut into the same tiles).  A tile with nothing to fill is still fitted.
+    rng : int or None
+        Tile ``i`` uses seed ``rng + i`` (None: fresh seeds).
+    **kwargs
+        Passed to :func:`deepprior.api.run_task` (``preset=``, ``iters=``, ``device=``, ...).
+        ``stop`` may be a rule name, or a function returning a fresh rule for each tile (a rule
+        object holds the state of one fit).
+    """
+    from .api import run_task
+    from .pipeline import InputError
+
+    if not 0 <= overlap < tile:
+        raise InputError(f"the tile overlap must be >= 0 and smaller than the tile ({tile}), got {overlap}")
+    arr = np.asarray(image)
+    if arr.ndim not in (2, 3):
+        raise InputError(f"run_tiled takes a numpy (H, W) or (H, W, C) image, got shape {arr.shape}")
+    h, w = arr.shape[:2]
+    s = (scale or 4) if task == "sr" else 1  # run_task's default SR scale is 4
+    out = acc = None
+    boxes, results = [], []
+    tops, lefts = tile_starts(h, tile, overlap), tile_starts(w, tile, overlap)
+    interrupted = False
+    for i, (top, left) in enumerate((t, l) for t in tops for l in lefts):
+        th, tw = min(tile, h), min(tile, w)
+        part = arr[top : top + th, left : left + tw]
+        if interrupted:  # keep the result so far: the rest is the input itself
+            img = _as_float(part)
+            img = np.repeat(np.repeat(img, s, axis=0), s, axis=1)
+            if img.ndim == 3:
+                img = img[:, :, : out.shape[2]]  # no alpha (inpainting drops it)
+        else:
+            extra = {} if mask is None else {"mask": np.asarray(mask)[top : top + th, left : left + tw]}
+            kw = dict(kwargs)
+            if callable(kw.get("stop")) and not hasattr(kw["stop"], "best"):
+                kw["stop"] = kw["stop"]()  # a factory: a fresh rule for every tile
+            res = run_task(task, part, scale=scale, rng=None if rng is None else rng + i, **extra, **kw)
+            results.append(res)
+            fit = getattr(getattr(res, "restoration", None), "fit", None)
+            interrupted = getattr(fit, "stop_reason", None) == "interrupted"
+            img = res.image
+        img = np.asarray(img, np.float32)
+        img = img if img.ndim == 3 else img[:, :, None]
+        if out is None:
+            out = np.zeros((h * s, w * s, img.shape[2]), np.float32)
+            acc = np.zeros((h * s, w * s, 1), np.float32)
+        wy = _ramp(th * s, overlap * s, top == 0, top + th >= h)
+        wx = _ramp(tw * s, overlap * s, left == 0, left + tw >= w)
+        weight = (wy[:, None] * wx[None, :])[:, :, None]
+        out[top * s : (top + th) * s, left * s : (left + tw) * s] += img * weight
+        acc[top * s : (top + th) * s, left * s : (left + tw) * s] += weight
+        boxes.append((top, left, th, tw))
+    blended = out / acc
+    if arr.ndim == 2 and blended.shape[2] == 1:
+        blended = blended[:, :, 0]
+    return TiledResult(np.clip(blended, 0, 1), boxes, results, interrupted)
+
+
+def _as_float(a: np.ndarray) -> np.ndarray:
+    """An image as float32 in [0, 1] (integers scaled by their type's maximum)."""
+    if np.issubdtype(a.dtype, np.integer):
+        return a.astype(np.float32) / np.iinfo(a.dtype).max
+    return a.astype(np.float32)
