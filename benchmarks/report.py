@@ -243,8 +243,9 @@ def build(results: Path, output: Path) -> str:
         lines += section(table, tier, path, output)
     speed = results / "speed.md"  # written by python -m benchmarks.speed --markdown
     if speed.is_file():
-        lines += ["", "## Speed (`python -m benchmarks.speed --sizes 256 512 --steps 8 --warmup 2 "
-                  "--out benchmarks/results/speed.json --markdown benchmarks/results/speed.md`)", "",
+        lines += ["", "## Speed", "", "Reproduce: `python -m benchmarks.speed --sizes 256 512 --steps 8 --warmup 2 "
+                  "--variants eager channels_last bf16 --ttq --out benchmarks/results/speed.json "
+                  "--markdown benchmarks/results/speed.md`", "",
                   *speed.read_text().strip().splitlines(), ""]
     for name, title in (("stopping.md", "Automatic stopping"), ("memory.md", "Memory of big photos"),
                         ("precision.md", "bfloat16: speed and quality"), ("tiles.md", "Tiles")):
