@@ -1,9 +1,11 @@
 """PSNR curve of a preset on the 128x128 centre crop of the paper's F16 image with sigma=25 noise.
 
-    python -m benchmarks.f16_curve [--preset denoise-paper] [--iters N] [--every 100]
+    python -m benchmarks.f16_curve [--preset denoise-paper] [--iters N] [--every 100] [--stop fixed|auto]
 
 Prints a table (step, loss, PSNR of the raw and of the averaged output against the clean crop)
 and writes benchmarks/results/f16-curve-<preset>.csv.  The noisy input's PSNR is printed first.
+``--stop auto`` fits with the default automatic stopping instead of the fixed count and prints
+where it stopped and the PSNR of the returned image (the CSV is then not written).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ def main(argv=None):
     ap.add_argument("--iters", type=int)
     ap.add_argument("--every", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--stop", default="fixed", choices=["fixed", "auto"])
     args = ap.parse_args(argv)
 
     import torch
@@ -38,8 +41,16 @@ def main(argv=None):
     p_in = 10 * np.log10(1 / np.mean((noisy - clean) ** 2))
     print(f"noisy input PSNR {p_in:.2f} dB; preset {args.preset}; torch threads {torch.get_num_threads()}")
     res = deepprior.run_task("denoise", noisy, preset=args.preset, iters=args.iters, rng=args.seed,
-                             device="cpu", reference=clean, stop="fixed")
+                             device="cpu", reference=clean, stop=args.stop)
     hist = res.restoration.fit.history
+    if args.stop == "auto":
+        r, rule = res.restoration, res.restoration.stop_rule
+        avg = hist.get("psnr_average_reference") or hist["psnr_reference"]
+        out_db = 10 * np.log10(1 / np.mean((np.asarray(res.image) - clean) ** 2))
+        print(f"{args.preset} with --stop auto: {r.fit.stop_reason} after {r.fit.steps} steps (variance minimum at "
+              f"step {rule.min_step}); returned image {out_db:.2f} dB; best averaged output until then "
+              f"{max(avg):.2f} dB at step {avg.index(max(avg)) + 1}; {r.fit.seconds:.0f} s")
+        return
     rows = []
     for i, step in enumerate(hist["step"]):
         if step % args.every == 0 or step == hist["step"][-1]:
