@@ -245,7 +245,7 @@ def test_auto_stop_is_the_default_and_is_recorded(tiny, tmp_path):
     spec = AUTO_STOP["denoise"]
     assert meta["stop"] == {"rule": "auto", "window": None, "patience": None,
                             "auto": {"rule": spec.rule, "window": spec.window, "patience": spec.patience,
-                                     "keep": spec.keep}}
+                                     "keep": spec.keep, "warmup": spec.warmup}}
     # 3 steps: far below the patience, so the cap (--iters) ends the fit
     assert meta["stop_reason"] == "iters" and meta["iterations"] == 3 and meta["stopped"]["stop_step"] is None
 

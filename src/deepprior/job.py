@@ -83,7 +83,8 @@ class Settings:
             from .stopping import AUTO_STOP
 
             spec = AUTO_STOP[self.task]
-            config["auto"] = {"rule": spec.rule, "window": spec.window, "patience": spec.patience, "keep": spec.keep}
+            config["auto"] = {"rule": spec.rule, "window": spec.window, "patience": spec.patience, "keep": spec.keep,
+                              "warmup": spec.warmup}
         return config
 
 
