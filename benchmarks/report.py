@@ -248,7 +248,8 @@ def build(results: Path, output: Path) -> str:
                   "--markdown benchmarks/results/speed.md`", "",
                   *speed.read_text().strip().splitlines(), ""]
     for name, title in (("stopping.md", "Automatic stopping"), ("memory.md", "Memory of big photos"),
-                        ("precision.md", "bfloat16: speed and quality"), ("tiles.md", "Tiles")):
+                        ("precision.md", "bfloat16: speed and quality"), ("tiles.md", "Tiles"),
+                        ("fast.md", "A faster preset at the paper preset's quality")):
         part = results / name  # written by benchmarks.stopping / benchmarks.memory / benchmarks.precision
         if part.is_file():
             lines += ["", f"## {title}", "", *part.read_text().strip().splitlines(), ""]
