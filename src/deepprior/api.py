@@ -134,8 +134,8 @@ def run_task(
     preset's ``iters`` is the cap), ``"fixed"`` or None (exactly the preset's steps), another rule
     name of :func:`deepprior.stopping.make_rule`, or a rule object of :mod:`deepprior.stopping`
     (it ends the fit and picks the image returned).  The rule is in
-    ``result.restoration.stop_rule`` (its ``stop_step``, ``best_step``, ``reason``).  ``checkpoint``, ``checkpoint_every`` and ``resume`` save
-    and restore the fit's state (see :func:`deepprior.fitting.fit`); ``check_memory`` and
+    ``result.restoration.stop_rule`` (its ``stop_step``, ``best_step``, ``reason``).
+    ``checkpoint``, ``checkpoint_every`` and ``resume`` save and restore the fit's state (see :func:`deepprior.fitting.fit`); ``check_memory`` and
     ``announce`` are those of :func:`deepprior.pipeline.restore`.
     """
     import torch
@@ -144,7 +144,6 @@ def run_task(
     from .masks import binarize_mask, check_mask, dilate_mask
     from .presets import default_preset, get_preset
     from .pipeline import restore
-
     from .stopping import make_rule
 
     p = get_preset(preset or default_preset(task, scale=scale))

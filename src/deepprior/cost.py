@@ -45,6 +45,10 @@ class Estimate:
     def gib(self) -> float:
         return self.bytes / GIB
 
+    def summary(self) -> dict:
+        """The figures a sidecar records."""
+        return {"memory_gib": round(self.gib, 3), "gflop_per_step": round(self.gflop_per_step, 2)}
+
     def describe(self, steps: int | None = None) -> str:
         text = f"~{self.gib:.1f} GiB of memory for the fit, {self.gflop_per_step:.0f} GFLOP per step"
         return text + (f" ({steps * self.gflop_per_step / 1000:.0f} TFLOP for {steps} steps)" if steps else "")

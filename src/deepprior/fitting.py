@@ -223,8 +223,9 @@ def fit(
         dict of the loop's full state: ``step``, the network's ``state_dict`` (weights and
         BatchNorm buffers), the optimiser's, the backtracking ``snapshot`` and its PSNR, the
         ``average``, the jitter ``generator`` state, the counters, the ``history``, the
-        ``elapsed`` seconds and the stopping rule's state (``stop``, from its ``state_dict()``).  The tensors are the live ones: serialise them (``torch.save``) or
-        copy them before returning.
+        ``elapsed`` seconds and the stopping rule's state (``stop``, from its ``state_dict()``).
+        The tensors are the live ones: serialise them (``torch.save``) or copy them before
+        returning.
     checkpoint_every : int
         Steps between checkpoints (0: none).
     resume : dict, optional

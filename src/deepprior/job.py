@@ -416,7 +416,7 @@ def compute(job: Job, loaded: Loaded, settings: Settings, callbacks=(), announce
         resumed_from=r.fit.resumed_from,
         history=r.fit.history,
         versions=_versions(),
-        estimate={"memory_gib": round(r.estimate.gib, 3), "gflop_per_step": round(r.estimate.gflop_per_step, 2)},
+        estimate=r.estimate.summary(),
         stopped={} if rule is None else {"stop_step": rule.stop_step, "best_step": rule.best_step,
                                          "reason": rule.reason},
     )
@@ -460,8 +460,7 @@ def _compute_tiled(loaded: Loaded, settings: Settings, seed: int, callbacks, ann
         resumed_from=0,
         history=fits[0].history,
         versions=_versions(),
-        estimate={"memory_gib": round(r0.estimate.gib, 3), "gflop_per_step": round(r0.estimate.gflop_per_step, 2),
-                  "per": "tile"},
+        estimate=dict(r0.estimate.summary(), per="tile"),
         stopped={"tiles": [{"box": list(b), "steps": f.steps, "stop_reason": f.stop_reason}
                            for b, f in zip(res.boxes, fits)]},
     )
