@@ -243,13 +243,15 @@ def build(results: Path, output: Path) -> str:
         lines += section(table, tier, path, output)
     speed = results / "speed.md"  # written by python -m benchmarks.speed --markdown
     if speed.is_file():
-        lines += ["", "## Speed", "", "Reproduce: `python -m benchmarks.speed --sizes 256 512 --steps 8 --warmup 2 "
-                  "--variants eager channels_last bf16 --ttq --out benchmarks/results/speed.json "
-                  "--markdown benchmarks/results/speed.md`", "",
+        lines += ["", "## Speed", "", "Reproduce: `python -m benchmarks.speed --sizes 256 512 --steps 16 --warmup 3 "
+                  "--ttq --out benchmarks/results/speed.json --markdown benchmarks/results/speed.md`", "",
                   *speed.read_text().strip().splitlines(), ""]
     for name, title in (("stopping.md", "Automatic stopping"), ("memory.md", "Memory of big photos"),
                         ("precision.md", "bfloat16: speed and quality"), ("tiles.md", "Tiles"),
-                        ("fast.md", "A faster preset at the paper preset's quality")):
+                        ("fast-denoise.md", "A faster preset at the paper preset's quality: denoising"),
+                        ("fast-sr.md", "A faster preset at the paper preset's quality: super-resolution x4"),
+                        ("fast-inpaint.md", "A faster preset at the paper preset's quality: inpainting"),
+                        ("fast-search-denoise.md", "Searching for faster denoising presets (tune images)")):
         part = results / name  # written by benchmarks.stopping / benchmarks.memory / benchmarks.precision
         if part.is_file():
             lines += ["", f"## {title}", "", *part.read_text().strip().splitlines(), ""]

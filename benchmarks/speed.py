@@ -85,6 +85,7 @@ class Variant:
     description: str
     setup: Callable
     precision: str = "fp32"  # deepprior.fitting.fit(precision=...)
+    adam: str = "fused"  # "loop": torch's per-tensor Adam (as the original code); "fused": deepprior's
     tolerance: float | None = None  # max |diff| vs eager it must stay within (None: --tolerance)
 
 
@@ -102,11 +103,14 @@ def _channels_last(net, z, y):
 VARIANTS: dict[str, Variant] = {
     v.name: v
     for v in [
-        Variant("eager", "eager (current): deepprior.networks.SkipNet as built today, NCHW fp32", _eager),
-        Variant("channels_last", "the same network and tensors in channels_last (NHWC) memory format", _channels_last),
+        Variant("eager", "plain eager: deepprior.networks.SkipNet, NCHW fp32, torch's per-tensor Adam loop",
+                _eager, adam="loop"),
+        Variant("fused_adam", "eager + Adam's fused kernel (deepprior.fitting.make_adam)", _eager),
+        Variant("channels_last", "fused Adam + the network and tensors in channels_last (NHWC) memory format",
+                _channels_last),
         # bfloat16 autocast: 8 bits of mantissa, so one forward differs from fp32 by up to a few
         # 1e-2 at initialisation; what counts is the fit's PSNR (benchmarks.precision checks it)
-        Variant("bf16", "channels_last + the network under torch.autocast(bfloat16) (weights, Adam, loss, "
+        Variant("bf16", "channels_last + fused Adam + the network under torch.autocast(bfloat16) (weights, Adam, loss, "
                 "average in fp32); only where bf16 is native (AVX512-BF16/AMX CPUs, CUDA)", _channels_last,
                 precision="bf16", tolerance=0.1),
     ]
@@ -151,8 +155,8 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def build_problem(size: int, device: str, seed: int = 0):
-    """The paper network, its input ``z`` and a random measurement ``y`` at ``size`` x ``size``,
+def build_problem(size: int, device: str, seed: int = 0, preset: str = PRESET):
+    """The preset's (default: the paper's) network, its input ``z`` and a random measurement ``y`` at ``size`` x ``size``,
     built from ``seed`` as :func:`deepprior.pipeline.restore` builds them."""
     import torch
 
@@ -160,7 +164,7 @@ def build_problem(size: int, device: str, seed: int = 0):
     from deepprior.networks import build_network, min_size, size_multiple
     from deepprior.presets import get_preset
 
-    preset = get_preset(PRESET)
+    preset = get_preset(preset)
     cfg = preset.network
     if size % size_multiple(cfg) or size < min_size(cfg):
         raise SystemExit(f"--sizes: {size} must be a multiple of {size_multiple(cfg)} and >= {min_size(cfg)}")
@@ -213,11 +217,11 @@ def time_steps(preset, net, z, y, steps: int, warmup: int, device: str, precisio
             "backtracks": result.backtracks}
 
 
-def max_output_diff(variant: Variant, size: int, device: str) -> float:
+def max_output_diff(variant: Variant, size: int, device: str, preset: str = PRESET) -> float:
     """Max |variant(z) - eager(z)| on one train-mode forward pass with the same weights."""
     import torch
 
-    _, net, z, y = build_problem(size, device)
+    _, net, z, y = build_problem(size, device, preset=preset)
     ref_net = copy.deepcopy(net)
     v_net, v_z, _ = variant.setup(net, z.clone(), y)
     with torch.no_grad():
@@ -240,7 +244,11 @@ def worker(spec: dict) -> dict:
     if spec.get("threads"):
         torch.set_num_threads(spec["threads"])
     device, size, variant = spec["device"], spec["size"], VARIANTS[spec["variant"]]
-    preset, net, z, y = build_problem(size, device)
+    if variant.adam == "loop":  # this fresh process only: the plain optimiser of the original code
+        import deepprior.fitting
+
+        deepprior.fitting.make_adam = lambda params, lr: torch.optim.Adam(params, lr=lr, foreach=False, fused=False)
+    preset, net, z, y = build_problem(size, device, preset=spec.get("preset", PRESET))
     row = {"size": size, "variant": variant.name, "device": device, "threads": torch.get_num_threads(),
            "rss_before_mib": round(max_rss_mib(), 1)}
     if device.startswith("cuda"):
@@ -256,10 +264,10 @@ def worker(spec: dict) -> dict:
         row["peak_memory_kind"] = "ru_maxrss of the child process"
     del net, z, y
     if spec.get("count_flops"):
-        _, net, z, y = build_problem(size, device)
+        _, net, z, y = build_problem(size, device, preset=spec.get("preset", PRESET))
         row["flops_per_step"] = count_step_flops(net, z, y, preset.jitter)
     if variant.name != BASELINE:
-        row["max_abs_diff_vs_eager"] = max_output_diff(variant, size, device)
+        row["max_abs_diff_vs_eager"] = max_output_diff(variant, size, device, spec.get("preset", PRESET))
     return row
 
 
@@ -341,7 +349,7 @@ def markdown(result: dict, tolerance: float) -> str:
     """A compact markdown section: the machine, the sgemm peak, one row per (size, variant), ttq."""
     m, s = result["meta"], result["sgemm"]
     lines = [
-        f"### Speed: `{PRESET}` network ({m['device']}, {m['torch_threads']} threads, torch {m['torch']}, "
+        f"### Speed: `{m.get('preset', PRESET)}` network ({m['device']}, {m['torch_threads']} threads, torch {m['torch']}, "
         f"commit {m['commit']})",
         "",
         f"Machine: {m['machine']}.  sgemm peak ({s['n']}x{s['n']} fp32 `torch.mm`, median of {s['repeats']}): "
@@ -396,6 +404,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--steps", type=int, default=12, help="timed steps per size and variant")
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--preset", default=PRESET, help="whose network and loop settings to time")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     ap.add_argument("--tolerance", type=float, default=1e-4, help="max |variant - eager| on one forward")
@@ -423,7 +432,7 @@ def machine_meta(args, device: str) -> dict:
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.processor() or platform.system()}",
             "torch_threads": torch.get_num_threads(), "commit": git_commit(),
             "load_average_at_start": round(os.getloadavg()[0], 2), "steps": args.steps, "warmup": args.warmup,
-            "preset": PRESET}
+            "preset": args.preset}
     if device == "cuda":
         meta["gpu"] = torch.cuda.get_device_name()
         # convolutions may use TF32 (cuDNN's default) while the sgemm yardstick is plain fp32
@@ -461,7 +470,7 @@ def main(argv=None) -> int:
     for size in args.sizes:
         for i, name in enumerate(args.variants):
             spec = {"size": size, "variant": name, "device": args.device, "threads": meta["torch_threads"],
-                    "steps": args.steps, "warmup": args.warmup, "count_flops": i == 0}
+                    "steps": args.steps, "warmup": args.warmup, "count_flops": i == 0, "preset": args.preset}
             row = run_worker(spec)
             runs.append(row)
             msg = row.get("error") or f"{row['seconds_per_step']:.3f} s/step, peak {row['peak_memory_mib']:.0f} MiB"

@@ -83,7 +83,7 @@ def test_bf16_fit_denoises_about_as_well_as_fp32():
 
     clean = crop("paper/denoising/F16_GT.png", 48)
     noisy = np.clip(clean + np.random.default_rng(0).normal(0, 25 / 255, clean.shape), 0, 1).astype(np.float32)
-    out = {p: deepprior.denoise(noisy, preset="denoise-small", iters=150, rng=0, device="cpu", stop="fixed",
+    out = {p: deepprior.denoise(noisy, preset="denoise-small", iters=300, rng=0, device="cpu", stop="fixed",
                                 precision=p) for p in ("fp32", "bf16")}
     assert psnr(out["bf16"], clean) > psnr(noisy, clean) + 2
     assert abs(psnr(out["bf16"], clean) - psnr(out["fp32"], clean)) < 0.5

@@ -155,3 +155,37 @@ def test_a_new_inverse_problem_is_one_forward_model():
     y = torch.rand(1, 3, 21, 18)
     r = restore(y, tiny_preset(iters=3), forward=Blur(k), rng=0, device="cpu")
     assert r.image.shape == y.shape and r.fit.steps == 3
+
+
+def test_fused_adam_matches_the_loop():
+    # the fitting loop uses Adam's fused kernel; it must compute the per-tensor loop's update.
+    # Gradients are given (through a real network, rounding-level differences in near-zero
+    # gradients, e.g. of a bias followed by BatchNorm, flip Adam's early sign-like steps).
+    from deepprior.fitting import make_adam
+
+    gen = torch.Generator().manual_seed(0)
+    shapes = [(8, 4, 3, 3), (8,), (3, 8, 1, 1), (17,)]
+    params = [[torch.randn(s, generator=gen) for s in shapes]]
+    params.append([p.clone() for p in params[0]])
+    optims = [make_adam(params[0], 0.01), torch.optim.Adam(params[1], lr=0.01, foreach=False, fused=False)]
+    for _ in range(5):
+        grads = [torch.randn(s, generator=gen) for s in shapes]
+        for ps, opt in zip(params, optims):
+            for p, g in zip(ps, grads):
+                p.grad = g.clone()
+            opt.step()
+    for a, b in zip(*params):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_ema_warmup_fades_the_first_outputs_and_then_is_the_papers_average():
+    from deepprior.fitting import ema_weight
+
+    assert ema_weight(0.99, 1) == ema_weight(0.99, 5000) == 0.99  # the paper: constant
+    w = [ema_weight(0.99, t, warmup=True) for t in range(1, 2000)]
+    assert w[0] < 0.2 and all(a <= b for a, b in zip(w, w[1:])) and w[-1] == 0.99
+    # weight left on the first output after 100 steps: the paper's 0.99**99 = 37 %, warm-up < 1 %
+    left = 1.0
+    for t in range(2, 101):
+        left *= ema_weight(0.99, t, warmup=True)
+    assert left < 0.01 < 0.99**99

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from deepprior.networks import NetworkConfig, OriginNet, SkipNet, build_network, min_size, size_multiple
+from deepprior.networks import (DecoderNet, NetworkConfig, OriginNet, SkipNet, build_network, decoder_config,
+                                input_size, min_size, size_multiple)
 from deepprior.pipeline import restore
 from deepprior.presets import PRESETS
 
@@ -34,6 +35,7 @@ CONFIGS = {
     "maxpool-no-bn-5x5": NetworkConfig(channels_down=(8, 8, 8), channels_up=(8, 8, 8), channels_skip=(2, 2, 2),
                                        downsample="max", batchnorm=False, filter_down=5, filter_up=5,
                                        conv1x1_up=False, activation="elu"),
+    "decoder": decoder_config(16, 3),
 }
 
 
@@ -43,7 +45,8 @@ def test_every_network_restores_odd_sizes_to_the_input_size(name):
 
     cfg = CONFIGS[name]
     preset = Preset(name="t", task="denoise", description="", network=cfg, iters=1,
-                    input="meshgrid" if name == "hole" else "noise", input_depth=2 if name == "hole" else 32)
+                    input="meshgrid" if name == "hole" else "noise", input_depth=2 if name == "hole" else 32,
+                    jitter=0.0 if name == "decoder" else 1 / 30)
     y = torch.rand(1, 3, 37, 31)
     r = restore(y, preset, rng=0, device="cpu")
     assert r.image.shape == (1, 3, 37, 31)
@@ -62,6 +65,7 @@ def test_super_resolution_output_is_scale_times_the_input_on_odd_sizes(scale):
 
 def test_build_network_picks_the_architecture():
     assert isinstance(build_network(NetworkConfig(arch="origin"), 32, 3), OriginNet)
+    assert isinstance(build_network(decoder_config(), 64, 3), DecoderNet)
     assert isinstance(build_network(NetworkConfig(), 32, 3), SkipNet)
 
 
@@ -70,3 +74,25 @@ def test_bad_config_is_refused_with_a_clear_message():
         NetworkConfig(upsample="bicubic")
     with pytest.raises(ValueError, match="one \\(equal\\) length"):
         NetworkConfig(channels_down=(8, 8), channels_up=(8,), channels_skip=(4,))
+
+
+def test_deep_decoder_upsamples_a_small_input_with_1x1_convolutions():
+    cfg = decoder_config(64, 5)
+    net = build_network(cfg, 64, 3)
+    # Heckel & Hand: k^2 weights per 1x1 layer, 2k BN parameters, k*3 for the output layer
+    assert n_params(net) == 64 * 64 * 6 + 2 * 64 * 6 + 64 * 3
+    assert all(m.kernel_size == (1, 1) for m in net.modules() if isinstance(m, torch.nn.Conv2d))
+    h, w = input_size(cfg, 96, 160)
+    assert (h, w) == (3, 5)
+    assert net(torch.rand(1, 64, h, w)).shape == (1, 3, 96, 160)
+    assert input_size(NetworkConfig(), 96, 160) == (96, 160)
+
+
+def test_channels_last_only_for_networks_it_speeds_up_on_the_cpu():
+    from deepprior.pipeline import prefers_channels_last
+
+    cpu = torch.device("cpu")
+    assert prefers_channels_last(PRESETS["denoise-paper"].network, cpu)
+    assert not prefers_channels_last(PRESETS["denoise-small"].network, cpu)
+    assert prefers_channels_last(decoder_config(64, 5), cpu)
+    assert prefers_channels_last(PRESETS["denoise-small"].network, torch.device("cuda"))

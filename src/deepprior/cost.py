@@ -55,30 +55,32 @@ class Estimate:
 
 
 def estimate(network, in_channels: int, out_channels: int, height: int, width: int, *, multiple: int = 1,
-             window: int = 0) -> Estimate:
+             window: int = 0, input_divisor: int = 1) -> Estimate:
     """Estimate memory and flops of fitting ``network`` (a module, on the CPU) at ``height`` x
     ``width`` (the padded size the network sees).
 
     ``multiple``: the network's size multiple (the probe is a multiple of it); ``window``: the
-    number of image-sized buffers a stopping rule keeps (a windowed-variance rule's window).
+    number of image-sized buffers a stopping rule keeps (a windowed-variance rule's window);
+    ``input_divisor``: the network's input is this many times smaller than its output per side
+    (a decoder's; see :func:`deepprior.networks.input_size`).
     The network is not changed (the probe runs on a deep copy in train mode).
     """
     import copy
 
     side = math.ceil(max(PROBE, 2 * multiple) / multiple) * multiple
     net = copy.deepcopy(network).cpu().float().train()
-    saved1, _ = _probe(net, in_channels, side)
-    saved2, flops = _probe(net, in_channels, 2 * side)
+    saved1, _ = _probe(net, in_channels, side, input_divisor)
+    saved2, flops = _probe(net, in_channels, 2 * side, input_divisor)
     n1, n2, n = side * side, 4 * side * side, height * width
     params = sum(p.numel() for p in network.parameters())
     image = out_channels * n * 4
-    state = 4 * params * 4 + 3 * in_channels * n * 4 + (4 + window) * image
+    state = 4 * params * 4 + 3 * in_channels * n // input_divisor**2 * 4 + (4 + window) * image
     # saved bytes are linear in the pixels plus a border term (padding), which the two probes fit
     activations = int(TRANSIENT * max(saved1 + (saved2 - saved1) * (n - n1) / (n2 - n1), 0))
     return Estimate(n, params, flops * n / n2 / 1e9, activations, state, activations + state)
 
 
-def _probe(net, in_channels: int, side: int) -> tuple[int, int]:
+def _probe(net, in_channels: int, side: int, input_divisor: int = 1) -> tuple[int, int]:
     """(bytes autograd saves, flops) of one training step of ``net`` at ``side`` x ``side``."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
@@ -90,7 +92,7 @@ def _probe(net, in_channels: int, side: int) -> tuple[int, int]:
         storages[st.data_ptr()] = st.nbytes()
         return t
 
-    z = torch.zeros(1, in_channels, side, side)
+    z = torch.zeros(1, in_channels, side // input_divisor, side // input_divisor)
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), FlopCounterMode(display=False) as counter:
         net(z).float().square().mean().backward()
     net.zero_grad(set_to_none=True)

@@ -40,6 +40,28 @@ class DivergenceError(RuntimeError):
     """The loss became non-finite and backtracking could not recover."""
 
 
+def ema_weight(ema: float, step: int, warmup: bool = False) -> float:
+    """Weight of the old average at ``step``: ``ema`` (the paper), or with ``warmup``
+    ``min(ema, (1 + step) / (10 + step))`` (TensorFlow's ExponentialMovingAverage with
+    ``num_updates``): the first outputs, far from any image, fade within tens of steps instead of
+    weighing ``ema ** step`` (0.99: still 37 % at step 100, 5 % at step 300)."""
+    return min(ema, (1 + step) / (10 + step)) if warmup else ema
+
+
+def make_adam(params, lr: float) -> torch.optim.Adam:
+    """Adam with the fused kernel (one call updates every tensor) where PyTorch has it.
+
+    The plain per-tensor loop launches ~10 small ops per parameter tensor and step; on a small
+    network at 128 px that is a large share of the step (see ``benchmarks/speed.py --loop``).  The
+    fused and multi-tensor ("foreach") versions compute the same update; they agree with the loop
+    to float rounding (``tests/test_fitting.py::test_fused_adam_matches_the_loop``).
+    """
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, ValueError, TypeError):  # a device or dtype without the fused kernel
+        return torch.optim.Adam(params, lr=lr, foreach=True)
+
+
 def psnr(x: torch.Tensor, ref: torch.Tensor, data_range: float = 1.0) -> float:
     """PSNR in dB between two tensors with values in [0, data_range]."""
     mse = torch.mean((x.float() - ref.float()) ** 2).item()
@@ -171,6 +193,7 @@ def fit(
     jitter: float = 1.0 / 30,
     jitter_kind: str = "gaussian",
     ema: float | None = 0.99,
+    ema_warmup: bool = False,
     backtrack: bool = True,
     backtrack_db: float = 5.0,
     crop: tuple[int, int, int, int] | None = None,
@@ -199,7 +222,7 @@ def fit(
         The measurement, shaped like ``forward(network(z))``.
     iters : int
         Maximum number of Adam steps.
-    lr, jitter, jitter_kind, ema, backtrack, backtrack_db
+    lr, jitter, jitter_kind, ema, ema_warmup, backtrack, backtrack_db
         See :class:`deepprior.presets.Preset`.
     crop : (top, left, height, width), optional
         The region of the output that is the image (the rest is padding).
@@ -259,16 +282,16 @@ def fit(
         return o.float()
 
     callbacks = _callbacks(callback)
-    _, _, hp, wp = z.shape
-    top, left, h, w = crop if crop is not None else (0, 0, hp, wp)
-
     def cropped(t):
+        if crop is None:  # the whole output (whose size may differ from z's: a decoder upsamples)
+            return t
+        top, left, h, w = crop
         return t[..., top : top + h, left : left + w]
 
     if reference is not None:
         reference = reference.to(device=device, dtype=torch.float32)
     params = [p for p in network.parameters()]
-    optimizer = torch.optim.Adam(params, lr=lr)
+    optimizer = make_adam(params, lr)
     # the last good weights (and BatchNorm buffers), for backtracking and non-finite losses
     live = list(network.state_dict(keep_vars=True).values())
     snapshot = [t.detach().clone() for t in live]
@@ -350,8 +373,7 @@ def fit(
             if rejected:
                 # restore the last good weights and skip this step's update
                 with torch.no_grad():
-                    for t, s in zip(live, snapshot):
-                        t.copy_(s)
+                    torch._foreach_copy_(live, snapshot)
                 backtracks += 1
                 nonfinite_run = nonfinite_run + 1 if not finite else 0
                 if nonfinite_run >= MAX_NONFINITE_IN_A_ROW:
@@ -362,14 +384,14 @@ def fit(
             else:
                 nonfinite_run = 0
                 with torch.no_grad():
-                    for t, s in zip(live, snapshot):
-                        s.copy_(t)
+                    torch._foreach_copy_(snapshot, live)  # one call, not one per tensor
                 last_good_psnr = meas_psnr
                 loss_t.backward()
                 optimizer.step()
                 if ema is not None:
                     o = out.detach()
-                    average = o.clone() if average is None else average.mul_(ema).add_(o, alpha=1 - ema)
+                    w = ema_weight(ema, step, ema_warmup)
+                    average = o.clone() if average is None else average.mul_(w).add_(o, alpha=1 - w)
             state = FitState(
                 step,
                 iters,

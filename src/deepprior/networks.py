@@ -1,6 +1,6 @@
 """Generator networks: the function ``f_theta`` that maps the fixed input ``z`` to an image.
 
-Two architectures are offered, both built from a :class:`NetworkConfig`:
+Three architectures are offered, all built from a :class:`NetworkConfig`:
 
 ``skip``
     The encoder-decoder with skip connections of Ulyanov et al. (CVPR 2018), layer for layer as in
@@ -12,6 +12,12 @@ Two architectures are offered, both built from a :class:`NetworkConfig`:
     ``PriorNet`` of the 2017 Chainer tutorial this project started from (``../shared/origin``):
     five down blocks, four 3x3 skip blocks, up blocks that normalise first and upsample last, zero
     padding.  With 32 input channels it has 2,884,819 parameters.
+
+``decoder``
+    A Deep Decoder (Heckel & Hand, ICLR 2019): no encoder, no skips, no 3x3 convolutions; its
+    input is a small random tensor (``2 ** levels`` times smaller than the image) and each level is
+    1x1 conv -> bilinear x2 -> ReLU -> BN.  Under-parameterised (64 channels, 5 levels: 25 k
+    parameters), it is cheap per step.  Use :func:`decoder_config`.
 
 A network needs an input whose height and width are a multiple of :func:`size_multiple` (and at
 least :func:`min_size`); :mod:`deepprior.pipeline` pads images to that size and crops the result back.
@@ -25,7 +31,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-__all__ = ["NetworkConfig", "SkipNet", "OriginNet", "build_network", "size_multiple", "min_size"]
+__all__ = ["NetworkConfig", "SkipNet", "OriginNet", "DecoderNet", "build_network", "decoder_config",
+           "size_multiple", "min_size", "input_size"]
 
 
 @dataclass(frozen=True)
@@ -37,7 +44,7 @@ class NetworkConfig:
     skip_n33u=128, skip_n11=4, num_scales=5, upsample_mode='bilinear')``).
     """
 
-    arch: str = "skip"  # "skip" (the paper's) or "origin" (the 2017 Chainer tutorial's PriorNet)
+    arch: str = "skip"  # "skip" (the paper's), "origin" (the Chainer tutorial's), "decoder" (Deep Decoder)
     channels_down: tuple[int, ...] = (128, 128, 128, 128, 128)  # encoder width per level
     channels_up: tuple[int, ...] = (128, 128, 128, 128, 128)  # decoder width per level
     channels_skip: tuple[int, ...] = (4, 4, 4, 4, 4)  # skip branch width per level; 0 = no skip
@@ -61,7 +68,7 @@ class NetworkConfig:
                 f"got {len(self.channels_down)}, {len(self.channels_up)}, {len(self.channels_skip)}"
             )
         for name, allowed in [
-            ("arch", ("skip", "origin")),
+            ("arch", ("skip", "origin", "decoder")),
             ("downsample", ("stride", "avg", "max")),
             ("upsample", ("bilinear", "nearest")),
             ("activation", ("leaky_relu", "relu", "elu", "none")),
@@ -81,8 +88,18 @@ def size_multiple(config: NetworkConfig) -> int:
 
 
 def min_size(config: NetworkConfig) -> int:
-    """Smallest input side: the deepest level must be at least 2x2 for a 3x3 reflection pad."""
+    """Smallest image side: the deepest level must be at least 2x2 for a 3x3 reflection pad
+    (for the decoder: its input at least 2x2)."""
     return 2 ** (config.levels + 1)
+
+
+def input_size(config: NetworkConfig, height: int, width: int) -> tuple[int, int]:
+    """Spatial size of the input ``z`` for an output of ``height`` x ``width`` (sizes that are
+    multiples of :func:`size_multiple`): the image's own size, or for the decoder ``2 ** levels``
+    times smaller."""
+    if config.arch == "decoder":
+        return height // 2**config.levels, width // 2**config.levels
+    return height, width
 
 
 # ----------------------------------------------------------------------------------------------
@@ -264,6 +281,49 @@ class OriginNet(nn.Module):
         return self.out(self.head(self.last(h)))
 
 
+# ----------------------------------------------------------------------------------------------
+# Deep Decoder
+# ----------------------------------------------------------------------------------------------
+
+
+class DecoderNet(nn.Module):
+    """Deep Decoder (Heckel & Hand 2019, ``decodernw`` of github.com/reinhardh/supplement_deep_decoder).
+
+    ``channels_up[i]`` is the width of level ``i`` (input side first).  Level ``i``: 1x1 conv ->
+    bilinear x2 -> ReLU -> BN; then one more 1x1 conv -> ReLU -> BN at full size, and a 1x1 conv to
+    the output channels -> sigmoid.  Convolutions without bias, as in the reference.  The input has
+    ``in_channels`` channels at 1 / 2**levels of the output size (see :func:`input_size`).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, config: NetworkConfig | None = None):
+        super().__init__()
+        cfg = config or decoder_config()
+        self.config = cfg
+        layers: list[nn.Module] = []
+        cin = in_channels
+        for width in cfg.channels_up:
+            layers += [nn.Conv2d(cin, width, 1, bias=cfg.bias), _upsample(cfg.upsample), _act(cfg.activation),
+                       _norm(width, cfg.batchnorm)]
+            cin = width
+        layers += [nn.Conv2d(cin, cin, 1, bias=cfg.bias), _act(cfg.activation), _norm(cin, cfg.batchnorm),
+                   nn.Conv2d(cin, out_channels, 1, bias=cfg.bias)]
+        self.body = nn.Sequential(*layers)
+        self.out = nn.Sigmoid() if cfg.sigmoid else nn.Identity()
+
+    def forward(self, z):
+        return self.out(self.body(z))
+
+
+def decoder_config(width: int = 64, levels: int = 5, **changes) -> NetworkConfig:
+    """A Deep Decoder of ``levels`` x2 upsamplings, ``width`` channels each (the paper's denoising
+    network: width 128... its "k"; 64 is cheaper), ReLU, BN, bilinear, no biases."""
+    base = dict(arch="decoder", channels_down=(0,) * levels, channels_up=(width,) * levels,
+                channels_skip=(0,) * levels, activation="relu", upsample="bilinear", bias=False,
+                filter_up=1, padding="zero")
+    base.update(changes)
+    return NetworkConfig(**base)
+
+
 def origin_config(**changes) -> NetworkConfig:
     """The tutorial's PriorNet: 5 levels of 128, 4-channel 3x3 skips, zero padding, bilinear."""
     base = dict(
@@ -282,4 +342,6 @@ def build_network(config: NetworkConfig, in_channels: int, out_channels: int) ->
     """Build the network a config describes (an explicit mapping, no registry)."""
     if config.arch == "origin":
         return OriginNet(in_channels, out_channels, config)
+    if config.arch == "decoder":
+        return DecoderNet(in_channels, out_channels, config)
     return SkipNet(in_channels, out_channels, config)

@@ -39,6 +39,9 @@ class Preset:
     lr: float = 0.01  # Adam learning rate (paper: LR = 0.01)
     iters: int = 3000  # number of steps; with automatic stopping (the default) the cap
     ema: float | None = 0.99  # exponential average of outputs (exp_weight); None = return last output
+    # the paper starts the average at the first output and decays it by ema: the early outputs
+    # (far from any image) weigh for hundreds of steps; True fades them fast (fitting.ema_weight)
+    ema_warmup: bool = False
     backtrack: bool = True  # restore the last good weights when PSNR(y) falls by > backtrack_db
     backtrack_db: float = 5.0  # paper's threshold
     # network arithmetic: "fp32" (the paper); "bf16" autocasts the network to bfloat16; "auto" =

@@ -1,0 +1,174 @@
+"""Search for fast presets on *tune* images (never the images the speed targets are measured on).
+
+    python -m benchmarks.fast_search run --task denoise --candidates paper small small-lr02 ...
+    python -m benchmarks.fast_search report --task denoise
+
+Each candidate is a preset plus changes (below, as data).  ``run`` fits it on each tune image of
+the task (128 px crops, the quick tier's degradation and seed) for a fixed number of steps and
+records, per step, the wall time and the PSNR of the image the preset returns (the running
+average where the preset averages, else the raw output; found with the ground truth).  The
+curves are cached in ``benchmarks/results/runs/fast-search.json`` (not committed).  ``report``
+compares every candidate with the paper preset on the same image: the best PSNR of the paper
+preset, and the time each candidate needs to come within 0.2 dB of it (speed-up = the paper's
+time to its best / the candidate's time).  One fit at a time; this machine has two cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from benchmarks import paper
+
+RESULTS = Path(__file__).resolve().parent / "results"
+CACHE = RESULTS / "runs" / "fast-search.json"
+MARGIN_DB = 0.2
+
+# The tune images of each task (disjoint from the quick tier's images, which the targets use).
+TUNE = {
+    "denoise": ("cbsd68/130026", "set14/pepper"),
+    "sr": ("set5/bird", "set14/monarch"),
+    "inpaint": ("inpainting11/boat", "inpainting11/peppers256"),
+}
+LEVEL = {"denoise": 25, "sr": 4, "inpaint": 0.5}
+REFERENCE = {"denoise": ("denoise-paper", 1600), "sr": ("sr-x4-paper", 2000), "inpaint": ("inpaint-pixels-paper", 4000)}
+
+
+def _net(**kw):
+    from deepprior.networks import NetworkConfig
+
+    return NetworkConfig(**kw)
+
+
+TINY = dict(channels_down=(16, 32, 32, 64), channels_up=(16, 32, 32, 64), channels_skip=(4, 4, 4, 4))
+
+
+def candidates(task: str) -> dict[str, tuple[str, dict, int, str]]:
+    """name -> (base preset, changes, steps, description)."""
+    small = {"denoise": "denoise-small", "sr": "sr-x4-small", "inpaint": "inpaint-small"}[task]
+    ref, ref_steps = REFERENCE[task]
+    c = {
+        "paper": (ref, {}, ref_steps, f"`{ref}` (the reference)"),
+        "small": (small, {}, 1600, f"`{small}`: skip 32/32/64/64, 0.29 M parameters"),
+        "small-warm": (small, {"ema_warmup": True}, 1600, "the same with the average's warm-up (`ema_warmup`)"),
+        "small-lr02-warm": (small, {"lr": 0.02, "ema_warmup": True}, 1200, "the same, learning rate 0.02"),
+        "tiny-lr02": (small, {"lr": 0.02, "network": _net(**TINY)}, 1200,
+                      "skip 16/32/32/64 (0.10 M parameters), learning rate 0.02"),
+    }
+    # Deep Decoder (Heckel & Hand 2019): 1x1 convolutions, bilinear upsampling, no jitter
+    for width, levels in ((64, 5), (64, 4), (128, 4)):
+        dd = {"network": _dd(width, levels), "input_depth": width, "jitter": 0.0, "backtrack": False}
+        what = f"Deep Decoder, {width} channels, {levels} upsamplings"
+        if (width, levels) == (64, 4):
+            c[f"dd{width}-l{levels}"] = (small, dict(dd, ema=None), 2000, what + ", last output")
+        c[f"dd{width}-l{levels}-ema"] = (small, dict(dd, ema_warmup=True), 2000,
+                                          what + ", running average (with warm-up)")
+    return c
+
+
+def _dd(width, levels):
+    from deepprior.networks import decoder_config
+
+    return decoder_config(width, levels)
+
+
+def record(task: str, name: str, image: str) -> dict:
+    import deepprior
+
+    base, changes, steps, _ = candidates(task)[name]
+    job = paper.make_jobs(task if task != "sr" else "sr", "quick", images=[image])[0]
+    job = replace(job, level=LEVEL[task], degradation=paper.degradation_label(task, LEVEL[task]))
+    case = paper.TABLES[task].make_case(job)
+    preset = deepprior.get_preset(base).replace(**changes)
+    times, values = [], []
+
+    def watch(step, state):
+        db = state.psnr_average_reference if state.average is not None else state.psnr_reference
+        times.append(round(state.elapsed, 3))
+        values.append(round(float(db), 4))
+
+    deepprior.run_task(paper.TABLES[task].task, case.degraded, preset=preset, iters=steps, rng=job.seed,
+                       device="cpu", reference=case.truth, callback=watch, stop="fixed", **case.dip_kwargs)
+    return {"task": task, "candidate": name, "image": image, "times": times, "values": values}
+
+
+def load() -> dict:
+    return json.loads(CACHE.read_text()) if CACHE.exists() else {}
+
+
+def cmd_run(args) -> None:
+    cache = load()
+    names = args.candidates or list(candidates(args.task))
+    for name in names:
+        for image in TUNE[args.task]:
+            key = f"{args.task}|{name}|{image}"
+            if key in cache and not args.force:
+                continue
+            t0 = time.perf_counter()
+            cache[key] = record(args.task, name, image)
+            CACHE.parent.mkdir(parents=True, exist_ok=True)
+            CACHE.write_text(json.dumps(cache))
+            v = cache[key]["values"]
+            print(f"{key}: best {max(v):.2f} dB @ {v.index(max(v)) + 1}, {time.perf_counter() - t0:.0f} s",
+                  flush=True)
+
+
+def time_to(rec: dict, target: float) -> tuple[float, int] | None:
+    for i, v in enumerate(rec["values"]):
+        if v >= target:
+            return rec["times"][i], i + 1
+    return None
+
+
+def cmd_report(args) -> None:
+    cache = load()
+    images = TUNE[args.task]
+    lines = [f"Reproduce: `python -m benchmarks.fast_search run --task {args.task} && python -m benchmarks.fast_search "
+             f"report --task {args.task}` (tune images {', '.join(images)}, 128 px crops, the quick tier's degradation "
+             f"and seeds; per cell: the time and step at which the candidate's returned image comes within "
+             f"{MARGIN_DB} dB of the paper preset's best on that image, and the speed-up over the paper preset's time "
+             "to its best; or, when it never does, its peak; then its milliseconds per step).", "",
+             "| candidate | " + " | ".join(images) + " |", "|---|" + "---|" * len(images)]
+    for name, (_, _, _, what) in candidates(args.task).items():
+        cells = []
+        for image in images:
+            ref = cache.get(f"{args.task}|paper|{image}")
+            rec = cache.get(f"{args.task}|{name}|{image}")
+            if ref is None or rec is None:
+                cells.append("not run")
+                continue
+            best = max(ref["values"])
+            k = ref["values"].index(best)
+            per = 1000 * rec["times"][-1] / len(rec["times"])
+            if name == "paper":
+                cells.append(f"best {best:.2f} dB @ {k + 1} in {ref['times'][k]:.0f} s; {per:.0f} ms/step")
+                continue
+            hit = time_to(rec, best - MARGIN_DB)
+            if hit is None:
+                cells.append(f"never (peak {max(rec['values']):.2f} dB); {per:.0f} ms/step")
+            else:
+                cells.append(f"{hit[0]:.0f} s @ {hit[1]}: **{ref['times'][k] / hit[0]:.1f}x**; {per:.0f} ms/step")
+        lines.append(f"| {name}: {what} | " + " | ".join(cells) + " |")
+    out = RESULTS / f"fast-search-{args.task}.md"
+    out.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("--task", default="denoise", choices=list(TUNE))
+    r.add_argument("--candidates", nargs="*")
+    r.add_argument("--force", action="store_true")
+    p = sub.add_parser("report")
+    p.add_argument("--task", default="denoise", choices=list(TUNE))
+    args = ap.parse_args(argv)
+    {"run": cmd_run, "report": cmd_report}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()
