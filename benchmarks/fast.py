@@ -58,7 +58,7 @@ def make_case(task: FastTask, image: str):
     return job, paper.TABLES[task.table].make_case(job)
 
 
-def curve(task: FastTask, image: str, preset: str, steps: int, target: float | None = None) -> dict:
+def curve(task: FastTask, image: str, preset, steps: int, target: float | None = None) -> dict:
     """Fit and record (elapsed seconds, PSNR of the returned image) per step; stop at ``target``."""
     import deepprior
 
@@ -98,7 +98,7 @@ def reference(name: str, task: FastTask, image: str, rerun: bool) -> dict:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--task", default="denoise", choices=list(TASKS))
-    ap.add_argument("--candidate", default=None, help="preset under test (default: the task's fast preset)")
+    ap.add_argument("--candidate", default=None, help="preset under test (default: the task's small preset)")
     ap.add_argument("--images", nargs="+", default=None)
     ap.add_argument("--rerun-reference", action="store_true")
     ap.add_argument("--reference-only", action="store_true", help="only run (or show) the cached references")

@@ -18,14 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import replace
 from pathlib import Path
 
-from benchmarks import paper
+from benchmarks.fast import MARGIN_DB, TASKS, curve
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CACHE = RESULTS / "runs" / "fast-search.json"
-MARGIN_DB = 0.2
 
 # The tune images of each task (disjoint from the quick tier's images, which the targets use).
 TUNE = {
@@ -33,8 +31,6 @@ TUNE = {
     "sr": ("set5/bird", "set14/monarch"),
     "inpaint": ("inpainting11/boat", "inpainting11/peppers256"),
 }
-LEVEL = {"denoise": 25, "sr": 4, "inpaint": 0.5}
-REFERENCE = {"denoise": ("denoise-paper", 1600), "sr": ("sr-x4-paper", 2000), "inpaint": ("inpaint-pixels-paper", 4000)}
 
 
 def _net(**kw):
@@ -48,8 +44,8 @@ TINY = dict(channels_down=(16, 32, 32, 64), channels_up=(16, 32, 32, 64), channe
 
 def candidates(task: str) -> dict[str, tuple[str, dict, int, str]]:
     """name -> (base preset, changes, steps, description)."""
-    small = {"denoise": "denoise-small", "sr": "sr-x4-small", "inpaint": "inpaint-small"}[task]
-    ref, ref_steps = REFERENCE[task]
+    small = TASKS[task].candidate
+    ref, ref_steps = TASKS[task].reference, TASKS[task].reference_steps
     c = {
         "paper": (ref, {}, ref_steps, f"`{ref}` (the reference)"),
         "small": (small, {}, 1600, f"`{small}`: skip 32/32/64/64, 0.29 M parameters"),
@@ -76,23 +72,13 @@ def _dd(width, levels):
 
 
 def record(task: str, name: str, image: str) -> dict:
+    """Fit one candidate on one tune image (as benchmarks.fast fits its crops)."""
     import deepprior
 
     base, changes, steps, _ = candidates(task)[name]
-    job = paper.make_jobs(task if task != "sr" else "sr", "quick", images=[image])[0]
-    job = replace(job, level=LEVEL[task], degradation=paper.degradation_label(task, LEVEL[task]))
-    case = paper.TABLES[task].make_case(job)
-    preset = deepprior.get_preset(base).replace(**changes)
-    times, values = [], []
-
-    def watch(step, state):
-        db = state.psnr_average_reference if state.average is not None else state.psnr_reference
-        times.append(round(state.elapsed, 3))
-        values.append(round(float(db), 4))
-
-    deepprior.run_task(paper.TABLES[task].task, case.degraded, preset=preset, iters=steps, rng=job.seed,
-                       device="cpu", reference=case.truth, callback=watch, stop="fixed", **case.dip_kwargs)
-    return {"task": task, "candidate": name, "image": image, "times": times, "values": values}
+    c = curve(TASKS[task], image, deepprior.get_preset(base).replace(**changes), steps)
+    return {"task": task, "candidate": name, "image": image, "times": [round(t, 3) for t in c["times"]],
+            "values": [round(float(v), 4) for v in c["values"]]}
 
 
 def load() -> dict:

@@ -315,8 +315,8 @@ class DecoderNet(nn.Module):
 
 
 def decoder_config(width: int = 64, levels: int = 5, **changes) -> NetworkConfig:
-    """A Deep Decoder of ``levels`` x2 upsamplings, ``width`` channels each (the paper's denoising
-    network: width 128... its "k"; 64 is cheaper), ReLU, BN, bilinear, no biases."""
+    """A Deep Decoder of ``levels`` x2 upsamplings, ``width`` channels each (the paper's "k":
+    its reference code defaults to 128; 64 is cheaper), ReLU, BN, bilinear, no biases."""
     base = dict(arch="decoder", channels_down=(0,) * levels, channels_up=(width,) * levels,
                 channels_skip=(0,) * levels, activation="relu", upsample="bilinear", bias=False,
                 filter_up=1, padding="zero")

@@ -101,14 +101,15 @@ def prefers_channels_last(config, device) -> bool:
     """Whether the network runs faster in channels-last (NHWC) memory format on ``device``.
 
     Measured with ``python -m benchmarks.speed --preset P --sizes S --variants fused_adam
-    channels_last`` on a 2-core CPU: the paper network (128 channels) gains 1.05x at 128 px,
-    1.10x at 256 and 1.34x at 512; the small one (32 channels at the full-size level) loses
+    channels_last`` on a 2-core CPU: the paper network (128 channels) gains 1.05x at 128 px and
+    1.2x at 256 and 512 (the speed table); the small one (32 channels at the full-size level) loses
     (0.93x at 128, 0.81x at 256); a 64-channel Deep Decoder gains 1.7x at 128.  On the CPU, then,
-    only for networks whose full-size level is at least 64 channels wide; on CUDA always.
+    only for networks whose full-size level (``channels_up[0]``) is at least 64 channels wide; on
+    CUDA always.
     """
     if device.type == "cuda":
         return True
-    return device.type == "cpu" and min(config.channels_up[0], config.channels_down[0] or 64) >= 64
+    return device.type == "cpu" and config.channels_up[0] >= 64
 
 
 def pad_reflect(x: torch.Tensor, top: int, bottom: int, left: int, right: int) -> torch.Tensor:
