@@ -52,9 +52,9 @@ def make_adam(params, lr: float) -> torch.optim.Adam:
     """Adam with the fused kernel (one call updates every tensor) where PyTorch has it.
 
     The plain per-tensor loop launches ~10 small ops per parameter tensor and step.  Measured
-    (``python -m benchmarks.speed``, rows ``eager`` / ``fused_adam``): no gain at 256 px, 1.07x at
-    512 px for the paper network.  The fused and multi-tensor ("foreach") versions compute the
-    loop's update to float rounding (``tests/test_fitting.py::test_fused_adam_matches_the_loop``).
+    (``python -m benchmarks.speed``, rows ``eager`` / ``fused_adam``): no gain beyond this machine's
+    noise for the paper network (0.94-1.07x at 256 and 512 px over two runs).  The fused and
+    multi-tensor ("foreach") versions compute the loop's update to float rounding (``tests/test_fitting.py::test_fused_adam_matches_the_loop``).
     """
     try:
         return torch.optim.Adam(params, lr=lr, fused=True)
@@ -302,7 +302,11 @@ def fit(
         history["psnr_reference"] = []
         if ema is not None:
             history["psnr_average_reference"] = []
-    jitter_buf = torch.empty_like(z)
+    # The jitter is drawn into a contiguous (NCHW) buffer even when z is channels-last: torch's
+    # normal_ on a channels-last tensor takes a slow path (56 vs 9 ms for 32x256x256 on a 2-core
+    # CPU, ~5 % of a paper-network step), and z + buffer keeps z's memory format.  It also draws
+    # the same jitter whatever the memory format.
+    jitter_buf = torch.empty(z.shape, dtype=z.dtype, device=z.device)
     jitter_gen = _jitter_generator(generator, device)
     backtracks = nonfinite_run = 0
     start_step = 0

@@ -102,7 +102,7 @@ def prefers_channels_last(config, device) -> bool:
 
     Measured with ``python -m benchmarks.speed --preset P --sizes S --variants fused_adam
     channels_last`` on a 2-core CPU: the paper network (128 channels) gains 1.05x at 128 px and
-    1.2x at 256 and 512 (the speed table); the small one (32 channels at the full-size level) loses
+    1.16-1.36x at 256 and 512 (the speed table); the small one (32 channels at the full-size level) loses
     (0.93x at 128, 0.81x at 256); a 64-channel Deep Decoder gains 1.7x at 128.  On the CPU, then,
     only for networks whose full-size level (``channels_up[0]``) is at least 64 channels wide; on
     CUDA always.
