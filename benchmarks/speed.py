@@ -3,6 +3,7 @@
     python -m benchmarks.speed [--sizes 256 512] [--steps 12] [--warmup 3] [--device cpu|cuda]
                                [--threads N] [--variants eager channels_last] [--ttq]
                                [--out benchmarks/results/speed.json] [--markdown benchmarks/results/speed.md]
+    python -m benchmarks.speed --profile channels_last --sizes 256     # where a step's time goes
 
 What each number means
 ----------------------
@@ -341,6 +342,41 @@ def time_to_quality(preset_name: str, crop: int, target_db: float, cap: int, dev
     return row
 
 
+def profile(size: int, variant_name: str, device: str, preset: str = PRESET, steps: int = 3) -> str:
+    """Where one step's time goes: torch.profiler over ``steps`` fitting steps of a variant.
+
+    Returns the operator table (self time, top 15) and one line: the convolutions' share of the
+    step and their GFLOP/s (all of the step's counted flops are convolutions).
+    """
+    import torch
+    from torch.profiler import ProfilerActivity, profile as torch_profile
+
+    from deepprior.fitting import fit
+    from deepprior.forward import Identity
+
+    variant = VARIANTS[variant_name]
+    prs, net, z, y = build_problem(size, device, preset=preset)
+    flops = count_step_flops(net, z, y, prs.jitter)
+    net, z, y = variant.setup(net, z, y)
+
+    def run(n):
+        fit(net, z, Identity(), y, iters=n, lr=prs.lr, jitter=prs.jitter, jitter_kind=prs.jitter_kind, ema=prs.ema,
+            backtrack=prs.backtrack, record_history=False, precision=variant.precision)
+
+    run(2)  # warm-up
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.startswith("cuda") else [])
+    with torch_profile(activities=activities) as prof:
+        run(steps)
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events) / 1e6
+    conv = sum(e.self_cpu_time_total for e in events
+               if e.key in ("aten::mkldnn_convolution", "aten::convolution_backward", "aten::cudnn_convolution")) / 1e6
+    table = events.table(sort_by="self_cpu_time_total", row_limit=15)
+    return (f"{table}\n{size}x{size} {variant_name}: {total / steps:.3f} s of self CPU time per step, of which "
+            f"convolutions {conv / steps:.3f} s ({100 * conv / total:.0f} %), "
+            f"{flops * steps / conv / 1e9:.0f} GFLOP/s in them\n")
+
+
 # --- report -------------------------------------------------------------------------------------
 
 
@@ -430,6 +466,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--ttq-crop", type=int, default=128)
     ap.add_argument("--target-db", type=float, default=29.0)
     ap.add_argument("--ttq-cap", type=int, default=3000, help="most steps per preset")
+    ap.add_argument("--profile", metavar="VARIANT", choices=list(VARIANTS),
+                    help="only print where a step of VARIANT spends its time, per --sizes (torch.profiler)")
     ap.add_argument("--out", type=Path, default=RESULTS / "speed.json")
     ap.add_argument("--markdown", type=Path, default=None, help="also write the markdown section here")
     return ap.parse_args(argv)
@@ -469,6 +507,10 @@ def main(argv=None) -> int:
         raise SystemExit("--device cuda: no CUDA GPU available")
     if args.warmup < 1 or args.steps < 1:
         raise SystemExit("--steps and --warmup must be >= 1")
+    if args.profile:
+        for size in args.sizes:
+            print(profile(size, args.profile, args.device, args.preset))
+        return 0
     meta = machine_meta(args, args.device)
     if meta["load_average_at_start"] > 0.5 * (os.cpu_count() or 1):
         print(f"WARNING: the machine is busy (load average {meta['load_average_at_start']}): timings will be off; "

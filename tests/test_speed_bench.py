@@ -56,3 +56,8 @@ def test_every_variant_matches_eager_on_one_forward():
             continue
         tol = variant.tolerance if variant.tolerance is not None else 1e-4
         assert speed.max_output_diff(variant, 64, "cpu") <= tol, name
+
+
+def test_profile_reports_the_convolutions_share_of_a_step():
+    out = speed.profile(64, "channels_last", "cpu", steps=1)
+    assert "aten::" in out and "64x64 channels_last:" in out and "convolutions" in out
