@@ -250,6 +250,18 @@ def test_auto_stop_is_the_default_and_is_recorded(tiny, tmp_path):
     assert meta["stop_reason"] == "iters" and meta["iterations"] == 3 and meta["stopped"]["stop_step"] is None
 
 
+def test_auto_stop_without_a_rule_runs_the_presets_steps(tiny, tmp_path, capsys):
+    # super-resolution has no automatic rule (the stopping benchmark found none that saved a step)
+    from deepprior.stopping import AUTO_STOP
+
+    assert AUTO_STOP["sr"] is None
+    out = tmp_path / "o.png"
+    assert run("sr", tiny, "--scale", "2", "-o", out, "--preset", "denoise-small", "--iters", "2", "--quiet") == 0
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["stop"]["auto"] is None and meta["iterations"] == 2
+    _fails(capsys, tmp_path, "sr", tiny, "--scale", "2", "--stop-patience", "5", *FAST, match="--stop emv")
+
+
 def test_fixed_stop_runs_exactly_the_steps(tiny, tmp_path):
     out = tmp_path / "o.png"
     assert run("denoise", tiny, "-o", out, *FAST, "--stop", "fixed") == 0

@@ -82,9 +82,10 @@ class Settings:
         if self.stop == "auto":
             from .stopping import AUTO_STOP
 
-            spec = AUTO_STOP[self.task]
-            config["auto"] = {"rule": spec.rule, "window": spec.window, "patience": spec.patience, "keep": spec.keep,
-                              "warmup": spec.warmup}
+            spec = AUTO_STOP[self.task]  # None: the task's auto is the preset's step count
+            config["auto"] = None if spec is None else {"rule": spec.rule, "window": spec.window,
+                                                        "patience": spec.patience, "keep": spec.keep,
+                                                        "warmup": spec.warmup}
         return config
 
 
