@@ -131,7 +131,8 @@ def run_task(
     The task functions below are thin wrappers of this one.  ``overrides`` change preset fields
     (e.g. ``lr=0.005``, ``jitter=0``).  ``stop`` says when the fit ends: ``"auto"`` (default: the
     task's rule of :data:`deepprior.stopping.AUTO_STOP`, chosen by the stopping benchmark; the
-    preset's ``iters`` is the cap), ``"fixed"`` or None (exactly the preset's steps), another rule
+    preset's ``iters`` is the cap; for tasks without a rule, today JPEG, SR and inpainting, exactly
+    the preset's steps), ``"fixed"`` or None (exactly the preset's steps), another rule
     name of :func:`deepprior.stopping.make_rule`, or a rule object of :mod:`deepprior.stopping`
     (it ends the fit and picks the image returned).  The rule is in
     ``result.restoration.stop_rule`` (its ``stop_step``, ``best_step``, ``reason``).
