@@ -456,7 +456,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--preset", default=PRESET, help="whose network and loop settings to time")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    ap.add_argument("--variants", nargs="+", default=[n for n, v in VARIANTS.items() if v.default], choices=list(VARIANTS))
+    ap.add_argument("--variants", nargs="+", default=[n for n, v in VARIANTS.items() if v.default],
+                    choices=list(VARIANTS))
     ap.add_argument("--tolerance", type=float, default=1e-4, help="max |variant - eager| on one forward")
     ap.add_argument("--sgemm-n", type=int, default=4096)
     ap.add_argument("--sgemm-repeats", type=int, default=5)

@@ -241,8 +241,8 @@ def spec_of(rule: RuleConfig | None) -> str:
 def candidates(has_avg: bool) -> list[RuleConfig]:
     curves = [f"wmv{w}" for w in WMV_WINDOWS] + [f"emv{a:g}" for a in EMV_ALPHAS]
     keeps = ("raw", "avg", "avg-stop") if has_avg else ("raw", "avg-stop")
-    return [RuleConfig(c, p, k, w) for c in curves for p in (50, 100, 200, 300, 400, 600) for k in keeps
-            for w in WARMUPS]
+    patiences = [p for p in (50, 100, 200, 300, 400, 600) if p >= MIN_PATIENCE]
+    return [RuleConfig(c, p, k, w) for c in curves for p in patiences for k in keeps for w in WARMUPS]
 
 
 GROUPS = {"denoise": "denoise", "jpeg": "deblock", "sr": "sr", "inpaint": "inpaint"}  # table -> deepprior task
@@ -288,8 +288,6 @@ def choose(table: str, cache: dict) -> tuple[RuleConfig | None, str]:
         raise SystemExit(f"no tune runs for {table}: run `python -m benchmarks.stopping run --set tune`")
     scored = []
     for rule in candidates(cases[0][1]["avg"] is not None):
-        if rule.patience < MIN_PATIENCE:
-            continue
         margins, frac = [], []
         for task, rec in cases:
             got, fixed = evaluate(rec, rule, task.default), evaluate(rec, None, task.default)
@@ -304,9 +302,9 @@ def choose(table: str, cache: dict) -> tuple[RuleConfig | None, str]:
         near = [x for x in good if x[3] <= fewest + STEPS_SLACK]
         pick = min(near, key=lambda x: (_memory(x[0]), -x[2], -x[0].patience, _KEEP_PREFERENCE.index(x[0].keep),
                                         -x[0].warmup))
-        why = (f"patience >= {MIN_PATIENCE}; quality first (never > 0.1 dB below fixed, mean within 0.1 dB of the best), "
-               "then the fewest steps "
-               f"(within {STEPS_SLACK:.0%}), then the least memory (an exponential variance holds 2 images, a window W)")
+        why = (f"patience >= {MIN_PATIENCE}; quality first (never > 0.1 dB below fixed, mean within 0.1 dB of "
+               f"the best), then the fewest steps (within {STEPS_SLACK:.0%}), then the least memory (an exponential "
+               "variance holds 2 images, a window W)")
     else:
         pick = max(scored, key=lambda x: (x[1], -x[3]))
         why = "no rule stayed within 0.1 dB of fixed on every tune case: the best worst case"

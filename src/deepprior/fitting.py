@@ -54,7 +54,8 @@ def make_adam(params, lr: float) -> torch.optim.Adam:
     The plain per-tensor loop launches ~10 small ops per parameter tensor and step.  Measured
     (``python -m benchmarks.speed``, rows ``eager`` / ``fused_adam``): no gain beyond this machine's
     noise for the paper network (0.94-1.07x at 256 and 512 px over two runs).  The fused and
-    multi-tensor ("foreach") versions compute the loop's update to float rounding (``tests/test_fitting.py::test_fused_adam_matches_the_loop``).
+    multi-tensor ("foreach") versions compute the loop's update to float rounding
+    (``tests/test_fitting.py::test_fused_adam_matches_the_loop``).
     """
     try:
         return torch.optim.Adam(params, lr=lr, fused=True)
