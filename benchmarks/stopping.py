@@ -13,9 +13,11 @@ paper's recipe; the ``*-small`` presets stand in for the paper's network), and r
   curves: no rule sees them), and
 * the variance curves the rules watch: the windowed moving variance of the raw outputs
   (ES-WMV) for several windows, and the exponential moving variance (ES-EMV) for several
-  weights.
+  weights;
+* the data term of every step and the noise level scikit-image estimates from the degraded image
+  (denoising's noise gate: a rule may wait until the smoothed data term reaches ``sigma^2``).
 
-Every rule configuration (kind, window, patience, warm-up, which iterate is returned) is then evaluated
+Every rule configuration (kind, window, patience, warm-up, which iterate is returned, noise gate) is then evaluated
 *offline* on those curves: a rule's stop is a deterministic function of its variance curve, so
 one fit per image scores all configurations.  The curves are cached (not committed) in
 ``benchmarks/results/runs/stopping-curves.json``; ``run`` skips cases already there (with at least ``run`` steps).
@@ -104,6 +106,10 @@ def make_job(task: StopTask, image: str, seed: int = 0) -> paper.Job:
 
 def record(task: StopTask, image: str) -> dict:
     """Fit one case past its peak; return its PSNR and variance curves."""
+    import numpy as np
+    import torch
+    from skimage.restoration import estimate_sigma
+
     import deepprior
     from deepprior.stopping import ExponentialVariance, WindowedVariance
 
@@ -113,9 +119,15 @@ def record(task: StopTask, image: str) -> dict:
     trackers = {f"wmv{w}": WindowedVariance(w, huge) for w in WMV_WINDOWS}
     trackers.update({f"emv{a:g}": ExponentialVariance(a, huge) for a in EMV_ALPHAS})
 
+    y = np.asarray(case.degraded, dtype=np.float32)
+    y = torch.as_tensor(y[..., None] if y.ndim == 2 else y).permute(2, 0, 1)[None]
+    residual_avg = []  # ||average - y||^2 / n: what the discrepancy rule watches when the recipe averages
+
     def watch(step, state):
         for t in trackers.values():
             t(step, state)
+        if state.average is not None:
+            residual_avg.append(float(((state.average.float().cpu() - y) ** 2).mean()))
 
     t0 = time.perf_counter()
     res = deepprior.run_task(paper.TABLES[task.table].task, case.degraded, preset=job.preset, iters=task.run,
@@ -130,6 +142,12 @@ def record(task: StopTask, image: str) -> dict:
         "raw": [round(float(v), 4) for v in h["psnr_reference"]],
         "avg": None if avg is None else [round(float(v), 4) for v in avg],
         "variance": {k: [float(f"{v:.6g}") for _, v in t.variances] for k, t in trackers.items()},
+        # the data term of each step (raw, jittered output) and of the running average, and the noise level
+        # skimage's estimate_sigma gives the degraded image (what the discrepancy rule uses without a user sigma)
+        "loss": [float(f"{v:.6g}") for v in h["loss"]],
+        "residual_avg": [float(f"{v:.6g}") for v in residual_avg] or None,
+        "sigma_est": float(estimate_sigma(case.degraded, channel_axis=-1 if np.ndim(case.degraded) == 3 else None,
+                                          average_sigmas=True)),
         "variance_steps": {k: [s for s, _ in t.variances] for k, t in trackers.items()},
     }
 
@@ -139,9 +157,12 @@ def load_cache() -> dict:
 
 
 def recorded(cache: dict, task: StopTask, image: str) -> dict | None:
-    """The cached curves of a case, or None if missing or shorter than the task's run (an older run)."""
+    """The cached curves of a case, or None if missing, shorter than the task's run, or (denoising) without the
+    data-term curves the discrepancy rule needs (older runs)."""
     rec = cache.get(f"{task.name}|{image}")
-    return rec if rec is not None and rec["steps"] >= task.run else None
+    if rec is None or rec["steps"] < task.run or (task.table == "denoise" and "loss" not in rec):
+        return None
+    return rec
 
 
 def cmd_run(args) -> None:
@@ -174,19 +195,32 @@ class RuleConfig:
     patience: int
     keep: str  # "raw" (the output at the variance minimum), "avg" (the average there), "avg-stop"
     warmup: int = 0  # steps before the variance counts (0: the rule's own default)
+    gate: float | None = None  # noise gate: also wait until the smoothed loss is <= gate * sigma_est^2
 
     @property
     def label(self) -> str:
-        return f"{self.curve} p{self.patience} {self.keep}" + (f" w{self.warmup}" if self.warmup else "")
+        return (f"{self.curve} p{self.patience} {self.keep}" + (f" w{self.warmup}" if self.warmup else "")
+                + (f" gate{self.gate:g}" if self.gate is not None else ""))
 
 
-def stop_of(variances: list[float], steps: list[int], patience: int, cap: int, warmup: int = 0) -> tuple[int, int]:
+def smoothed_loss(losses: list[float], alpha: float) -> list[float]:
+    """The bias-corrected exponential moving average of the data term the noise gate watches."""
+    out, mean, weight = [], 0.0, 0.0
+    for v in losses:
+        mean = (1 - alpha) * mean + alpha * v
+        weight = (1 - alpha) * weight + alpha
+        out.append(mean / weight)
+    return out
+
+
+def stop_of(variances: list[float], steps: list[int], patience: int, cap: int, warmup: int = 0,
+            gate: list[bool] | None = None) -> tuple[int, int]:
     """(stop step, step of the variance minimum) of a minimum-plus-patience rule, at most ``cap``.
 
     ``variances[i]`` is the variance at step ``steps[i]`` (steps the rule skips, e.g. backtracked
     ones, are missing).  The rule stops at the first step ``t`` with ``t - argmin_{s <= t} VAR_s
-    >= patience``; without such a step it runs to ``cap``.  (Like the rules, patience is only
-    checked at steps that have a variance.)
+    >= patience`` (and ``gate[t - 1]``, the noise gate, where given); without such a step it runs
+    to ``cap``.  (Like the rules, patience is only checked at steps that have a variance.)
     """
     best, best_step = math.inf, None
     for v, step in zip(variances, steps):
@@ -196,20 +230,28 @@ def stop_of(variances: list[float], steps: list[int], patience: int, cap: int, w
             continue
         if v < best:
             best, best_step = v, step
-        if best_step is not None and step - best_step >= patience:
+        if best_step is not None and step - best_step >= patience and (gate is None or gate[step - 1]):
             return step, best_step
     return cap, best_step if best_step is not None else cap
 
 
-def evaluate(rec: dict, rule: RuleConfig | None, cap: int) -> dict:
-    """Score a rule (None: the fixed count ``cap``) on one recorded case."""
+def evaluate(rec: dict, rule: RuleConfig | None, cap: int, sigma: float | None = None) -> dict:
+    """Score a rule (None: the fixed count ``cap``) on one recorded case; ``sigma``: the noise gate's
+    noise level (default: the estimate the library makes, ``rec["sigma_est"]``)."""
     raw, avg = rec["raw"], rec["avg"]
     returned = avg if avg is not None else raw  # what the fit returns without a rule
     if rule is None:
         return {"stop": cap, "best": cap, "psnr": returned[cap - 1], "fired": False}
+    gate = None
+    if rule.gate is not None:
+        from deepprior.stopping import _GATE_ALPHA
+
+        bound = rule.gate * (rec["sigma_est"] if sigma is None else sigma) ** 2
+        gate = [v <= bound for v in smoothed_loss(rec["loss"], _GATE_ALPHA)]
     stop, best = stop_of(rec["variance"][rule.curve], rec["variance_steps"][rule.curve], rule.patience, cap,
-                         rule.warmup)
-    fired = stop < cap or (stop == cap and best is not None and cap - best >= rule.patience)
+                         rule.warmup, gate)
+    fired = stop < cap or (stop == cap and best is not None and cap - best >= rule.patience
+                           and (gate is None or gate[cap - 1]))
     if not fired:  # the cap ended the fit: it returns what it would anyway
         return {"stop": cap, "best": cap, "psnr": returned[cap - 1], "fired": False}
     if rule.keep == "raw":
@@ -235,14 +277,23 @@ def spec_of(rule: RuleConfig | None) -> str:
         kind, window = "emv", round(2 / float(rule.curve[3:]))
     keep = {"raw": "output", "avg": "result", "avg-stop": "final"}[rule.keep]
     warmup = f", warmup={rule.warmup}" if rule.warmup else ""
-    return f'StopSpec("{kind}", {window}, {rule.patience}, "{keep}"{warmup})'
+    gate = f", noise_gate={rule.gate:g}" if rule.gate is not None else ""
+    return f'StopSpec("{kind}", {window}, {rule.patience}, "{keep}"{warmup}{gate})'
 
 
-def candidates(has_avg: bool) -> list[RuleConfig]:
+#: The noise gate's factor for Gaussian denoising: Morozov's discrepancy principle stops when the
+#: residual reaches the noise level, ``k = 1`` (its usual factor; not tuned).  Offered with and
+#: without the gate; the choice below decides.
+NOISE_GATES = (None, 1.0)
+
+
+def candidates(has_avg: bool, has_loss: bool = False) -> list[RuleConfig]:
     curves = [f"wmv{w}" for w in WMV_WINDOWS] + [f"emv{a:g}" for a in EMV_ALPHAS]
     keeps = ("raw", "avg", "avg-stop") if has_avg else ("raw", "avg-stop")
     patiences = [p for p in (50, 100, 200, 300, 400, 600) if p >= MIN_PATIENCE]
-    return [RuleConfig(c, p, k, w) for c in curves for p in patiences for k in keeps for w in WARMUPS]
+    gates = NOISE_GATES if has_loss else (None,)
+    return [RuleConfig(c, p, k, w, g) for c in curves for p in patiences for k in keeps for w in WARMUPS
+            for g in gates]
 
 
 GROUPS = {"denoise": "denoise", "jpeg": "deblock", "sr": "sr", "inpaint": "inpaint"}  # table -> deepprior task
@@ -287,7 +338,8 @@ def choose(table: str, cache: dict) -> tuple[RuleConfig | None, str]:
     if not cases:
         raise SystemExit(f"no tune runs for {table}: run `python -m benchmarks.stopping run --set tune`")
     scored = []
-    for rule in candidates(cases[0][1]["avg"] is not None):
+    # the noise gate is for Gaussian noise of a known or estimable level: denoising only
+    for rule in candidates(cases[0][1]["avg"] is not None, has_loss=table == "denoise"):
         margins, frac = [], []
         for task, rec in cases:
             got, fixed = evaluate(rec, rule, task.default), evaluate(rec, None, task.default)
@@ -347,10 +399,17 @@ def cmd_report(args) -> None:
                             f"{prefix}gap_db": round(peak - got["psnr"], 2),
                             f"{prefix}vs_fixed_db": round(got["psnr"] - fixed["psnr"], 2),
                             f"{prefix}steps_saved": round(1 - got["stop"] / count, 3)})
+            if rule is not None and rule.gate is not None:  # the noise level given (--sigma), not estimated
+                got = evaluate(rec, rule, task.default, sigma=task.level / 255)
+                fixed = evaluate(rec, None, task.default)
+                row.update({"given_sigma_rule_psnr": round(got["psnr"], 2), "given_sigma_rule_stop": got["stop"],
+                            "given_sigma_gap_db": round(peak - got["psnr"], 2),
+                            "given_sigma_vs_fixed_db": round(got["psnr"] - fixed["psnr"], 2),
+                            "given_sigma_steps_saved": round(1 - got["stop"] / task.default, 3)})
             rows.append(row)
     RESULTS.mkdir(parents=True, exist_ok=True)
     with open(RESULTS / "stopping.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
         w.writeheader()
         w.writerows(rows)
     (RESULTS / "stopping.md").write_text(markdown(rows, notes))
@@ -397,6 +456,18 @@ def markdown(rows: list[dict], notes: list[str]) -> str:
             rs = [r for r in rows if t in ("all", r["task"])]
             saved = 1 - sum(r[f"{prefix}rule_stop"] for r in rs) / sum(r[f"{prefix}fixed_steps"] for r in rs)
             gaps, vs = [r[f"{prefix}gap_db"] for r in rs], [r[f"{prefix}vs_fixed_db"] for r in rs]
+            out.append(f"| {t} | {sum(gaps) / len(rs):+.2f} | {max(gaps):+.2f} | {sum(vs) / len(rs):+.2f} "
+                       f"| {min(vs):+.2f} | {100 * saved:.0f} % |")
+    given = [r for r in rows if "given_sigma_rule_stop" in r]
+    if given:
+        out += ["", "Rules with a noise gate, with the true noise level given (`--sigma`, API `sigma=`) instead of "
+                "estimated, against the default count:", "",
+                "| task | mean gap to peak (dB) | worst gap | mean vs fixed | worst vs fixed | steps saved |",
+                "|---|---|---|---|---|---|"]
+        for t in list(dict.fromkeys(r["task"] for r in given)) + ["all"]:
+            rs = [r for r in given if t in ("all", r["task"])]
+            saved = 1 - sum(r["given_sigma_rule_stop"] for r in rs) / sum(r["fixed_steps"] for r in rs)
+            gaps, vs = [r["given_sigma_gap_db"] for r in rs], [r["given_sigma_vs_fixed_db"] for r in rs]
             out.append(f"| {t} | {sum(gaps) / len(rs):+.2f} | {max(gaps):+.2f} | {sum(vs) / len(rs):+.2f} "
                        f"| {min(vs):+.2f} | {100 * saved:.0f} % |")
     out += ["", "Chosen on the tune images (against the default count):", ""] + [f"- {n}" for n in notes]

@@ -245,9 +245,17 @@ def test_auto_stop_is_the_default_and_is_recorded(tiny, tmp_path):
     spec = AUTO_STOP["denoise"]
     assert meta["stop"] == {"rule": "auto", "window": None, "patience": None,
                             "auto": {"rule": spec.rule, "window": spec.window, "patience": spec.patience,
-                                     "keep": spec.keep, "warmup": spec.warmup}}
+                                     "keep": spec.keep, "warmup": spec.warmup, "noise_gate": spec.noise_gate}}
     # 3 steps: far below the patience, so the cap (--iters) ends the fit
     assert meta["stop_reason"] == "iters" and meta["iterations"] == 3 and meta["stopped"]["stop_step"] is None
+
+
+def test_a_known_noise_level_is_recorded_and_checked(tiny, tmp_path, capsys):
+    out = tmp_path / "o.png"
+    assert run("denoise", tiny, "-o", out, *FAST, "--sigma", "25") == 0
+    assert json.loads(out.with_suffix(".json").read_text())["stop"]["sigma"] == 25
+    for bad in ("0", "300", "nan"):
+        _fails(capsys, tmp_path, "denoise", tiny, "--sigma", bad, *FAST, match="--sigma")
 
 
 def test_auto_stop_without_a_rule_runs_the_presets_steps(tiny, tmp_path, capsys):

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from deepprior.fitting import FitState
-from deepprior.stopping import ExponentialVariance, MaxIterations, WindowedVariance, first_of
+from deepprior.stopping import ExponentialVariance, MaxIterations, WindowedVariance, estimate_noise_level, first_of
 
 T_MIN = 300  # the step where the synthetic outputs are least noisy
 T_END = 1000
@@ -307,3 +307,49 @@ def test_warmup_ignores_early_minima(rule):
     the rule then sees only a rising variance and stops `patience` steps after the warm-up."""
     stop = _run(rule)
     assert rule.variances[0][0] == 400 and rule.min_step == 400 and stop == 450
+
+
+def _gated_sequence(residual_from, n=T_END, sigma=0.1, seed=0):
+    """The V-shaped variance of :func:`_sequence`, with a data term above ``sigma**2`` (twice it)
+    until step ``residual_from`` and below it (half) after: a fit that reaches the noise level late."""
+    for t, state in _sequence(n=n, seed=seed):
+        state.loss = (2.0 if t < residual_from else 0.5) * sigma**2
+        yield t, state
+
+
+@pytest.mark.parametrize("cls", [WindowedVariance, ExponentialVariance])
+def test_the_noise_gate_delays_the_stop_until_the_data_term_reaches_the_noise_level(cls):
+    """Ungated, the rule stops about `patience` after the variance minimum (step 300); gated, not
+    before the smoothed data term has fallen to sigma^2 (a few tens of steps after step 700)."""
+    free = cls(patience=100)
+    free_stop = next(t for t, s in _gated_sequence(700) if free(t, s))
+    gated = cls(patience=100, noise_gate=1.0, sigma=0.1)
+    stop = next(t for t, s in _gated_sequence(700) if gated(t, s))
+    assert free_stop < 500 and 700 < stop < 800
+    assert gated.min_step == free.min_step  # the gate delays the stop, not the choice
+    assert "sigma 0.1000" in gated.reason
+    # a data term that never reaches the noise level: the gate never opens
+    never = cls(patience=100, noise_gate=1.0, sigma=0.1)
+    assert not any(never(t, s) for t, s in _gated_sequence(10**9))
+
+
+def test_the_noise_level_is_estimated_from_the_measurement():
+    g = torch.Generator().manual_seed(0)
+    y = (0.5 + 0.1 * torch.randn(1, 3, 64, 64, generator=g)).clamp(0, 1)
+    assert estimate_noise_level(y) == pytest.approx(0.1, rel=0.1)
+    rule = WindowedVariance(20, 20, noise_gate=1.0)
+    rule(1, FitState(1, 10, y, None, 0.5, 0.0, False, None, y))
+    assert rule.sigma_used == pytest.approx(0.1, rel=0.1)
+    with pytest.raises(ValueError, match="sigma"):
+        WindowedVariance(20, 20, noise_gate=1.0)(1, FitState(1, 10, y, None, 0.5, 0.0, False, None))
+    with pytest.raises(ValueError, match="sigma"):
+        WindowedVariance(20, 20, noise_gate=1.0, sigma=-1.0)
+
+
+def test_make_rule_passes_the_noise_level_to_a_gated_auto_rule():
+    from deepprior.stopping import AUTO_STOP, make_rule
+
+    for task, spec in AUTO_STOP.items():
+        if spec is not None and spec.noise_gate is not None:
+            rule = make_rule("auto", task=task, sigma=25 / 255)
+            assert rule.noise_gate == spec.noise_gate and rule.sigma == pytest.approx(25 / 255)

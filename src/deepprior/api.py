@@ -119,6 +119,7 @@ def run_task(
     time_budget: float | None = None,
     max_pixels: int | None = MAX_PIXELS,
     stop="auto",
+    sigma: float | None = None,
     checkpoint=None,
     checkpoint_every: int = 0,
     resume: dict | None = None,
@@ -136,6 +137,8 @@ def run_task(
     name of :func:`deepprior.stopping.make_rule`, or a rule object of :mod:`deepprior.stopping`
     (it ends the fit and picks the image returned).  The rule is in
     ``result.restoration.stop_rule`` (its ``stop_step``, ``best_step``, ``reason``).
+    ``sigma``: denoising's noise level on the image scale ([0, 1]: 25/255 for "sigma 25"), for the
+    noise gate of its automatic rule; None (default) estimates it from the image.
     ``checkpoint``, ``checkpoint_every`` and ``resume`` save and restore the fit's state (see :func:`deepprior.fitting.fit`); ``check_memory`` and
     ``announce`` are those of :func:`deepprior.pipeline.restore`.
     """
@@ -179,7 +182,7 @@ def run_task(
     elif task not in ("denoise", "deblock"):
         raise ValueError(f"unknown task {task!r}")
     if stop is None or isinstance(stop, str):
-        stop = make_rule(stop or "fixed", task=task)
+        stop = make_rule(stop or "fixed", task=task, sigma=sigma)
     r = restore(
         y,
         p,
@@ -229,8 +232,9 @@ def denoise(image, *, preset=None, iters=None, rng=None, device=None, callback=N
     channel_axis : int, optional
         Axis of the channels of a 3-D numpy array (default: last).
     **kwargs
-        ``reference=`` (ground truth, for PSNR curves), ``time_budget=``, ``max_pixels=``, or
-        preset fields such as ``lr=``.
+        ``reference=`` (ground truth, for PSNR curves), ``time_budget=``, ``max_pixels=``,
+        ``sigma=`` (the noise level on the image scale, e.g. 25/255, for the automatic stop; default:
+        estimated from the image; see :func:`run_task`), or preset fields such as ``lr=``.
 
     Returns
     -------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -42,6 +43,10 @@ def _task_parser(sub, task):
                    f"each input, named <stem>_{OUTPUT_SUFFIX[task].format(scale='S')}.png)")
     if task == "sr":
         p.add_argument("--scale", type=int, default=4, help="upscaling factor: 2, 4 or 8 (default 4)")
+    if task == "denoise":
+        p.add_argument("--sigma", type=float, metavar="S", help="the noise's standard deviation on the 0..255 scale, "
+                       "if known (e.g. 25): the automatic stop waits until the fit reaches this noise level "
+                       "(default: estimated from the image)")
     if task == "inpaint":
         p.add_argument("--mask", help="mask file (white/nonzero = pixels to fill), or a folder of masks named "
                        "like the inputs (default: <stem>_mask.* beside each input, else its transparent pixels)")
@@ -230,6 +235,9 @@ def _task_settings(args, *, several: bool):
         if value is not None and value < least:
             raise CLIError(f"{flag} must be {'a positive number' if least else '>= 0'}, got {value}")
 
+    sigma = getattr(args, "sigma", None)
+    if sigma is not None and not (math.isfinite(sigma) and 0 < sigma < 255):
+        raise CLIError(f"--sigma must be a noise level between 0 and 255 (e.g. 25), got {sigma}")
     if args.tile and args.tile_overlap >= args.tile:
         raise CLIError(f"--tile-overlap ({args.tile_overlap}) must be smaller than --tile ({args.tile})")
     if args.tile and (args.checkpoint_every or args.resume):
@@ -264,6 +272,7 @@ def _task_settings(args, *, several: bool):
         stop=args.stop,
         stop_window=args.stop_window,
         stop_patience=args.stop_patience,
+        sigma=sigma,
         check_memory=not args.no_memory_check,
         tile=args.tile,
         tile_overlap=args.tile_overlap,

@@ -110,9 +110,11 @@ class FitState:
         True when this step was rejected and the last good weights restored.
     stop : bool
         Set to True to end the fit after this step.
+    measurement : tensor or None
+        The measurement ``y`` the fit matches (e.g. for a rule that estimates its noise level).
     """
 
-    def __init__(self, step, iters, output, average, loss, elapsed, backtracked, reference):
+    def __init__(self, step, iters, output, average, loss, elapsed, backtracked, reference, measurement=None):
         self.step = step
         self.iters = iters
         self.output = output
@@ -122,6 +124,7 @@ class FitState:
         self.elapsed = elapsed
         self.backtracked = backtracked
         self.reference = reference
+        self.measurement = measurement
         self.stop = False
         self._cache: dict[str, float | None] = {}
 
@@ -406,6 +409,7 @@ def fit(
                 time.perf_counter() - start,
                 rejected,
                 reference,
+                y,
             )
             if record_history:
                 history["step"].append(step)

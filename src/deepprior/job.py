@@ -70,22 +70,30 @@ class Settings:
     stop: str = "auto"  # stopping rule name (deepprior.stopping.RULES)
     stop_window: int | None = None
     stop_patience: int | None = None
+    sigma: float | None = None  # denoising's noise level on the 0..255 scale, for the auto rule's noise gate
     check_memory: bool = True
     tile: int | None = None  # restore overlapping tiles of this side (deepprior.tiles)
     tile_overlap: int = 32
+
+    @property
+    def sigma_scaled(self) -> float | None:
+        """:attr:`sigma` on the image scale [0, 1] (what the stopping rules take)."""
+        return None if self.sigma is None else self.sigma / 255
 
     @property
     def stop_config(self) -> dict:
         """The stopping rule as recorded in the sidecar (part of the resume fingerprint); for
         ``auto`` with the task's rule it stands for."""
         config = {"rule": self.stop, "window": self.stop_window, "patience": self.stop_patience}
+        if self.sigma is not None:
+            config["sigma"] = self.sigma
         if self.stop == "auto":
             from .stopping import AUTO_STOP
 
             spec = AUTO_STOP[self.task]  # None: the task's auto is the preset's step count
             config["auto"] = None if spec is None else {"rule": spec.rule, "window": spec.window,
                                                         "patience": spec.patience, "keep": spec.keep,
-                                                        "warmup": spec.warmup}
+                                                        "warmup": spec.warmup, "noise_gate": spec.noise_gate}
         return config
 
 
@@ -378,7 +386,8 @@ def compute(job: Job, loaded: Loaded, settings: Settings, callbacks=(), announce
 
     if settings.tile:
         return _compute_tiled(loaded, settings, seed, callbacks, announce)
-    rule = make_rule(settings.stop, task=settings.task, window=settings.stop_window, patience=settings.stop_patience)
+    rule = make_rule(settings.stop, task=settings.task, window=settings.stop_window, patience=settings.stop_patience,
+                     sigma=settings.sigma_scaled)
     callbacks = list(callbacks)
     if settings.save_every:
         callbacks.append(_Snapshots(job.steps_folder, settings.save_every))
@@ -444,7 +453,7 @@ def _compute_tiled(loaded: Loaded, settings: Settings, seed: int, callbacks, ann
         time_budget=settings.time_budget, max_pixels=settings.max_pixels, check_memory=settings.check_memory,
         announce=announce_once,
         stop=lambda: make_rule(settings.stop, task=settings.task, window=settings.stop_window,
-                               patience=settings.stop_patience),
+                               patience=settings.stop_patience, sigma=settings.sigma_scaled),
     )
     fits = [r.restoration.fit for r in res.results]
     r0 = res.results[0].restoration
