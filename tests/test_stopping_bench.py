@@ -52,9 +52,8 @@ def test_every_task_runs_at_least_to_its_default_count():
 
 def test_the_noise_gate_waits_for_the_smoothed_loss_to_reach_sigma_squared():
     rec = _record()
-    rec["sigma_est"] = 0.1
     rec["loss"] = [0.02 if s < 200 else 0.005 for s in range(1, 301)]  # 2 sigma^2, then half
-    got = stopping.evaluate(rec, stopping.RuleConfig("emv0.04", 50, "avg-stop", gate=1.0), cap=300)
+    got = stopping.evaluate(rec, stopping.RuleConfig("emv0.04", 50, "avg-stop", gate=1.0), cap=300, sigma=0.1)
     smoothed = stopping.smoothed_loss(rec["loss"], 0.02)
     first_open = next(s for s in range(1, 301) if smoothed[s - 1] <= 0.01)
     assert 200 < first_open == got["stop"] < 300 and got["best"] == 120 and got["fired"]
