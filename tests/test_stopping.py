@@ -340,8 +340,18 @@ def test_the_noise_level_is_estimated_from_the_measurement():
     rule = WindowedVariance(20, 20, noise_gate=1.0)
     rule(1, FitState(1, 10, y, None, 0.5, 0.0, False, None, y))
     assert rule.sigma_used == pytest.approx(0.1, rel=0.1)
-    with pytest.raises(ValueError, match="sigma"):
-        WindowedVariance(20, 20, noise_gate=1.0)(1, FitState(1, 10, y, None, 0.5, 0.0, False, None))
+    no_measurement = WindowedVariance(20, 20, noise_gate=1.0)
+    no_measurement(1, FitState(1, 10, y, None, 0.5, 0.0, False, None))
+    assert "needs sigma" in no_measurement.gate_note  # the gate is dropped, the fit goes on
+    with pytest.raises(ValueError, match="noise level"):
+        estimate_noise_level(torch.full((1, 3, 32, 32), 0.5))
+
+
+def test_a_flat_image_drops_the_gate_instead_of_failing_the_fit():
+    flat = torch.full((1, 3, 16, 16), 0.5)
+    rule = ExponentialVariance(0.1, 20, noise_gate=1.0)
+    stop = next(t for t in range(1, 1000) if rule(t, FitState(t, 1000, flat, None, 1.0, 0.0, False, None, flat)))
+    assert stop < 100 and "no noise gate" in rule.reason
     with pytest.raises(ValueError, match="sigma"):
         WindowedVariance(20, 20, noise_gate=1.0, sigma=-1.0)
 

@@ -89,8 +89,9 @@ Parameters common to the variance rules
     long before it fits the noise (set14/baboon at sigma 15: the ungated rule stopped 1.24 dB below
     the fixed count); a fit whose residual is still above the noise level has not reached the
     noise yet.  ``sigma`` is the noise's standard deviation on the image scale ([0, 1]; 25/255 for
-    "sigma 25"); None estimates it from the measurement (:func:`estimate_noise_level`).  The gate
-    only delays a stop; it never stops a fit by itself.
+    "sigma 25"); None estimates it from the measurement (:func:`estimate_noise_level`; where that
+    fails, e.g. on a flat noise-free image, the rule drops the gate and its ``reason`` says so).
+    The gate only delays a stop; it never stops a fit by itself.
 """
 
 from __future__ import annotations
@@ -276,21 +277,26 @@ class _VarianceRule(StoppingRule):
         self.min_step: int | None = None  # step t* at which the variance was minimal
         self.variances: list[tuple[int, float]] = []  # (step, variance) for every defined step
         self.sigma_used: float | None = self.sigma  # the noise level of the gate (given or estimated)
+        self.gate_note = ""  # why the gate was dropped (the noise level could not be estimated)
         self._loss_mean = 0.0  # exponential moving average of the data term (zero start, bias-corrected)
         self._loss_weight = 0.0
 
     def _track_loss(self, state) -> None:
         """Update the smoothed data term the noise gate compares with ``noise_gate * sigma**2``."""
-        if self.noise_gate is None or (self.skip_backtracked and getattr(state, "backtracked", False)):
+        if self.noise_gate is None or self.gate_note or (self.skip_backtracked and getattr(state, "backtracked", False)):
             return
         if self.sigma_used is None:
-            self.sigma_used = estimate_noise_level(state.measurement)
+            try:
+                self.sigma_used = estimate_noise_level(state.measurement)
+            except ValueError as e:  # e.g. a flat, noise-free image: no gate rather than a failed fit
+                self.gate_note = f"no noise gate: {e}"
+                return
         a = _GATE_ALPHA
         self._loss_mean = (1 - a) * self._loss_mean + a * float(state.loss)
         self._loss_weight = (1 - a) * self._loss_weight + a
 
     def _gate_open(self) -> bool:
-        if self.noise_gate is None:
+        if self.noise_gate is None or self.gate_note:
             return True
         return self._loss_weight > 0 and self._loss_mean / self._loss_weight <= self.noise_gate * self.sigma_used**2
 
@@ -310,7 +316,9 @@ class _VarianceRule(StoppingRule):
             f"{self._name}: no new variance minimum for {self.patience} steps "
             f"(minimum {self.min_variance:.3g} at step {self.min_step})"
         )
-        if self.noise_gate is not None:
+        if self.gate_note:
+            self.reason += f" ({self.gate_note})"
+        elif self.noise_gate is not None:
             self.reason += (f", and the smoothed data term {self._loss_mean / self._loss_weight:.3g} is within "
                             f"{self.noise_gate:g} sigma^2 (sigma {self.sigma_used:.4f})")
         return True
