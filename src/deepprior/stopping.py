@@ -283,7 +283,8 @@ class _VarianceRule(StoppingRule):
 
     def _track_loss(self, state) -> None:
         """Update the smoothed data term the noise gate compares with ``noise_gate * sigma**2``."""
-        if self.noise_gate is None or self.gate_note or (self.skip_backtracked and getattr(state, "backtracked", False)):
+        skipped = self.skip_backtracked and getattr(state, "backtracked", False)
+        if self.noise_gate is None or self.gate_note or skipped:
             return
         if self.sigma_used is None:
             try:
