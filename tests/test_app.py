@@ -167,6 +167,17 @@ def test_a_job_runs_with_previews_and_its_result_downloads():
         assert sidecar["preset"]["name"] == "inpaint-small" and sidecar["preset"]["iters"] == 20
         assert sidecar["mask_pixels"] == 7 * 48 and sidecar["output_size"] == [48, 48]
         assert sidecar["stop_reason"] == "iters" and len(sidecar["curve"]["loss"]) == 20
+        assert sidecar["sigma"] is None and sidecar["stopped_by"] is None  # inpainting: no automatic rule
+
+
+def test_a_denoising_job_takes_a_known_noise_level():
+    with app_server() as server:
+        body = inpaint_body(task="denoise", preset="denoise-small", iters=5, mask=None, sigma=25)
+        status, job, _ = request(server, "/api/jobs", body)
+        assert status == 202
+        job = wait_for(server, job["id"], lambda j: j["state"] == "done")
+        _, sidecar, _ = request(server, job["result"]["sidecar"])
+        assert sidecar["sigma"] == 25 and sidecar["stopped_by"]["stop_step"] is None  # 5 steps: the cap ended it
 
 
 def test_one_job_at_a_time_others_queue_and_stop_keeps_the_result_so_far():
@@ -203,6 +214,7 @@ def test_one_job_at_a_time_others_queue_and_stop_keeps_the_result_so_far():
     ({"iters": "many"}, 400, "iters must be a number"),
     ({"lr": 5}, 400, "lr must be between"),
     ({"task": "sr", "scale": 3, "preset": None}, 400, "must be 2, 4 or 8"),
+    ({"task": "denoise", "preset": "denoise-small", "sigma": 300}, 400, "sigma must be between"),
 ])
 def test_bad_requests_get_a_message(change, status, words):
     with app_server(max_pixels=50 * 50) as server:

@@ -12,8 +12,9 @@ Endpoints (JSON unless said otherwise; errors are ``{"error": "one line for the 
     GET  /api/jobs/<id>/result.json      its sidecar: every setting, seed, versions, curves (download)
 
 The job body is ``{"task": "denoise|deblock|sr|inpaint", "scale": 2|4|8, "preset": name,
-"iters": n, "seed": n, "lr": x, "preview_every": k, "filename": str, "image": PNG/JPEG/... as a
-data URL or base64, "mask": the same (inpainting)}``; unset or null fields take the preset's values.
+"iters": n, "seed": n, "lr": x, "preview_every": k, "sigma": the noise level on the 0..255 scale
+(denoising; default: estimated), "filename": str, "image": PNG/JPEG/... as a data URL or base64,
+"mask": the same (inpainting)}``; unset or null fields take the preset's values.
 
 One worker thread runs the jobs one at a time on the device (a fit uses the whole device); the
 others wait in a queue and their status says how many jobs are ahead.  Uploads are held in memory;
@@ -174,6 +175,13 @@ def _number(body: dict, key: str, kind, lo, hi):
     return v
 
 
+def _rule_summary(rule) -> dict | None:
+    """The automatic stopping rule's decision (as the CLI's sidecar records it), or None without a rule."""
+    if rule is None:
+        return None
+    return {"stop_step": rule.stop_step, "best_step": rule.best_step, "reason": rule.reason}
+
+
 def _safe_stem(name) -> str:
     stem = Path(str(name or "image")).stem if isinstance(name, str) else "image"
     return re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._")[:60] or "image"
@@ -189,6 +197,7 @@ class Job:
     preset: object  # deepprior.presets.Preset, with the overrides applied
     seed: int | None
     preview_every: int
+    sigma: float | None  # denoising's noise level on the 0..255 scale (None: estimated)
     image: np.ndarray | None  # dropped once the job ends
     info: object  # deepprior.io.ImageInfo
     mask: np.ndarray | None
@@ -363,7 +372,8 @@ def run_job(job: Job, device: str) -> None:
 
     try:
         res = run_task(job.task, job.image, mask=job.mask, scale=job.scale, preset=job.preset,
-                       rng=job.seed, device=device, callback=on_step)
+                       rng=job.seed, device=device, callback=on_step,
+                       sigma=None if job.sigma is None else job.sigma / 255)
         png_bytes, size = _encode_result(res.image, job.info)
         sidecar = _sidecar(job, res, size)
         with job.lock:
@@ -420,6 +430,8 @@ def _sidecar(job: Job, res, size) -> dict:
         "padded_size": list(r.padded_size),
         "iterations": r.fit.steps,
         "stop_reason": r.fit.stop_reason,
+        "sigma": job.sigma,
+        "stopped_by": _rule_summary(res.restoration.stop_rule),
         "backtracks": r.fit.backtracks,
         "seconds": round(r.fit.seconds, 3),
         "final": {k: _finite(hist[k][-1]) if hist.get(k) else None for k in ("loss", "psnr_measurement")},
@@ -450,6 +462,7 @@ def parse_job(body: dict, *, device_kind: str, max_bytes: int, max_pixels: int) 
     preset = preset.replace(**{k: v for k, v in changes.items() if v is not None})
     seed = _number(body, "seed", int, 0, 2**31 - 1)
     every = _number(body, "preview_every", int, 1, 10_000) or 10
+    sigma = _number(body, "sigma", float, 0.1, 254.0) if task == "denoise" else None
 
     image, info = open_image(decode_upload(body.get("image"), "image", max_bytes), "image", max_pixels)
     h, w = image.shape[:2]
@@ -462,7 +475,7 @@ def parse_job(body: dict, *, device_kind: str, max_bytes: int, max_pixels: int) 
             raise RequestError("inpainting needs a mask: paint over what to remove")
         mask = mask_from_editor(decode_upload(body["mask"], "mask", max_bytes), (h, w))
     return Job(id=uuid.uuid4().hex[:12], task=task, scale=scale, preset=preset, seed=seed, preview_every=every,
-               image=image, info=info, mask=mask, filename=_safe_stem(body.get("filename")))
+               sigma=sigma, image=image, info=info, mask=mask, filename=_safe_stem(body.get("filename")))
 
 
 def default_presets(device_kind: str) -> dict:

@@ -42,6 +42,7 @@ function onTask() {
     select.add(new Option(p.name, p.name, false, p.name === state.config.defaults[key]));
   }
   $("mask-tools").hidden = task !== "inpaint";
+  $("sigma-row").hidden = task !== "denoise";
   onPreset();
 }
 
@@ -195,6 +196,7 @@ async function start() {
     task, scale, preset: $("preset").value, filename: state.file.name,
     iters: $("iters").value || null, seed: $("seed").value || null, lr: $("lr").value || null,
     preview_every: $("every").value || null,
+    sigma: task === "denoise" ? $("sigma").value || null : null,
     image: await readDataURL(state.file),
     mask: task === "inpaint" ? $("mask").toDataURL("image/png") : null,
   };
