@@ -161,10 +161,14 @@ def _tiny_preset(iters):
     return Preset(name="t", task="denoise", description="", network=net, iters=iters)
 
 
+def _clean():
+    ramp = torch.linspace(0, 1, 24)
+    return torch.stack([ramp[None, :].expand(24, 24), ramp[:, None].expand(24, 24), 0.5 * torch.ones(24, 24)])[None]
+
+
 def _noisy(seed=0):
     g = torch.Generator().manual_seed(seed)
-    ramp = torch.linspace(0, 1, 24)
-    clean = torch.stack([ramp[None, :].expand(24, 24), ramp[:, None].expand(24, 24), 0.5 * torch.ones(24, 24)])[None]
+    clean = _clean()
     return (clean + 0.1 * torch.randn(clean.shape, generator=g)).float()
 
 
@@ -357,13 +361,14 @@ def test_a_flat_image_drops_the_gate_instead_of_failing_the_fit():
 
 
 @pytest.mark.parametrize("level", [5, 15, 50])
-def test_the_noise_level_of_a_photo_is_estimated_within_ten_percent(level):
-    """On a 128 px crop of scikit-image's astronaut (face, hair, suit), against the noise actually
-    added (after clipping to [0, 1])."""
+@pytest.mark.parametrize("size", [(128, 128), (37, 31)])
+def test_the_noise_level_of_a_photo_is_estimated_within_ten_percent(level, size):
+    """On crops of scikit-image's astronaut (face, hair, suit), against the noise actually added
+    (after clipping to [0, 1]); small images take smaller patches."""
     import numpy as np
     from skimage import data
 
-    img = data.astronaut()[100:228, 150:278].astype(np.float32) / 255
+    img = data.astronaut()[100:100 + size[0], 150:150 + size[1]].astype(np.float32) / 255
     noisy = np.clip(img + level / 255 * np.random.default_rng(0).standard_normal(img.shape), 0, 1)
     actual = float(np.sqrt(((noisy - img) ** 2).mean()))
     got = estimate_noise_level(torch.from_numpy(noisy.astype(np.float32)).permute(2, 0, 1)[None])
@@ -377,3 +382,19 @@ def test_make_rule_passes_the_noise_level_to_a_gated_auto_rule():
         if spec is not None and spec.noise_gate is not None:
             rule = make_rule("auto", task=task, sigma=25 / 255)
             assert rule.noise_gate == spec.noise_gate and rule.sigma == pytest.approx(25 / 255)
+
+
+def test_the_automatic_denoising_rule_with_its_noise_gate_stops_a_real_fit():
+    """The shipped rule (noise gate included, sigma estimated) on a tiny real fit: it stops before
+    the cap, once the smoothed data term is within sigma^2, and returns an image closer to the
+    clean one than the noisy input."""
+    from deepprior.pipeline import restore
+    from deepprior.stopping import make_rule
+
+    clean, y = _clean(), _noisy()
+    rule = make_rule("auto", task="denoise")
+    r = restore(y, _tiny_preset(3000), rng=0, device="cpu", stop=rule)
+    assert r.fit.stop_reason == "rule" and rule.stop_step < 3000
+    assert rule.sigma_used == pytest.approx(0.1, rel=0.15) and "sigma" in rule.reason
+    assert rule._loss_mean / rule._loss_weight <= rule.noise_gate * rule.sigma_used**2
+    assert float(((r.image - clean) ** 2).mean()) < float(((y - clean) ** 2).mean()) / 2

@@ -118,7 +118,7 @@ _KEEP = ("watched", "output", "result", "final")
 _GATE_ALPHA = 0.02
 
 
-def estimate_noise_level(measurement: torch.Tensor, *, patch: int = 8, max_patches: int = 200_000) -> float:
+def estimate_noise_level(measurement: torch.Tensor, *, patch: int | None = None, max_patches: int = 200_000) -> float:
     """The standard deviation of Gaussian noise in an image, for the noise gate.
 
     The patch-PCA estimate of Chen, Zhu and Heng ("An Efficient Statistical Method for Image Noise
@@ -127,6 +127,9 @@ def estimate_noise_level(measurement: torch.Tensor, *, patch: int = 8, max_patch
     taking the largest set whose mean equals its median (the eigenvalues the image's structure
     leaves to the noise alone).  ``measurement``: (1, C, H, W) (or (C, H, W)), on the image's scale
     ([0, 1]).  Patches are taken at every pixel, or on a grid of about ``max_patches`` for big images.
+    ``patch`` (default: 8, smaller where the image has fewer than 40 patches per dimension of one,
+    down to 3): with too few patches the smallest eigenvalues spread below the noise's and the
+    estimate reads low (8 px patches: 0.84x the noise on a 37x31 crop, 1.0x with 3 px).
 
     On the 128 px crops of the stopping benchmark's tune images it reads within 6 % of the noise
     actually in the image (sigma 15-50, clipped to [0, 1]); scikit-image's wavelet estimate
@@ -139,6 +142,8 @@ def estimate_noise_level(measurement: torch.Tensor, *, patch: int = 8, max_patch
     y = measurement.detach().float().cpu().numpy()
     y = y[0] if y.ndim == 4 else y  # (C, H, W)
     c, h, w = y.shape
+    if patch is None:
+        patch = next((p for p in range(8, 3, -1) if (h - p + 1) * (w - p + 1) >= 40 * c * p * p), 3)
     if h < patch or w < patch:
         raise ValueError(f"the image ({h}x{w}) is too small to estimate its noise level; give sigma")
     windows = np.lib.stride_tricks.sliding_window_view(y, (patch, patch), axis=(1, 2))  # C, h', w', p, p
