@@ -398,3 +398,44 @@ def test_the_automatic_denoising_rule_with_its_noise_gate_stops_a_real_fit():
     assert rule.sigma_used == pytest.approx(0.1, rel=0.15) and "sigma" in rule.reason
     assert rule._loss_mean / rule._loss_weight <= rule.noise_gate * rule.sigma_used**2
     assert float(((r.image - clean) ** 2).mean()) < float(((y - clean) ** 2).mean()) / 2
+
+
+def _blocky_pair(size=40, seed=0):
+    """A smooth image and a 'JPEG' of it: a constant offset per 8x8 block (grid phase (3, 5))."""
+    g = torch.Generator().manual_seed(seed)
+    ramp = torch.linspace(0.2, 0.8, size)
+    clean = torch.stack([ramp[None, :].expand(size, size), ramp[:, None].expand(size, size),
+                         0.5 * torch.ones(size, size)])[None]
+    blocks = 0.05 * torch.randn(1, 3, size // 8 + 2, size // 8 + 2, generator=g)
+    offsets = blocks.repeat_interleave(8, 2).repeat_interleave(8, 3)[..., 5:5 + size, 3:3 + size]
+    return clean, clean + offsets
+
+
+def test_blockiness_finds_the_grid_and_is_about_one_for_a_smooth_image():
+    from deepprior.stopping import block_grid_phase, blockiness
+
+    clean, y = _blocky_pair()
+    phase = block_grid_phase(y)
+    assert phase == (3, 5)
+    assert blockiness(y, phase=phase) > 3 and blockiness(clean, phase=phase) == pytest.approx(1.0, abs=0.05)
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.3])
+def test_block_artifacts_stop_when_the_output_takes_on_the_blocks(fraction):
+    """Outputs move linearly from the smooth image to the blocky input over 1000 steps; the rule
+    stops on the way, earlier for a smaller fraction, and returns the result at its stop."""
+    from deepprior.stopping import BlockArtifacts, blockiness
+
+    clean, y = _blocky_pair()
+    rule = BlockArtifacts(fraction, warmup=10)
+    for t in range(1, 1001):
+        out = clean + (t / 1000) * (y - clean)
+        if rule(t, FitState(t, 1000, out, out, 0.01, 0.0, False, None, y)):
+            break
+    assert rule.stop_step is not None and 10 <= rule.stop_step < 1000
+    limit = 1 + fraction * (rule.input_blockiness - 1)
+    assert rule.values[-1][1] >= limit > rule.values[-2][1]  # the first step over the limit
+    assert torch.equal(rule.best, clean + (rule.stop_step / 1000) * (y - clean)) and "block" in rule.reason
+    # a smooth input has no blocks to watch: the rule never stops
+    flat = BlockArtifacts(fraction, warmup=10)
+    assert not any(flat(t, FitState(t, 100, clean, clean, 0.01, 0.0, False, None, clean)) for t in range(1, 100))

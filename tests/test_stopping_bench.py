@@ -59,3 +59,16 @@ def test_the_noise_gate_waits_for_the_smoothed_loss_to_reach_sigma_squared():
     assert 200 < first_open == got["stop"] < 300 and got["best"] == 120 and got["fired"]
     assert stopping.spec_of(stopping.RuleConfig("wmv50", 300, "avg-stop", 300, 1.0)) == \
         'StopSpec("wmv", 50, 300, "final", warmup=300, noise_gate=1)'
+
+
+def test_the_jpeg_rule_stops_at_the_first_step_over_its_blockiness_limit():
+    rec = _record()
+    rec["blockiness_input"] = 2.0
+    rec["blockiness"] = {"avg": [1.0 + s / 300 for s in range(1, 301)]}  # 1 -> 2 over the run
+    rule = stopping.RuleConfig("blockiness-avg", 0, "avg-stop", 100, fraction=0.5)
+    assert stopping.evaluate(rec, rule, cap=300) == {"stop": 150, "best": 150, "psnr": rec["avg"][149],
+                                                     "fired": True}
+    assert stopping.evaluate(rec, rule, cap=120)["fired"] is False
+    early = stopping.RuleConfig("blockiness-avg", 0, "avg-stop", 100, fraction=0.1)
+    assert stopping.evaluate(rec, early, cap=300)["stop"] == 100  # over the limit already: the warm-up's end
+    assert stopping.spec_of(rule) == "BlockArtifacts(0.5, warmup=100)"

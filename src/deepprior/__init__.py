@@ -42,6 +42,7 @@ _LAZY = {
     "Compose": "forward",
     "WindowedVariance": "stopping",
     "ExponentialVariance": "stopping",
+    "BlockArtifacts": "stopping",
     "MaxIterations": "stopping",
     "first_of": "stopping",
     "read_image": "io",
