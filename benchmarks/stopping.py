@@ -111,7 +111,8 @@ def record(task: StopTask, image: str) -> dict:
     import torch
 
     import deepprior
-    from deepprior.stopping import ExponentialVariance, WindowedVariance, block_grid_phase, blockiness
+    from deepprior.measures import block_grid_phase, blockiness
+    from deepprior.stopping import ExponentialVariance, WindowedVariance
 
     job = make_job(task, image)
     case = paper.TABLES[task.table].make_case(job)
@@ -253,7 +254,7 @@ def estimated_sigma(task_name: str, image: str) -> float:
     import numpy as np
     import torch
 
-    from deepprior.stopping import estimate_noise_level
+    from deepprior.measures import estimate_noise_level
 
     task = TASK[task_name]
     y = np.asarray(paper.TABLES[task.table].make_case(make_job(task, image)).degraded, dtype=np.float32)

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from deepprior.fitting import FitState
-from deepprior.stopping import ExponentialVariance, MaxIterations, WindowedVariance, estimate_noise_level, first_of
+from deepprior.measures import estimate_noise_level
+from deepprior.stopping import ExponentialVariance, MaxIterations, WindowedVariance, first_of
 
 T_MIN = 300  # the step where the synthetic outputs are least noisy
 T_END = 1000
@@ -412,7 +413,7 @@ def _blocky_pair(size=40, seed=0):
 
 
 def test_blockiness_finds_the_grid_and_is_about_one_for_a_smooth_image():
-    from deepprior.stopping import block_grid_phase, blockiness
+    from deepprior.measures import block_grid_phase, blockiness
 
     clean, y = _blocky_pair()
     phase = block_grid_phase(y)
@@ -424,7 +425,8 @@ def test_blockiness_finds_the_grid_and_is_about_one_for_a_smooth_image():
 def test_block_artifacts_stop_when_the_output_takes_on_the_blocks(fraction):
     """Outputs move linearly from the smooth image to the blocky input over 1000 steps; the rule
     stops on the way, earlier for a smaller fraction, and returns the result at its stop."""
-    from deepprior.stopping import BlockArtifacts, blockiness
+    from deepprior.measures import blockiness
+    from deepprior.stopping import BlockArtifacts
 
     clean, y = _blocky_pair()
     rule = BlockArtifacts(fraction, warmup=10)
