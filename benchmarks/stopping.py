@@ -249,7 +249,7 @@ def stop_of(variances: list[float], steps: list[int], patience: int, cap: int, w
 @functools.lru_cache(maxsize=None)
 def estimated_sigma(task_name: str, image: str) -> float:
     """The noise level the library estimates from a case's degraded image (what the noise gate uses
-    without a given sigma): :func:`deepprior.stopping.estimate_noise_level`, computed here rather than
+    without a given sigma): :func:`deepprior.measures.estimate_noise_level`, computed here rather than
     cached with the curves, so that the report follows the library's estimator."""
     import numpy as np
     import torch
@@ -550,7 +550,7 @@ def markdown(rows: list[dict], notes: list[str]) -> str:
             "avg-stop w300`, no gate) set14/baboon at sigma 15 stopped 1.24 dB below the fixed count; the gate "
             "(factor 1, the discrepancy principle's usual one, not tuned) was then offered to the choice, which took "
             "it on the tune images. With the noise level from scikit-image's `estimate_sigma` (up to 16 % high on the "
-            "tune crops) that case was 0.33 dB below; the patch-PCA estimate (`deepprior.stopping."
+            "tune crops) that case was 0.33 dB below; the patch-PCA estimate (`deepprior.measures."
             "estimate_noise_level`, within 6 % on the tune crops) gives the table above."]
     out += ["", "PSNR curves with the detected stops (thin: raw output; thick: the running average; triangle: "
             "the image the rule returns, at the step the fit stops; dashed: the default count; dotted grey: the "
