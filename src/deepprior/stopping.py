@@ -12,9 +12,10 @@ object used as the fit's callback (``rule(step, state) -> bool``, see :mod:`deep
 The task functions and the CLI stop automatically by default (``stop="auto"``, ``--stop auto``):
 :data:`AUTO_STOP` holds each task's rule, chosen by the stopping benchmark
 (``python -m benchmarks.stopping``; BENCHMARKS.md, "Automatic stopping"), and the preset's step
-count is the cap; for tasks whose measurements gave no rule (JPEG, super-resolution, inpainting:
-the PSNR still rises at the preset's count) ``auto`` runs the preset's steps.  ``stop="fixed"``
-runs exactly the preset's steps.
+count is the cap.  Denoising's rule is the exponential variance with a noise gate (below), the noise
+level given (``sigma=``, ``--sigma``) or estimated; for tasks whose measurements gave no rule (JPEG,
+super-resolution, inpainting: the PSNR still rises at the preset's count) ``auto`` runs the
+preset's steps.  ``stop="fixed"`` runs exactly the preset's steps.
 
 After (or during) the fit every rule exposes
 
