@@ -106,7 +106,7 @@ def make_job(task: StopTask, image: str, seed: int = 0) -> paper.Job:
 
 
 def record(task: StopTask, image: str) -> dict:
-    """Fit one case past its peak; return its PSNR and variance curves."""
+    """Fit one case past its peak; return its PSNR, variance and data-term curves (JPEG: and blockiness)."""
     import numpy as np
     import torch
 
@@ -120,18 +120,16 @@ def record(task: StopTask, image: str) -> dict:
     trackers = {f"wmv{w}": WindowedVariance(w, huge) for w in WMV_WINDOWS}
     trackers.update({f"emv{a:g}": ExponentialVariance(a, huge) for a in EMV_ALPHAS})
 
-    y = np.asarray(case.degraded, dtype=np.float32)
-    y = torch.as_tensor(y[..., None] if y.ndim == 2 else y).permute(2, 0, 1)[None]
-    residual_avg = []  # ||average - y||^2 / n: what the discrepancy rule watches when the recipe averages
     jpeg = task.table == "jpeg"
-    phase = block_grid_phase(y) if jpeg else None
-    blocky = {"raw": [], "avg": []}  # JPEG: the blockiness of the outputs (deepprior.stopping.blockiness)
+    if jpeg:
+        y = np.asarray(case.degraded, dtype=np.float32)
+        y = torch.as_tensor(y[..., None] if y.ndim == 2 else y).permute(2, 0, 1)[None]
+        phase = block_grid_phase(y)
+    blocky = {"raw": [], "avg": []}  # JPEG: the blockiness of the outputs (deepprior.measures)
 
     def watch(step, state):
         for t in trackers.values():
             t(step, state)
-        if state.average is not None:
-            residual_avg.append(float(((state.average.float().cpu() - y) ** 2).mean()))
         if jpeg:
             blocky["raw"].append(blockiness(state.output, phase=phase))
             if state.average is not None:
@@ -150,9 +148,8 @@ def record(task: StopTask, image: str) -> dict:
         "raw": [round(float(v), 4) for v in h["psnr_reference"]],
         "avg": None if avg is None else [round(float(v), 4) for v in avg],
         "variance": {k: [float(f"{v:.6g}") for _, v in t.variances] for k, t in trackers.items()},
-        # the data term of each step (raw, jittered output; what the noise gate watches) and of the running average
+        # the data term of each step (raw, jittered output): what the noise gate watches
         "loss": [float(f"{v:.6g}") for v in h["loss"]],
-        "residual_avg": [float(f"{v:.6g}") for v in residual_avg] or None,
         **({"blockiness_input": blockiness(y, phase=phase),
             "blockiness": {k: [float(f"{v:.6g}") for v in vs] for k, vs in blocky.items() if vs}} if jpeg else {}),
         "variance_steps": {k: [s for s, _ in t.variances] for k, t in trackers.items()},
