@@ -126,7 +126,8 @@ def main(argv=None) -> None:
     if args.reference_only:
         return
     level = {"denoise": f"sigma {task.level:g}", "sr": f"x{task.level:g}", "inpaint": f"{task.level:.0%} missing"}
-    lines = [f"Reproduce: `python -m benchmarks.fast --task {args.task}` ({level[args.task]}, 128 px crops of the quick "
+    command = f"python -m benchmarks.fast --task {args.task}" + (f" --images {' '.join(images)}" if args.images else "")
+    lines = [f"Reproduce: `{command}` ({level[args.task]}, 128 px crops of the quick "
              f"tier's images and seeds, none used for tuning; `{task.reference}` run for {task.reference_steps} steps "
              f"gives its best-iterate PSNR (found with the ground truth) and the time to it (cached in "
              f"`benchmarks/results/fast-reference.json` with its commit); `{candidate}` runs until it is within "
