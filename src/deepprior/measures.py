@@ -86,8 +86,8 @@ def blockiness(x: torch.Tensor, *, period: int = 8, phase: tuple[int, int] | Non
     r0, c0 = phase or (0, 0)
     dv = (x[:, 1:, :] - x[:, :-1, :]).abs().mean(dim=(0, 2))  # step between rows i and i + 1
     dh = (x[:, :, 1:] - x[:, :, :-1]).abs().mean(dim=(0, 1))  # step between columns j and j + 1
-    on_v = (torch.arange(dv.numel()) + 1 - r0) % period == 0
-    on_h = (torch.arange(dh.numel()) + 1 - c0) % period == 0
+    on_v = (torch.arange(dv.numel(), device=dv.device) + 1 - r0) % period == 0
+    on_h = (torch.arange(dh.numel(), device=dh.device) + 1 - c0) % period == 0
     on = torch.cat([dv[on_v], dh[on_h]])
     off = torch.cat([dv[~on_v], dh[~on_h]])
     if on.numel() == 0 or off.numel() == 0:
