@@ -214,3 +214,34 @@ def test_the_jitter_does_not_depend_on_the_memory_format():
     assert all(x.is_contiguous(memory_format=torch.channels_last) for x in seen[1])
     for a, b in zip(*seen, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_cuda_graph_needs_cuda_and_fp32():
+    net = SkipNet(4, 3, TINY)
+    z = make_input("noise", 4, 16, 16)
+    with pytest.raises(ValueError, match="cuda_graph"):
+        fit(net, z, Identity(), torch.rand(1, 3, 16, 16), iters=1, cuda_graph=True)
+    assert "forward" not in net.__dict__
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("backtrack_at", [None, 2])
+def test_cuda_graph_fit_matches_the_eager_fit_and_gives_the_network_back(backtrack_at):
+    # The graphed network runs the eager network's kernels, so a few steps agree to float rounding.
+    # Only a few: over tens of steps cuDNN's non-deterministic backward and Adam's division by
+    # sqrt(v) (near-zero gradients, e.g. of biases that BatchNorm cancels, move by +-lr either way)
+    # amplify rounding (graph vs eager differed by 1.8e-2 after 60 steps on an H100).
+    # A rejected step (backtracking) is covered too; the network gets its own forward back.
+    runs = []
+    for graph in (False, True):
+        torch.manual_seed(0)
+        net = SkipNet(4, 3, TINY).cuda()
+        z = make_input("noise", 4, 37, 31, generator=torch.Generator().manual_seed(0)).cuda()
+        y = torch.rand(1, 3, 37, 31, generator=torch.Generator().manual_seed(2)).cuda()
+        A = Identity() if backtrack_at is None else _Spike({backtrack_at})
+        r = fit(net, z, A, y, iters=3, ema=None, generator=torch.Generator("cuda").manual_seed(1), cuda_graph=graph)
+        runs.append(r)
+        assert "forward" not in net.__dict__
+        assert r.backtracks == (0 if backtrack_at is None else 1)
+    torch.testing.assert_close(runs[0].history["loss"], runs[1].history["loss"], rtol=1e-3, atol=0)
+    torch.testing.assert_close(runs[0].image, runs[1].image, rtol=0, atol=1e-3)

@@ -7,8 +7,11 @@ Both scale with the number of pixels the network sees (its input is padded to a 
   tensors autograd saves for the backward pass of one step (each storage once), counted with
   :class:`torch.autograd.graph.saved_tensors_hooks` on a probe of ``PROBE`` x ``PROBE`` pixels,
   plus the images the loop keeps (input, jitter, output, average, a stopping rule's window);
-* **work**: the flops of one training step (forward and backward), counted with
-  :class:`torch.utils.flop_counter.FlopCounterMode` on the probe (convolutions and matmuls only).
+* **work**: the flops of one training step (forward and backward) of the convolutions and linear
+  layers, counted from their shapes on the probe as :class:`torch.utils.flop_counter.FlopCounterMode`
+  counts them (``tests/test_cost.py`` checks they agree).  Not FlopCounterMode itself: its first use
+  imports TorchDynamo, which costs every command-line run 1.3 s on a 2-core CPU and several seconds
+  on a fresh GPU machine.
 
 The saved bytes are fitted as linear in the pixel count from two probes (``PROBE`` and twice
 that), which absorbs most of the padding's border term; flops scale exactly.
@@ -83,20 +86,36 @@ def estimate(network, in_channels: int, out_channels: int, height: int, width: i
 def _probe(net, in_channels: int, side: int, input_divisor: int = 1) -> tuple[int, int]:
     """(bytes autograd saves, flops) of one training step of ``net`` at ``side`` x ``side``."""
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
+    from torch import nn
 
     storages: dict[int, int] = {}  # one tensor can be saved by several ops: count its storage once
+    flops = [0]
 
     def pack(t):
         st = t.untyped_storage()
         storages[st.data_ptr()] = st.nbytes()
         return t
 
+    def count(module, inputs, output):
+        # multiply-adds x 2 of the forward; the backward computes the weight's gradient (as many)
+        # and, when the input needs one, the input's gradient (as many again)
+        if isinstance(module, nn.Conv2d):
+            per_output = module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
+        else:  # nn.Linear
+            per_output = module.in_features
+        forward = 2 * output.numel() * per_output
+        flops[0] += forward * (2 + bool(inputs[0].requires_grad))
+
+    hooks = [m.register_forward_hook(count) for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     z = torch.zeros(1, in_channels, side // input_divisor, side // input_divisor)
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), FlopCounterMode(display=False) as counter:
-        net(z).float().square().mean().backward()
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            net(z).float().square().mean().backward()
+    finally:
+        for h in hooks:
+            h.remove()
     net.zero_grad(set_to_none=True)
-    return sum(storages.values()), counter.get_total_flops()
+    return sum(storages.values()), flops[0]
 
 
 def available_bytes(device) -> int | None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
@@ -186,6 +187,12 @@ def _jitter_generator(generator: torch.Generator | None, device: torch.device) -
     return None  # other devices: no generator state to save (resume is then not bit-identical)
 
 
+def _ungraph(network: nn.Module, graphed: bool) -> None:
+    """Undo ``torch.cuda.make_graphed_callables(network)``: it sets ``forward`` on the instance."""
+    if graphed:
+        network.__dict__.pop("forward", None)  # the graphs go with it
+
+
 def fit(
     network: nn.Module,
     z: torch.Tensor,
@@ -211,6 +218,7 @@ def fit(
     checkpoint_every: int = 0,
     resume: dict | None = None,
     precision: str = "fp32",
+    cuda_graph: bool | None = None,
 ) -> FitResult:
     """Fit ``network`` so that ``forward(network(z))`` matches ``y``; return the restored image.
 
@@ -265,6 +273,13 @@ def fit(
         the average stay in float32.  Only where the hardware has bfloat16 arithmetic (CUDA; CPUs
         with AVX512-BF16 or AMX): elsewhere it is emulated and slower (see
         :func:`deepprior.pipeline.resolve_precision`).
+    cuda_graph : bool, optional
+        Replay the network's forward and backward as CUDA graphs
+        (``torch.cuda.make_graphed_callables``): one launch each instead of hundreds, so a step
+        costs the GPU's time rather than Python's.  The arithmetic is the eager network's; the
+        loop around it (jitter, data term, backtracking, Adam, average, callbacks) is unchanged.
+        Default (None): on CUDA with ``precision="fp32"``.  The network's own ``forward`` is put
+        back when the fit ends.
 
     Returns
     -------
@@ -279,11 +294,16 @@ def fit(
     if precision not in ("fp32", "bf16"):
         raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
     device = z.device
+    if cuda_graph is None:
+        cuda_graph = device.type == "cuda" and precision == "fp32"
+    if cuda_graph and (device.type != "cuda" or precision != "fp32"):
+        raise ValueError("cuda_graph needs a CUDA device and precision='fp32'")
 
     def run_network(x):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
             o = network(x)
-        return o.float()
+        # a graph's output is a static buffer that the next replay overwrites
+        return o.clone() if cuda_graph else o.float()
 
     callbacks = _callbacks(callback)
     def cropped(t):
@@ -361,6 +381,13 @@ def fit(
     out = None
     start = time.perf_counter() - elapsed_before
     network.train()
+    if cuda_graph:
+        # captured on a copy of z; its warm-up passes change only BatchNorm's running statistics,
+        # which a network in train mode never reads.  _ungraph puts the class's forward back.
+        torch.cuda.make_graphed_callables(network, (z.clone(),))
+        # torch >= 2.10 warns that the parameters' gradient accumulators, made while capturing on
+        # a side stream, now receive gradients on the main one; autograd synchronises the two
+        warnings.filterwarnings("ignore", message="The AccumulateGrad node's stream does not match")
     try:
         for step in range(start_step + 1, iters + 1):
             if jitter > 0:
@@ -435,6 +462,9 @@ def fit(
                 checkpoint(full_state())
     except KeyboardInterrupt:
         stop_reason = "interrupted"
+    except BaseException:
+        _ungraph(network, cuda_graph)
+        raise
 
     with torch.no_grad():
         if stop_reason == "rule" and getattr(stop, "best", None) is not None:
@@ -446,6 +476,7 @@ def fit(
         else:
             # the notebooks' final output: one more pass on z without jitter (train-mode BN)
             final = run_network(z)
+    _ungraph(network, cuda_graph)
     image = (stop.best if final is None else cropped(final)).clamp(0, 1)
     return FitResult(
         image=image,
