@@ -130,7 +130,7 @@ VARIANTS: dict[str, Variant] = {
                 "average in fp32); only where bf16 is native (AVX512-BF16/AMX CPUs, CUDA)", _channels_last,
                 precision="bf16", tolerance=0.1),
         # CUDA only: the network's forward and backward replayed as two CUDA graphs, so that a step
-        # is not bound by Python's launch of hundreds of small kernels (fit's default on CUDA)
+        # is not bound by Python's launch of hundreds of small kernels (what deepprior.pipeline does on CUDA)
         Variant("cuda_graph", "channels_last + fused Adam + forward and backward as CUDA graphs "
                 "(torch.cuda.make_graphed_callables; CUDA only)", _channels_last, default=False, cuda_graph=True),
     ]

@@ -218,7 +218,7 @@ def fit(
     checkpoint_every: int = 0,
     resume: dict | None = None,
     precision: str = "fp32",
-    cuda_graph: bool | None = None,
+    cuda_graph: bool = False,
 ) -> FitResult:
     """Fit ``network`` so that ``forward(network(z))`` matches ``y``; return the restored image.
 
@@ -273,13 +273,15 @@ def fit(
         the average stay in float32.  Only where the hardware has bfloat16 arithmetic (CUDA; CPUs
         with AVX512-BF16 or AMX): elsewhere it is emulated and slower (see
         :func:`deepprior.pipeline.resolve_precision`).
-    cuda_graph : bool, optional
+    cuda_graph : bool
         Replay the network's forward and backward as CUDA graphs
         (``torch.cuda.make_graphed_callables``): one launch each instead of hundreds, so a step
         costs the GPU's time rather than Python's.  The arithmetic is the eager network's; the
         loop around it (jitter, data term, backtracking, Adam, average, callbacks) is unchanged.
-        Default (None): on CUDA with ``precision="fp32"``.  The network's own ``forward`` is put
-        back when the fit ends.
+        CUDA and ``precision="fp32"`` only, and only for a network whose forward never waits for
+        the GPU (no ``.item()``, no branch on a tensor's value), as deepprior's networks;
+        :func:`deepprior.pipeline.restore` turns it on for them.  The network's own ``forward``
+        is put back when the fit ends.
 
     Returns
     -------
@@ -294,8 +296,6 @@ def fit(
     if precision not in ("fp32", "bf16"):
         raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
     device = z.device
-    if cuda_graph is None:
-        cuda_graph = device.type == "cuda" and precision == "fp32"
     if cuda_graph and (device.type != "cuda" or precision != "fp32"):
         raise ValueError("cuda_graph needs a CUDA device and precision='fp32'")
 

@@ -250,6 +250,7 @@ def restore(
             z = z.contiguous(memory_format=torch.channels_last)
         jitter_gen = torch.Generator(device=dev).manual_seed(seed + 1)
     ref = None if reference is None else reference.to(dev)
+    precision = resolve_precision(preset.precision, dev)
     result = fit(
         net,
         z,
@@ -272,7 +273,9 @@ def restore(
         checkpoint=checkpoint,
         checkpoint_every=checkpoint_every,
         resume=resume,
-        precision=resolve_precision(preset.precision, dev),
+        precision=precision,
+        # deepprior's networks have no host syncs or data-dependent branches: safe to capture
+        cuda_graph=dev.type == "cuda" and precision == "fp32",
     )
     return Restoration(
         image=result.image, fit=result, preset=preset, seed=seed, device=str(dev), padded_size=(hp, wp),
