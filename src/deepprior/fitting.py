@@ -466,17 +466,19 @@ def fit(
         _ungraph(network, cuda_graph)
         raise
 
-    with torch.no_grad():
-        if stop_reason == "rule" and getattr(stop, "best", None) is not None:
-            final = None  # the rule's choice, already cropped to the image
-        elif average is not None:
-            final = average
-        elif stop_reason == "interrupted" and out is not None:
-            final = out.detach()
-        else:
-            # the notebooks' final output: one more pass on z without jitter (train-mode BN)
-            final = run_network(z)
-    _ungraph(network, cuda_graph)
+    try:
+        with torch.no_grad():
+            if stop_reason == "rule" and getattr(stop, "best", None) is not None:
+                final = None  # the rule's choice, already cropped to the image
+            elif average is not None:
+                final = average
+            elif stop_reason == "interrupted" and out is not None:
+                final = out.detach()
+            else:
+                # the notebooks' final output: one more pass on z without jitter (train-mode BN)
+                final = run_network(z)
+    finally:
+        _ungraph(network, cuda_graph)
     image = (stop.best if final is None else cropped(final)).clamp(0, 1)
     return FitResult(
         image=image,
