@@ -1,27 +1,37 @@
 """The GPU checks, in one command sized for a short loan of a GPU machine.
 
-    python -m benchmarks.gpu [--image F16_GT.png] [--out DIR] [--parts smoke target speed]
+    python -m benchmarks.gpu [--image F16_GT.png] [--out DIR] [--parts smoke speed startup target]
                              [--ref-steps 3000] [--ref-seconds 150] [--candidates denoise-small ...]
+    python -m benchmarks.gpu --report [--out DIR] [--before OLD_DIR]   # DIR's results as markdown
 
-Three parts, each written to ``DIR/gpu-<part>.json`` as soon as it ends (so a run cut short keeps
-what it finished):
+The results of each part go to ``DIR/gpu-<part>.json`` (default ``benchmarks/results/gpu``) as soon
+as it ends, so a run cut short keeps what it finished; ``--report`` writes
+``benchmarks/results/gpu.md`` from them (included in BENCHMARKS.md).  Parts:
 
 smoke
     Every task through the Python API on ``cuda`` on a 37x31 image (SR: 19x16 input, x2), a few
     steps, fixed and automatic stopping: the output is finite, in [0, 1], on the GPU when a tensor
-    went in, and of the right size.  Then the CLI on a PNG with ``--device cuda``.
+    went in, and of the right size.  Then the CLI on a PNG with ``--device cuda``, and the
+    CUDA-graph fit against the eager one (:func:`graph_matches_eager`).
+speed
+    ``python -m benchmarks.speed --device cuda`` at 256 and 512, for the paper's network (eager,
+    fused Adam, channels-last, CUDA graphs) and the small one (eager, channels-last, CUDA graphs).
+startup
+    A one-step CLI run on a 512 px image, timed from process start, beside the bare cost of
+    Python, torch, the CUDA context and deepprior's imports; where the rest goes (cProfile).
 target
     The speed issue's GPU target: a 512x512 denoise (the image, sigma 25, seed 0) at the paper
     preset's quality in under 10 s including start-up.  ``denoise-paper`` runs ``--ref-steps`` steps
     (or ``--ref-seconds``) and gives its best-iterate PSNR of the returned (averaged) image, found
     with the ground truth; each candidate preset then runs in this process until its returned
     image is within 0.2 dB of that (seconds and steps to it, start-up excluded); finally the CLI
-    runs as a user would (``python -m deepprior denoise noisy.png --device cuda --preset P``,
-    automatic stop, and fixed at the step count the in-process run needed), timed from process
-    start to the written file, and the PSNR of the written PNG is measured.
-speed
-    ``python -m benchmarks.speed --device cuda`` at 256 and 512 for the eager network and each
-    variant (writes ``DIR/speed-cuda.json`` and ``.md``).
+    runs as a user would (``python -m deepprior denoise noisy.png --device cuda --preset P``: the
+    default preset with the automatic stop; each candidate with the automatic stop, and fixed at
+    the step count the in-process run needed), timed from process start to the written file, and
+    the PSNR of the written PNG is measured.
+
+Scratch images go to a temporary folder.  ``--device cpu`` with a small ``--size`` tries the script
+out on a machine without a GPU.
 """
 
 from __future__ import annotations
