@@ -61,3 +61,24 @@ def test_every_variant_matches_eager_on_one_forward():
 def test_profile_reports_the_convolutions_share_of_a_step():
     out = speed.profile(64, "channels_last", "cpu", steps=1)
     assert "aten::" in out and "64x64 channels_last:" in out and "convolutions" in out
+
+
+def test_gpu_report_renders_the_committed_results():
+    # benchmarks/gpu.py runs only on a CUDA machine; its report is rebuilt anywhere from the JSON
+    from benchmarks import gpu
+
+    out = ROOT / "benchmarks" / "results" / "gpu"
+    if not (out / "gpu-target.json").exists():
+        pytest.skip("no GPU results committed")
+    text = gpu.report(out, out / "before-cuda-graph")
+    assert "#### Speed: `denoise-paper` network (cuda" in text and "cuda_graph" in text
+    assert "512x512 target, this run" in text and "before: no CUDA graphs" in text
+    assert "Start-up" in text
+
+
+def test_gpu_script_runs_its_checks_on_the_cpu(tmp_path):
+    # the same code paths as on a GPU, minus the CUDA-only graph check: a cheap dry run
+    from benchmarks import gpu
+
+    res = gpu.smoke(tmp_path, "cpu")
+    assert res["all_ok"], [r for r in res["rows"] if not r["ok"]]
