@@ -53,6 +53,13 @@ def candidates(task: str) -> dict[str, tuple[str, dict, int, str]]:
         "small-lr02-warm": (small, {"lr": 0.02, "ema_warmup": True}, 1200, "the same, learning rate 0.02"),
         "tiny-lr02": (small, {"lr": 0.02, "network": _net(**TINY)}, 1200,
                       "skip 16/32/32/64 (0.10 M parameters), learning rate 0.02"),
+        # learning-rate schedules: a high rate early, then a low one (cosine, then constant)
+        "small-cos01": (small, {"lr_final": 0.001, "lr_decay_steps": 1600}, 1600,
+                        f"`{small}`, learning rate 0.01 decaying to 0.001 by step 1600 (cosine)"),
+        "small-cos02": (small, {"lr": 0.02, "lr_final": 0.002, "lr_decay_steps": 1600}, 1600,
+                        f"`{small}`, learning rate 0.02 decaying to 0.002 by step 1600 (cosine)"),
+        "small-cos03": (small, {"lr": 0.03, "lr_final": 0.002, "lr_decay_steps": 1000}, 1600,
+                        f"`{small}`, learning rate 0.03 decaying to 0.002 by step 1000 (cosine)"),
     }
     # Deep Decoder (Heckel & Hand 2019): 1x1 convolutions, bilinear upsampling, no jitter
     for width, levels in ((64, 5), (64, 4), (128, 4)):

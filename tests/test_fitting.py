@@ -245,3 +245,35 @@ def test_cuda_graph_fit_matches_the_eager_fit_and_gives_the_network_back(backtra
         assert r.backtracks == (0 if backtrack_at is None else 1)
     torch.testing.assert_close(runs[0].history["loss"], runs[1].history["loss"], rtol=1e-3, atol=0)
     torch.testing.assert_close(runs[0].image, runs[1].image, rtol=0, atol=1e-3)
+
+
+def test_learning_rate_decays_by_a_cosine_and_then_stays():
+    from deepprior.fitting import learning_rate
+
+    assert learning_rate(1, 0.02, 0.001, 100) == pytest.approx(0.02)
+    assert learning_rate(100, 0.02, 0.001, 100) == pytest.approx(0.001)
+    assert learning_rate(5000, 0.02, 0.001, 100) == 0.001
+    mid = learning_rate(50, 0.02, 0.001, 99)  # halfway: the mean of the two
+    assert mid == pytest.approx(0.0105)
+    rates = [learning_rate(s, 0.02, 0.001, 100) for s in range(1, 101)]
+    assert all(a >= b for a, b in zip(rates, rates[1:]))
+    assert learning_rate(7, 0.01, None, 0) == 0.01  # no decay: the paper's constant rate
+
+
+def test_fit_applies_the_learning_rate_decay():
+    seen = []
+    net = SkipNet(4, 3, TINY)
+    z = make_input("noise", 4, 16, 16, generator=torch.Generator().manual_seed(0))
+    y = torch.rand(1, 3, 16, 16)
+    # the optimiser is internal: read its rate back through Adam's effect, a step of ~lr per weight
+    before = [p.detach().clone() for p in net.parameters()]
+
+    def cb(step, state):
+        seen.append(max(float((p.detach() - b).abs().max()) for p, b in zip(net.parameters(), before)))
+        before[:] = [p.detach().clone() for p in net.parameters()]
+
+    fit(net, z, Identity(), y, iters=6, lr=0.02, lr_final=0.002, lr_decay_steps=4, callback=cb, backtrack=False,
+        generator=torch.Generator().manual_seed(1))
+    # Adam's first steps move each weight by about lr (its update is ~sign(gradient) at first)
+    assert seen[0] == pytest.approx(0.02, rel=0.05)
+    assert seen[-1] == pytest.approx(0.002, rel=0.3)

@@ -187,6 +187,16 @@ def _jitter_generator(generator: torch.Generator | None, device: torch.device) -
     return None  # other devices: no generator state to save (resume is then not bit-identical)
 
 
+def learning_rate(step: int, lr: float, lr_final: float | None, decay_steps: int) -> float:
+    """The learning rate of ``step`` (1-based): ``lr``, or a cosine from ``lr`` at step 1 to
+    ``lr_final`` at step ``decay_steps`` and ``lr_final`` after it."""
+    if lr_final is None:
+        return lr
+    if step >= decay_steps:
+        return lr_final
+    return lr_final + (lr - lr_final) * 0.5 * (1 + math.cos(math.pi * (step - 1) / max(decay_steps - 1, 1)))
+
+
 def _ungraph(network: nn.Module, graphed: bool) -> None:
     """Undo ``torch.cuda.make_graphed_callables(network)``: it sets ``forward`` on the instance."""
     if graphed:
@@ -201,6 +211,8 @@ def fit(
     *,
     iters: int,
     lr: float = 0.01,
+    lr_final: float | None = None,
+    lr_decay_steps: int = 0,
     jitter: float = 1.0 / 30,
     jitter_kind: str = "gaussian",
     ema: float | None = 0.99,
@@ -234,8 +246,8 @@ def fit(
         The measurement, shaped like ``forward(network(z))``.
     iters : int
         Maximum number of Adam steps.
-    lr, jitter, jitter_kind, ema, ema_warmup, backtrack, backtrack_db
-        See :class:`deepprior.presets.Preset`.
+    lr, lr_final, lr_decay_steps, jitter, jitter_kind, ema, ema_warmup, backtrack, backtrack_db
+        See :class:`deepprior.presets.Preset` (:func:`learning_rate` gives the decay).
     crop : (top, left, height, width), optional
         The region of the output that is the image (the rest is padding).
     reference : tensor (1, C, height, width), optional
@@ -398,6 +410,9 @@ def fit(
                 net_in = z + jitter_buf
             else:
                 net_in = z
+            if lr_final is not None:
+                for group in optimizer.param_groups:
+                    group["lr"] = learning_rate(step, lr, lr_final, lr_decay_steps)
             optimizer.zero_grad(set_to_none=True)
             out = run_network(net_in)
             loss_t = forward.data_term(out, y)

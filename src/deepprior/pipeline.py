@@ -258,6 +258,8 @@ def restore(
         y_p,
         iters=preset.iters,
         lr=preset.lr,
+        lr_final=preset.lr_final,
+        lr_decay_steps=preset.lr_decay_steps,
         jitter=preset.jitter,
         jitter_kind=preset.jitter_kind,
         ema=preset.ema,

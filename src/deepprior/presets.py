@@ -37,6 +37,10 @@ class Preset:
     jitter_kind: str = "gaussian"  # "gaussian" (paper) or "uniform" [0, jitter) (Chainer tutorial)
     # --- optimisation ----------------------------------------------------------------------
     lr: float = 0.01  # Adam learning rate (paper: LR = 0.01)
+    # cosine decay of the learning rate from lr to lr_final over the first lr_decay_steps steps,
+    # then lr_final (None: constant, as the paper); a fast-preset experiment (benchmarks/fast_search.py)
+    lr_final: float | None = None
+    lr_decay_steps: int = 0
     iters: int = 3000  # number of steps; with automatic stopping (the default) the cap
     ema: float | None = 0.99  # exponential average of outputs (exp_weight); None = return last output
     # the paper starts the average at the first output and decays it by ema: the early outputs
