@@ -15,9 +15,9 @@ The task functions and the CLI stop automatically by default (``stop="auto"``, `
 count is the cap.  Denoising's rule is the exponential variance with a noise gate (below), the noise
 level given (``sigma=``, ``--sigma``) or estimated; for tasks whose measurements gave no rule
 ``auto`` runs the preset's steps: super-resolution, inpainting and JPEG at quality 20, whose PSNR
-still rises at the preset's count, and JPEG at quality 10, whose averaged output peaks near half the
-count but where the one rule that stopped there on the tune crops stopped test crops far too early
-(:class:`BlockArtifacts`).  ``stop="fixed"`` runs exactly the preset's steps.
+still rises at the preset's count, and JPEG at quality 10, whose averaged output peaks before the
+count (near half of it on four of five crops) but where the one rule that stopped early on the tune
+crops stopped test crops far too early (:class:`BlockArtifacts`).  ``stop="fixed"`` runs exactly the preset's steps.
 
 After (or during) the fit every rule exposes
 
