@@ -247,7 +247,8 @@ def speed(out: Path) -> dict:
     rcs = []
     for preset, variants in [("denoise-paper", ["eager", "fused_adam", "channels_last", "cuda_graph"]),
                              ("denoise-small", ["eager", "channels_last", "cuda_graph"])]:
-        cmd = [sys.executable, "-m", "benchmarks.speed", "--device", "cuda", "--sizes", "256", "512", "--preset", preset,
+        cmd = [sys.executable, "-m", "benchmarks.speed", "--device", "cuda", "--sizes", "256", "512",
+               "--preset", preset,
                "--steps", "30", "--warmup", "5", "--variants", *variants,
                "--out", str(out / f"speed-cuda-{preset}.json"), "--markdown", str(out / f"speed-cuda-{preset}.md")]
         p = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
@@ -321,7 +322,8 @@ def report(out: Path, before: Path | None = None) -> str:
     if start:
         lines += [f"**Start-up**: `deepprior denoise` of a 512x512 PNG with `--iters 1` takes "
                   f"{start['cli_one_step_seconds']:.1f} s from process start to the written file; Python, torch, "
-                  f"the CUDA context and deepprior's imports alone take {start['bare_import_and_context_seconds']:.1f} s.",
+                  "the CUDA context and deepprior's imports alone take "
+                  f"{start['bare_import_and_context_seconds']:.1f} s.",
                   ""]
     for label, d in (("this run", out), ("before: no CUDA graphs", before)):
         t = load(d, "gpu-target.json") if d else None
@@ -335,7 +337,8 @@ def report(out: Path, before: Path | None = None) -> str:
                   "| run | preset | result (dB) | steps | seconds |", "|---|---|---:|---:|---:|"]
         for c in t.get("candidates", []):
             lines.append(f"| in process, until the bar | {c['preset']} | "
-                         + (f"{t['bar_db']:.2f} | {c['step_at_target']} | {c['seconds_at_target']:.1f} |" if c["reached"]
+                         + (f"{t['bar_db']:.2f} | {c['step_at_target']} | {c['seconds_at_target']:.1f} |"
+                            if c["reached"]
                             else f"not reached: best {c['best_db']:.2f} @ {c['best_step']} | {c['steps_run']} | "
                                  f"{c['wall_seconds']:.1f} |"))
         for c in t.get("cli", []):
