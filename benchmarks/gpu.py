@@ -78,8 +78,9 @@ def smoke(out: Path, device: str) -> dict:
                                            else ("sr-x4-small" if task == "sr" else "inpaint-small"),
                                            iters=30, rng=0, device=device, stop=stop, **kw).image
                     a = r.detach().cpu().numpy() if isinstance(r, torch.Tensor) else np.asarray(r)
-                    ok = bool(np.isfinite(a).all() and a.min() >= 0 and a.max() <= 1)
                     where = str(r.device) if isinstance(r, torch.Tensor) else "numpy"
+                    ok = bool(np.isfinite(a).all() and a.min() >= 0 and a.max() <= 1
+                              and where.startswith(device if as_tensor else "numpy"))
                     rows.append({"task": task, "stop": stop, "tensor": as_tensor, "ok": ok, "shape": list(a.shape),
                                  "where": where, "seconds": round(time.perf_counter() - t0, 2)})
                 except Exception as e:  # record and go on: the point is to see every failure at once
