@@ -20,7 +20,8 @@ import json
 import time
 from pathlib import Path
 
-from benchmarks.fast import MARGIN_DB, TASKS, curve
+from benchmarks import paper
+from benchmarks.fast import MARGIN_DB, TASKS, curve, make_case
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CACHE = RESULTS / "runs" / "fast-search.json"
@@ -150,6 +151,60 @@ def cmd_report(args) -> None:
     print("\n".join(lines))
 
 
+def cmd_seeds(args) -> None:
+    """Several seeds averaged: steps until the mean of N independent fits' images reaches the bar.
+
+    On a CPU N fits cost N times one; on a GPU a batch of N small fits costs about one (a step is
+    launch-bound there, ``benchmarks/results/gpu.md``), so fewer *steps* to the bar would be a
+    speed-up there.  Each fit is the candidate preset with its own seed on the same degraded crop;
+    the returned image of every fit is kept every ``--every`` steps.
+    """
+    import numpy as np
+
+    import deepprior
+
+    task = TASKS[args.task]
+    cache = load()
+    preset = deepprior.get_preset(task.candidate)
+    lines = [f"Reproduce: `python -m benchmarks.fast_search seeds --task {args.task} --seeds {args.seeds} "
+             f"--steps {args.steps}` (tune images, 128 px crops, the quick tier's degradation; `{task.candidate}` "
+             f"fitted with {args.seeds} seeds on the same noisy crop; the mean of the first N fits' returned images, "
+             f"every {args.every} steps; bar: the paper preset's best minus {MARGIN_DB} dB). Steps until the mean "
+             "reaches the bar (a GPU runs the N fits as one batch; a CPU pays N times).", "",
+             "| image | bar (dB) | " + " | ".join(f"{n} seed{'s' * (n > 1)}: steps (peak dB)"
+                                                  for n in range(1, args.seeds + 1)) + " |",
+             "|---|---:|" + "---:|" * args.seeds]
+    for image in TUNE[args.task]:
+        job, case = make_case(task, image)
+        truth = np.asarray(case.truth, dtype=np.float64)
+        runs = []
+        for k in range(args.seeds):
+            kept = []
+
+            def keep(step, state, kept=kept):
+                if step % args.every == 0:
+                    x = state.average if state.average is not None else state.output
+                    kept.append(x[0].detach().clamp(0, 1).permute(1, 2, 0).cpu().numpy().astype(np.float64))
+
+            deepprior.run_task(paper.TABLES[task.table].task, case.degraded, preset=preset, iters=args.steps,
+                               rng=job.seed + 1000 * k, device="cpu", callback=keep, stop="fixed",
+                               **case.dip_kwargs)
+            runs.append(kept)
+        ref = cache.get(f"{args.task}|paper|{image}")
+        bar = max(ref["values"]) - MARGIN_DB
+        cells = []
+        for n in range(1, args.seeds + 1):
+            dbs = [10 * np.log10(1 / np.mean((np.mean([r[i] for r in runs[:n]], axis=0) - truth) ** 2))
+                   for i in range(len(runs[0]))]
+            hit = next((i for i, d in enumerate(dbs) if d >= bar), None)
+            cells.append(f"{'never' if hit is None else (hit + 1) * args.every} ({max(dbs):.2f})")
+        lines.append(f"| {image} | {bar:.2f} | " + " | ".join(cells) + " |")
+        print(lines[-1], flush=True)
+    out = RESULTS / f"fast-seeds-{args.task}.md"
+    out.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -159,8 +214,13 @@ def main(argv=None) -> None:
     r.add_argument("--force", action="store_true")
     p = sub.add_parser("report")
     p.add_argument("--task", default="denoise", choices=list(TUNE))
+    q = sub.add_parser("seeds", help="several seeds averaged (see cmd_seeds)")
+    q.add_argument("--task", default="denoise", choices=list(TUNE))
+    q.add_argument("--seeds", type=int, default=3)
+    q.add_argument("--steps", type=int, default=1600)
+    q.add_argument("--every", type=int, default=10)
     args = ap.parse_args(argv)
-    {"run": cmd_run, "report": cmd_report}[args.cmd](args)
+    {"run": cmd_run, "report": cmd_report, "seeds": cmd_seeds}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -252,6 +252,7 @@ def build(results: Path, output: Path) -> str:
                         ("fast-sr.md", "A faster preset at the paper preset's quality: super-resolution x4"),
                         ("fast-inpaint.md", "A faster preset at the paper preset's quality: inpainting"),
                         ("fast-search-denoise.md", "Searching for faster denoising presets (tune images)"),
+                        ("fast-seeds-denoise.md", "Several seeds averaged (denoising, tune images)"),
                         ("gpu.md", "GPU (CUDA)")):
         part = results / name  # written by benchmarks.stopping / benchmarks.memory / benchmarks.precision
         if part.is_file():
