@@ -22,6 +22,7 @@ from pathlib import Path
 
 from benchmarks import paper
 from benchmarks.fast import MARGIN_DB, TASKS, curve, make_case
+from benchmarks.protocol import psnr
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CACHE = RESULTS / "runs" / "fast-search.json"
@@ -194,8 +195,7 @@ def cmd_seeds(args) -> None:
         bar = max(ref["values"]) - MARGIN_DB
         cells = []
         for n in range(1, args.seeds + 1):
-            dbs = [10 * np.log10(1 / np.mean((np.mean([r[i] for r in runs[:n]], axis=0) - truth) ** 2))
-                   for i in range(len(runs[0]))]
+            dbs = [psnr(np.mean([r[i] for r in runs[:n]], axis=0), truth) for i in range(len(runs[0]))]
             hit = next((i for i, d in enumerate(dbs) if d >= bar), None)
             cells.append(f"{'never' if hit is None else (hit + 1) * args.every} ({max(dbs):.2f})")
         lines.append(f"| {image} | {bar:.2f} | " + " | ".join(cells) + " |")

@@ -44,6 +44,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.protocol import psnr
+
 REPO = Path(__file__).resolve().parents[1]
 F16 = REPO.parent / "shared" / "data" / "paper" / "denoising" / "F16_GT.png"
 MARGIN_DB = 0.2
@@ -136,13 +138,6 @@ def graph_matches_eager(size: int = 64) -> dict:
             "forward_restored": restored}
 
 
-def _psnr(a, b) -> float:
-    import numpy as np
-
-    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(1.0 / mse)
-
-
 def _fit_curve(preset: str, noisy, clean, steps: int, seconds: float, device: str, target: float | None = None) -> dict:
     """Run ``preset`` (``NAME@bf16`` for bf16) on the GPU; PSNR of the returned image per step."""
     import torch
@@ -190,7 +185,7 @@ def _cli(noisy_png: Path, clean, out_png: Path, preset: str, extra: list[str], d
     row = {"preset": preset, "args": extra, "wall_seconds_from_process_start": round(wall, 2), "rc": p.returncode}
     if p.returncode == 0:
         got, _ = read_image(out_png)
-        row["psnr_db"] = round(_psnr(got[:, :, :3], clean), 3)
+        row["psnr_db"] = round(psnr(got[:, :, :3], clean), 3)
         side = out_png.with_suffix(".json")
         if side.exists():
             meta = json.loads(side.read_text())
@@ -213,7 +208,7 @@ def target(out: Path, image: Path, ref_steps: int, ref_seconds: float, candidate
     tmp = Path(tempfile.mkdtemp(prefix="deepprior-gpu-target-"))
     noisy_png = tmp / "noisy.png"
     write_image(noisy_png, noisy)
-    result = {"image": image.name, "size": list(clean.shape), "sigma": 25, "noisy_db": round(_psnr(noisy, clean), 3)}
+    result = {"image": image.name, "size": list(clean.shape), "sigma": 25, "noisy_db": round(psnr(noisy, clean), 3)}
     ref = _fit_curve("denoise-paper", noisy, clean, ref_steps, ref_seconds, device)
     result["reference"] = ref
     bar = ref["best_db"] - MARGIN_DB
