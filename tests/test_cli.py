@@ -258,6 +258,16 @@ def test_a_known_noise_level_is_recorded_and_checked(tiny, tmp_path, capsys):
         _fails(capsys, tmp_path, "denoise", tiny, "--sigma", bad, *FAST, match="--sigma")
 
 
+def test_the_sure_preset_records_its_noise_level(tiny, tmp_path, capsys):
+    sure = ["--preset", "denoise-sure", "--iters", "2", "--seed", "0", "--quiet"]
+    out = tmp_path / "o.png"
+    assert run("denoise", tiny, "-o", out, *sure, "--sigma", "20") == 0
+    assert json.loads(out.with_suffix(".json").read_text())["sure_sigma"] == 20
+    assert run("denoise", tiny, "-o", tmp_path / "e.png", *sure) == 0  # estimated from the image
+    assert json.loads((tmp_path / "e.json").read_text())["sure_sigma"] > 0
+    _fails(capsys, tmp_path, "sr", tiny, "--scale", "2", *sure, match="denoising only")
+
+
 def test_auto_stop_without_a_rule_runs_the_presets_steps(tiny, tmp_path, capsys):
     # super-resolution has no automatic rule (the stopping benchmark found none that saved a step)
     from deepprior.stopping import AUTO_STOP

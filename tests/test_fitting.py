@@ -247,6 +247,23 @@ def test_cuda_graph_fit_matches_the_eager_fit_and_gives_the_network_back(backtra
     torch.testing.assert_close(runs[0].image, runs[1].image, rtol=0, atol=1e-3)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_graph_sure_fit_matches_the_eager_fit():
+    # a SURE fit runs the network on a batch of two (the input and its perturbation), also graphed;
+    # no averaging, so the image is the final pass, also a batch of two
+    runs = []
+    for graph in (False, True):
+        torch.manual_seed(0)
+        net = SkipNet(3, 3, TINY).cuda()
+        y = torch.rand(1, 3, 37, 31, generator=torch.Generator().manual_seed(2)).cuda()
+        r = fit(net, y.clone(), Identity(), y, iters=3, ema=None, jitter=0.0, sure_sigma=0.1,
+                generator=torch.Generator("cuda").manual_seed(1), cuda_graph=graph)
+        runs.append(r)
+        assert "forward" not in net.__dict__
+    torch.testing.assert_close(runs[0].history["loss"], runs[1].history["loss"], rtol=1e-3, atol=0)
+    torch.testing.assert_close(runs[0].image, runs[1].image, rtol=0, atol=1e-3)
+
+
 def test_learning_rate_decays_by_a_cosine_and_then_stays():
     from deepprior.fitting import learning_rate
 

@@ -138,7 +138,8 @@ def run_task(
     (it ends the fit and picks the image returned).  The rule is in
     ``result.restoration.stop_rule`` (its ``stop_step``, ``best_step``, ``reason``).
     ``sigma``: denoising's noise level on the image scale ([0, 1]: 25/255 for "sigma 25"), for the
-    noise gate of its automatic rule; None (default) estimates it from the image.
+    noise gate of its automatic rule and for the SURE preset (``denoise-sure``); None (default)
+    estimates it from the image.
     ``checkpoint``, ``checkpoint_every`` and ``resume`` save and restore the fit's state (see :func:`deepprior.fitting.fit`); ``check_memory`` and
     ``announce`` are those of :func:`deepprior.pipeline.restore`.
     """
@@ -200,6 +201,7 @@ def run_task(
         resume=resume,
         check_memory=check_memory,
         announce=announce,
+        sigma=sigma,
     )
     out = r.image.cpu()
     dropped = False

@@ -45,8 +45,8 @@ def _task_parser(sub, task):
         p.add_argument("--scale", type=int, default=4, help="upscaling factor: 2, 4 or 8 (default 4)")
     if task == "denoise":
         p.add_argument("--sigma", type=float, metavar="S", help="the noise's standard deviation on the 0..255 scale, "
-                       "if known (e.g. 25): the automatic stop waits until the fit reaches this noise level "
-                       "(default: estimated from the image)")
+                       "if known (e.g. 25): the automatic stop waits until the fit reaches this noise level, "
+                       "and --preset denoise-sure fits with it (default: estimated from the image)")
     if task == "inpaint":
         p.add_argument("--mask", help="mask file (white/nonzero = pixels to fill), or a folder of masks named "
                        "like the inputs (default: <stem>_mask.* beside each input, else its transparent pixels)")

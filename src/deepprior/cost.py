@@ -58,14 +58,15 @@ class Estimate:
 
 
 def estimate(network, in_channels: int, out_channels: int, height: int, width: int, *, multiple: int = 1,
-             window: int = 0, input_divisor: int = 1) -> Estimate:
+             window: int = 0, input_divisor: int = 1, batch: int = 1) -> Estimate:
     """Estimate memory and flops of fitting ``network`` (a module, on the CPU) at ``height`` x
     ``width`` (the padded size the network sees).
 
     ``multiple``: the network's size multiple (the probe is a multiple of it); ``window``: the
     number of image-sized buffers a stopping rule keeps (a windowed-variance rule's window);
     ``input_divisor``: the network's input is this many times smaller than its output per side
-    (a decoder's; see :func:`deepprior.networks.input_size`).
+    (a decoder's; see :func:`deepprior.networks.input_size`); ``batch``: inputs per step (2 for a
+    SURE fit, which also runs the network on a perturbed input).
     The network is not changed (the probe runs on a deep copy in train mode).
     """
     import copy
@@ -77,10 +78,10 @@ def estimate(network, in_channels: int, out_channels: int, height: int, width: i
     n1, n2, n = side * side, 4 * side * side, height * width
     params = sum(p.numel() for p in network.parameters())
     image = out_channels * n * 4
-    state = 4 * params * 4 + 3 * in_channels * n // input_divisor**2 * 4 + (4 + window) * image
+    state = 4 * params * 4 + 3 * batch * in_channels * n // input_divisor**2 * 4 + (4 + window) * image
     # saved bytes are linear in the pixels plus a border term (padding), which the two probes fit
-    activations = int(TRANSIENT * max(saved1 + (saved2 - saved1) * (n - n1) / (n2 - n1), 0))
-    return Estimate(n, params, flops * n / n2 / 1e9, activations, state, activations + state)
+    activations = int(batch * TRANSIENT * max(saved1 + (saved2 - saved1) * (n - n1) / (n2 - n1), 0))
+    return Estimate(n, params, batch * flops * n / n2 / 1e9, activations, state, activations + state)
 
 
 def _probe(net, in_channels: int, side: int, input_divisor: int = 1) -> tuple[int, int]:

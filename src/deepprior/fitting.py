@@ -113,9 +113,13 @@ class FitState:
         Set to True to end the fit after this step.
     measurement : tensor or None
         The measurement ``y`` the fit matches (e.g. for a rule that estimates its noise level).
+    divergence : float or None
+        A SURE fit's Monte-Carlo estimate of the output's divergence with respect to the input,
+        per element (``b . (f(x + eps b) - f(x)) / (eps n)``); None in other fits.
     """
 
-    def __init__(self, step, iters, output, average, loss, elapsed, backtracked, reference, measurement=None):
+    def __init__(self, step, iters, output, average, loss, elapsed, backtracked, reference, measurement=None,
+                 divergence=None):
         self.step = step
         self.iters = iters
         self.output = output
@@ -126,6 +130,7 @@ class FitState:
         self.backtracked = backtracked
         self.reference = reference
         self.measurement = measurement
+        self.divergence = divergence
         self.stop = False
         self._cache: dict[str, float | None] = {}
 
@@ -231,6 +236,8 @@ def fit(
     resume: dict | None = None,
     precision: str = "fp32",
     cuda_graph: bool = False,
+    sure_sigma: float | None = None,
+    sure_epsilon: float = 1e-3,
 ) -> FitResult:
     """Fit ``network`` so that ``forward(network(z))`` matches ``y``; return the restored image.
 
@@ -294,6 +301,17 @@ def fit(
         the GPU (no ``.item()``, no branch on a tensor's value), as deepprior's networks;
         :func:`deepprior.pipeline.restore` turns it on for them.  The network's own ``forward``
         is put back when the fit ends.
+    sure_sigma : float, optional
+        Fit with Stein's unbiased risk estimate instead of the plain data term (DIP-SURE; Jo, Chun
+        and Choi, "Rethinking Deep Image Prior for Denoising", ICCV 2021), for Gaussian noise of
+        this standard deviation (image scale) with the identity forward model and the measurement
+        itself as the network's input (``z`` shaped like ``y``).  Every step runs the network on
+        ``x`` and ``x + sure_epsilon * b`` (one batch of two; ``b`` standard normal, fresh each
+        step) and minimises ``||y - f(x)||^2 / n + 2 sigma^2 div / n`` with the Monte-Carlo
+        divergence ``div = b . (f(x + eps b) - f(x)) / eps``: the penalty on the divergence keeps
+        the network from copying its noisy input.  ``state.loss`` stays the data term.
+    sure_epsilon : float
+        The finite-difference step of the divergence (image scale; default 1e-3).
 
     Returns
     -------
@@ -310,6 +328,13 @@ def fit(
     device = z.device
     if cuda_graph and (device.type != "cuda" or precision != "fp32"):
         raise ValueError("cuda_graph needs a CUDA device and precision='fp32'")
+    sure = sure_sigma is not None
+    if sure:
+        if not (math.isfinite(sure_sigma) and sure_sigma > 0) or not sure_epsilon > 0:
+            raise ValueError(f"SURE needs sigma > 0 and epsilon > 0, got {sure_sigma} and {sure_epsilon}")
+        if z.shape != y.shape:
+            raise ValueError(f"a SURE fit feeds the measurement to the network: z must be shaped like y "
+                             f"{tuple(y.shape)}, got {tuple(z.shape)}")
 
     def run_network(x):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
@@ -343,6 +368,7 @@ def fit(
     # CPU, ~5 % of a paper-network step), and z + buffer keeps z's memory format.  It also draws
     # the same jitter whatever the memory format.
     jitter_buf = torch.empty(z.shape, dtype=z.dtype, device=z.device)
+    probe_buf = torch.empty(z.shape, dtype=z.dtype, device=z.device) if sure else None
     jitter_gen = _jitter_generator(generator, device)
     backtracks = nonfinite_run = 0
     start_step = 0
@@ -396,7 +422,7 @@ def fit(
     if cuda_graph:
         # captured on a copy of z; its warm-up passes change only BatchNorm's running statistics,
         # which a network in train mode never reads.  _ungraph puts the class's forward back.
-        torch.cuda.make_graphed_callables(network, (z.clone(),))
+        torch.cuda.make_graphed_callables(network, (torch.cat([z, z]) if sure else z.clone(),))
         # torch >= 2.10 warns that the parameters' gradient accumulators, made while capturing on
         # a side stream, now receive gradients on the main one; autograd synchronises the two
         warnings.filterwarnings("ignore", message="The AccumulateGrad node's stream does not match")
@@ -414,9 +440,19 @@ def fit(
                 for group in optimizer.param_groups:
                     group["lr"] = learning_rate(step, lr, lr_final, lr_decay_steps)
             optimizer.zero_grad(set_to_none=True)
-            out = run_network(net_in)
-            loss_t = forward.data_term(out, y)
-            loss = float(loss_t.item())
+            divergence = None
+            if sure:
+                probe_buf.normal_(0.0, 1.0, generator=jitter_gen)
+                both = run_network(torch.cat([net_in, net_in + sure_epsilon * probe_buf]))
+                out = both[:1]
+                loss_t = forward.data_term(out, y)
+                div_t = (probe_buf * (both[1:] - out)).sum() / (sure_epsilon * out.numel())
+                objective = loss_t + 2 * sure_sigma**2 * div_t
+                loss, divergence = torch.stack([loss_t.detach(), div_t.detach()]).tolist()  # one sync
+            else:
+                out = run_network(net_in)
+                objective = loss_t = forward.data_term(out, y)
+                loss = float(loss_t.item())
             finite = math.isfinite(loss)
             meas_psnr = -10.0 * math.log10(loss) if finite and loss > 0 else (math.inf if finite else math.nan)
             rejected = not finite or (backtrack and meas_psnr < last_good_psnr - backtrack_db)
@@ -436,7 +472,7 @@ def fit(
                 with torch.no_grad():
                     torch._foreach_copy_(snapshot, live)  # one call, not one per tensor
                 last_good_psnr = meas_psnr
-                loss_t.backward()
+                objective.backward()
                 optimizer.step()
                 if ema is not None:
                     o = out.detach()
@@ -452,6 +488,7 @@ def fit(
                 rejected,
                 reference,
                 y,
+                divergence,
             )
             if record_history:
                 history["step"].append(step)
@@ -490,8 +527,9 @@ def fit(
             elif stop_reason == "interrupted" and out is not None:
                 final = out.detach()
             else:
-                # the notebooks' final output: one more pass on z without jitter (train-mode BN)
-                final = run_network(z)
+                # the notebooks' final output: one more pass on z without jitter (train-mode BN);
+                # a SURE fit's (graphed) network takes batches of two
+                final = run_network(torch.cat([z, z]))[:1] if sure else run_network(z)
     finally:
         _ungraph(network, cuda_graph)
     image = (stop.best if final is None else cropped(final)).clamp(0, 1)

@@ -152,6 +152,7 @@ class Computed:
     versions: dict
     stopped: dict = field(default_factory=dict)  # where the stopping rule stopped, what it selected, why
     estimate: dict = field(default_factory=dict)  # memory and flops estimated before the fit
+    sure_sigma: float | None = None  # a SURE preset's noise level, 0..255 scale (given or estimated)
 
     @property
     def interrupted(self) -> bool:
@@ -409,6 +410,7 @@ def compute(job: Job, loaded: Loaded, settings: Settings, callbacks=(), announce
         checkpoint_every=settings.checkpoint_every,
         resume=None if start is None else start["fit"],
         stop=rule,
+        sigma=settings.sigma_scaled,
         check_memory=settings.check_memory,
         announce=announce,
     )
@@ -427,6 +429,7 @@ def compute(job: Job, loaded: Loaded, settings: Settings, callbacks=(), announce
         history=r.fit.history,
         versions=_versions(),
         estimate=r.estimate.summary(),
+        sure_sigma=None if r.sigma is None else round(r.sigma * 255, 3),
         stopped={} if rule is None else {"stop_step": rule.stop_step, "best_step": rule.best_step,
                                          "reason": rule.reason},
     )
@@ -451,7 +454,7 @@ def _compute_tiled(loaded: Loaded, settings: Settings, seed: int, callbacks, ann
         scale=settings.scale, rng=seed, preset=settings.preset, device=settings.device, callback=list(callbacks),
         mask_keeps=bool(settings.mask_keeps), mask_dilate=settings.mask_dilate or 0,
         time_budget=settings.time_budget, max_pixels=settings.max_pixels, check_memory=settings.check_memory,
-        announce=announce_once,
+        announce=announce_once, sigma=settings.sigma_scaled,
         stop=lambda: make_rule(settings.stop, task=settings.task, window=settings.stop_window,
                                patience=settings.stop_patience, sigma=settings.sigma_scaled),
     )
@@ -542,6 +545,7 @@ def save(job: Job, loaded: Loaded, computed: Computed, settings: Settings) -> di
         "stop": settings.stop_config,
         "tile": fp.get("tile"),
         "stopped": computed.stopped,
+        "sure_sigma": computed.sure_sigma,
         "estimate": computed.estimate,
         "backtracks": computed.backtracks,
         "seconds": round(computed.seconds, 3),

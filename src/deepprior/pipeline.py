@@ -43,6 +43,7 @@ class Restoration:
     padded_size: tuple[int, int]  # the network's output size before cropping
     stop_rule: object = None  # the stopping rule given (its stop_step, best_step, reason), or None
     estimate: object = None  # deepprior.cost.Estimate: memory and flops of the fit
+    sigma: float | None = None  # a SURE fit's noise level (image scale), given or estimated
 
 
 def bf16_native(device: torch.device) -> bool:
@@ -148,6 +149,7 @@ def restore(
     resume: dict | None = None,
     check_memory: bool = True,
     announce=None,
+    sigma: float | None = None,
 ) -> Restoration:
     """Restore one image from its measurement.
 
@@ -189,6 +191,10 @@ def restore(
     announce : callable, optional
         ``announce(estimate)`` with the :class:`deepprior.cost.Estimate` before the fit starts
         (the CLI prints it).
+    sigma : float, optional
+        The Gaussian noise's standard deviation on the image scale ([0, 1]), for a preset with
+        ``loss="sure"``; None estimates it from ``y``
+        (:func:`deepprior.measures.estimate_noise_level`).  Other presets ignore it.
     """
     preset = get_preset(preset)
     if y.ndim != 4 or y.shape[0] != 1:
@@ -225,15 +231,40 @@ def restore(
         forward = Identity()
     forward = forward.to(dev)
 
+    if preset.loss not in ("mse", "sure"):
+        raise InputError(f"preset {preset.name!r}: loss must be 'mse' or 'sure', got {preset.loss!r}")
+    sure_sigma = None
+    if preset.input == "measurement" or preset.loss == "sure":
+        if preset.input != "measurement" or preset.loss != "sure":
+            raise InputError(f"preset {preset.name!r}: a SURE fit needs input='measurement' and loss='sure' together")
+        if scale != 1 or known is not None or not isinstance(forward, Identity):
+            raise InputError(f"preset {preset.name!r} feeds the degraded image to the network: for denoising only "
+                             "(not super-resolution or inpainting)")
+        if sigma is None:
+            from .measures import estimate_noise_level
+
+            try:
+                sigma = estimate_noise_level(y)
+            except ValueError as e:
+                raise InputError(f"could not estimate the noise level for preset {preset.name!r} ({e}); "
+                                 "give it with --sigma (API: sigma=)") from None
+        if not (math.isfinite(sigma) and sigma > 0):
+            raise InputError(f"the noise level must be positive, got {sigma}")
+        sure_sigma = float(sigma)
     cpu_gen = torch.Generator().manual_seed(seed)
-    depth = 2 if preset.input == "meshgrid" else preset.input_depth
+    depth = c if preset.input == "measurement" else 2 if preset.input == "meshgrid" else preset.input_depth
     zh, zw = input_size(cfg, hp, wp)
-    z = make_input(preset.input, depth, zh, zw, scale=preset.input_scale, generator=cpu_gen).to(dev)
+    if preset.input == "measurement":
+        if (zh, zw) != (hp, wp):
+            raise InputError(f"preset {preset.name!r}: its network's input must be the image's size to take the image")
+        z = y_p.clone()
+    else:
+        z = make_input(preset.input, depth, zh, zw, scale=preset.input_scale, generator=cpu_gen).to(dev)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = build_network(cfg, depth, c)
     cost = estimate(net, depth, c, hp, wp, multiple=size_multiple(cfg), window=getattr(stop, "window", 0),
-                    input_divisor=hp // zh)
+                    input_divisor=hp // zh, batch=2 if sure_sigma else 1)
     if announce is not None:
         announce(cost)
     free = available_bytes(dev) if check_memory else None
@@ -278,8 +309,10 @@ def restore(
         precision=precision,
         # deepprior's networks have no host syncs or data-dependent branches: safe to capture
         cuda_graph=dev.type == "cuda" and precision == "fp32",
+        sure_sigma=sure_sigma,
+        sure_epsilon=preset.sure_epsilon,
     )
     return Restoration(
         image=result.image, fit=result, preset=preset, seed=seed, device=str(dev), padded_size=(hp, wp),
-        stop_rule=stop, estimate=cost,
+        stop_rule=stop, estimate=cost, sigma=sure_sigma,
     )

@@ -30,13 +30,19 @@ class Preset:
     description: str
     network: NetworkConfig = field(default_factory=NetworkConfig)
     # --- the input z -------------------------------------------------------------------------
-    input: str = "noise"  # "noise": uniform [0, 1) x input_scale; "meshgrid": 2-channel x/y ramps
+    # "noise": uniform [0, 1) x input_scale; "meshgrid": 2-channel x/y ramps; "measurement": the
+    # degraded image itself (DIP-SURE; denoising and JPEG only, input_depth is then its channels)
+    input: str = "noise"
     input_depth: int = 32  # channels of z (paper: 32; meshgrid forces 2)
     input_scale: float = 0.1  # paper's get_noise(var=1/10)
     jitter: float = 1.0 / 30  # std of the fresh noise added to z every step (reg_noise_std)
     jitter_kind: str = "gaussian"  # "gaussian" (paper) or "uniform" [0, jitter) (Chainer tutorial)
     # --- optimisation ----------------------------------------------------------------------
     lr: float = 0.01  # Adam learning rate (paper: LR = 0.01)
+    # "mse": the data term ||A(f(z)) - y||^2 (the paper); "sure": Stein's unbiased risk estimate for
+    # Gaussian noise (fitting.fit's sure_sigma; needs input="measurement", sigma given or estimated)
+    loss: str = "mse"
+    sure_epsilon: float = 1e-3  # finite-difference step of SURE's Monte-Carlo divergence
     # cosine decay of the learning rate from lr to lr_final over the first lr_decay_steps steps,
     # then lr_final (None: constant, as the paper); a fast-preset experiment (benchmarks/fast_search.py)
     lr_final: float | None = None
@@ -204,6 +210,22 @@ for _p in [
     _small("inpaint-pixels-paper", "inpaint-small", 1000, lr=0.01),
 ]:
     PRESETS[_p.name] = _p
+
+# DIP-SURE (Jo, Chun and Choi, "Rethinking Deep Image Prior for Denoising", ICCV 2021): the noisy
+# image is the network's input and the loss is Stein's unbiased risk estimate for Gaussian noise
+# (sigma given or estimated), whose divergence penalty keeps the network from copying its input.
+# Gaussian noise only.  Small network, no input jitter (their dip_sure), the paper's lr and
+# average (warm-up on: the raw output is good within ~100 steps).  The step count was chosen on
+# the tune images (python -m benchmarks.sure; BENCHMARKS.md, "DIP-SURE").
+PRESETS["denoise-sure"] = PRESETS["denoise-small"].replace(
+    name="denoise-sure",
+    description="Gaussian denoising with SURE (Jo et al. 2021): the noisy image as input, small network",
+    input="measurement",
+    loss="sure",
+    jitter=0.0,
+    ema_warmup=True,
+    iters=1000,
+)
 
 _DEFAULTS = {
     "denoise": "denoise-paper",

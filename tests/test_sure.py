@@ -1,0 +1,114 @@
+"""DIP-SURE (the ``denoise-sure`` preset): the divergence estimate, the checks, and a real fit."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import deepprior
+from deepprior.degrade import add_noise
+from deepprior.fitting import fit
+from deepprior.forward import Identity
+from deepprior.pipeline import InputError
+
+from helpers import crop, psnr
+
+
+class Scale(nn.Module):
+    """f(x) = w x: its divergence per element is w."""
+
+    def __init__(self, w):
+        super().__init__()
+        self.w = nn.Parameter(torch.tensor(float(w)))
+
+    def forward(self, x):
+        return self.w * x
+
+
+class Constant(nn.Module):
+    """f(x) = c (a learnt image): its divergence is 0."""
+
+    def __init__(self, shape):
+        super().__init__()
+        self.c = nn.Parameter(torch.rand(shape))
+
+    def forward(self, x):
+        return self.c.expand_as(x)
+
+
+@pytest.mark.parametrize("w", [1.0, 0.5, 0.0])
+def test_monte_carlo_divergence_of_a_linear_map(w):
+    y = torch.rand(1, 3, 37, 31)
+    seen = []
+    fit(Scale(w), y.clone(), Identity(), y, iters=1, lr=1e-9, jitter=0.0, ema=None, backtrack=False,
+        sure_sigma=0.1, callback=lambda step, s: seen.append(s.divergence))
+    # b . (w eps b) / (eps n) = w |b|^2 / n: w up to the spread of |b|^2 / n (~1 % for n = 3487)
+    assert seen[0] == pytest.approx(w, abs=0.06)
+
+
+def test_divergence_of_a_constant_is_zero_and_absent_without_sure():
+    y = torch.rand(1, 3, 20, 17)
+    seen = []
+    fit(Constant(y.shape), y.clone(), Identity(), y, iters=2, jitter=0.0, ema=None, sure_sigma=0.1,
+        callback=lambda step, s: seen.append(s.divergence))
+    assert seen == [pytest.approx(0.0, abs=1e-6)] * 2
+    seen.clear()
+    fit(Constant(y.shape), y.clone(), Identity(), y, iters=1, jitter=0.0, callback=lambda step, s: seen.append(s.divergence))
+    assert seen == [None]
+
+
+def test_sure_finds_the_mse_optimal_shrinkage_where_the_data_term_copies_the_input():
+    """f(y) = w y.  The data term alone learns to copy the noisy input (w -> 1).  SURE(w) =
+    (1 - w)^2 mean(y^2) - sigma^2 + 2 sigma^2 w is least at w = 1 - sigma^2 / mean(y^2), the
+    shrinkage with the least expected error against the clean image (here 0.25 / 0.29)."""
+    torch.manual_seed(0)
+    clean = torch.full((1, 3, 32, 32), 0.5)
+    y = clean + 0.2 * torch.randn(clean.shape)
+    plain, sure = Scale(0.5), Scale(0.5)
+    common = dict(iters=300, lr=0.01, jitter=0.0, ema=None, backtrack=False)
+    fit(plain, y.clone(), Identity(), y, **common)
+    fit(sure, y.clone(), Identity(), y, sure_sigma=0.2, **common)
+    assert plain.w.item() > 0.95
+    assert sure.w.item() == pytest.approx(1 - 0.2**2 / float((y**2).mean()), abs=0.02)
+    assert sure.w.item() == pytest.approx(float((clean * y).mean() / (y**2).mean()), abs=0.02)
+
+
+def test_sure_needs_the_measurement_as_input():
+    y = torch.rand(1, 3, 16, 16)
+    with pytest.raises(ValueError, match="shaped like y"):
+        fit(Scale(1), torch.rand(1, 32, 16, 16), Identity(), y, iters=1, sure_sigma=0.1)
+    with pytest.raises(ValueError, match="sigma > 0"):
+        fit(Scale(1), y.clone(), Identity(), y, iters=1, sure_sigma=0.0)
+
+
+def test_denoise_sure_beats_the_noisy_input_on_an_odd_crop(data_dir):
+    clean = crop("set14/pepper.png", (37, 45))
+    noisy = add_noise(clean, 25, rng=0)
+    r = deepprior.run_task("denoise", noisy, preset="denoise-sure", iters=150, rng=0, device="cpu", stop="fixed")
+    assert r.image.shape == clean.shape
+    gain = psnr(r.image, clean) - psnr(noisy, clean)
+    assert gain > 3.0, gain
+    # the noise level was estimated from the image (no sigma given)
+    assert r.restoration.sigma * 255 == pytest.approx(25, rel=0.25)
+
+
+def test_denoise_sure_uses_a_given_sigma():
+    noisy = np.random.default_rng(0).random((24, 20, 3)).astype(np.float32)
+    r = deepprior.run_task("denoise", noisy, preset="denoise-sure", iters=2, rng=0, device="cpu", stop="fixed",
+                           sigma=10 / 255)
+    assert r.restoration.sigma == pytest.approx(10 / 255)
+
+
+@pytest.mark.parametrize("task, kw", [("sr", {"scale": 2}), ("inpaint", {"mask": np.eye(16, dtype=bool)})])
+def test_denoise_sure_refuses_other_tasks(task, kw):
+    img = np.random.default_rng(0).random((16, 16, 3)).astype(np.float32)
+    with pytest.raises(InputError, match="denoising only"):
+        deepprior.run_task(task, img, preset="denoise-sure", iters=1, device="cpu", sigma=0.1, **kw)
+
+
+def test_measurement_input_and_sure_loss_go_together():
+    img = np.random.default_rng(0).random((16, 16, 3)).astype(np.float32)
+    p = deepprior.get_preset("denoise-sure")
+    for bad in (p.replace(loss="mse"), deepprior.get_preset("denoise-small").replace(loss="sure")):
+        with pytest.raises(InputError, match="together"):
+            deepprior.run_task("denoise", img, preset=bad, iters=1, device="cpu", sigma=0.1)
