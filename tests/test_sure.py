@@ -112,3 +112,19 @@ def test_measurement_input_and_sure_loss_go_together():
     for bad in (p.replace(loss="mse"), deepprior.get_preset("denoise-small").replace(loss="sure")):
         with pytest.raises(InputError, match="together"):
             deepprior.run_task("denoise", img, preset=bad, iters=1, device="cpu", sigma=0.1)
+
+
+def test_denoise_sure_warns_above_the_noise_levels_it_was_measured_at():
+    img = np.random.default_rng(0).random((16, 16, 3)).astype(np.float32)
+    with pytest.warns(UserWarning, match="fails at 50"):
+        deepprior.run_task("denoise", img, preset="denoise-sure", iters=1, device="cpu", sigma=60 / 255)
+
+
+def test_auto_stop_runs_the_sure_presets_step_count():
+    from deepprior.stopping import AUTO_STOP, auto_spec
+
+    assert auto_spec("denoise", "denoise-sure") is None
+    assert auto_spec("denoise", "denoise-small") is AUTO_STOP["denoise"] is not None
+    img = np.random.default_rng(0).random((16, 16, 3)).astype(np.float32)
+    r = deepprior.run_task("denoise", img, preset="denoise-sure", iters=3, device="cpu", sigma=0.1)  # stop="auto"
+    assert r.restoration.stop_rule is None and r.restoration.fit.steps == 3

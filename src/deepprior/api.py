@@ -183,7 +183,7 @@ def run_task(
     elif task not in ("denoise", "deblock"):
         raise ValueError(f"unknown task {task!r}")
     if stop is None or isinstance(stop, str):
-        stop = make_rule(stop or "fixed", task=task, sigma=sigma)
+        stop = make_rule(stop or "fixed", task=task, sigma=sigma, preset=p)
     r = restore(
         y,
         p,

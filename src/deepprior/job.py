@@ -88,9 +88,9 @@ class Settings:
         if self.sigma is not None:
             config["sigma"] = self.sigma
         if self.stop == "auto":
-            from .stopping import AUTO_STOP
+            from .stopping import auto_spec
 
-            spec = AUTO_STOP[self.task]  # None: the task's auto is the preset's step count
+            spec = auto_spec(self.task, self.preset)  # None: auto is the preset's step count
             config["auto"] = None if spec is None else {"rule": spec.rule, "window": spec.window,
                                                         "patience": spec.patience, "keep": spec.keep,
                                                         "warmup": spec.warmup, "noise_gate": spec.noise_gate}
@@ -388,7 +388,7 @@ def compute(job: Job, loaded: Loaded, settings: Settings, callbacks=(), announce
     if settings.tile:
         return _compute_tiled(loaded, settings, seed, callbacks, announce)
     rule = make_rule(settings.stop, task=settings.task, window=settings.stop_window, patience=settings.stop_patience,
-                     sigma=settings.sigma_scaled)
+                     sigma=settings.sigma_scaled, preset=settings.preset)
     callbacks = list(callbacks)
     if settings.save_every:
         callbacks.append(_Snapshots(job.steps_folder, settings.save_every))
@@ -456,7 +456,7 @@ def _compute_tiled(loaded: Loaded, settings: Settings, seed: int, callbacks, ann
         time_budget=settings.time_budget, max_pixels=settings.max_pixels, check_memory=settings.check_memory,
         announce=announce_once, sigma=settings.sigma_scaled,
         stop=lambda: make_rule(settings.stop, task=settings.task, window=settings.stop_window,
-                               patience=settings.stop_patience, sigma=settings.sigma_scaled),
+                               patience=settings.stop_patience, sigma=settings.sigma_scaled, preset=settings.preset),
     )
     fits = [r.restoration.fit for r in res.results]
     r0 = res.results[0].restoration

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import secrets
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +26,11 @@ __all__ = ["restore", "Restoration", "resolve_device", "resolve_seed", "pad_refl
 
 #: Default limit on output pixels (4096 x 4096).  The paper network needs ~40 GB at that size.
 MAX_PIXELS = 4096 * 4096
+
+
+#: Above this noise level (image scale) a SURE preset warns: measured to collapse at 50/255
+#: (benchmarks/sure.py), sound at 15 and 25.
+SURE_MAX_SIGMA = 30 / 255
 
 
 class InputError(ValueError):
@@ -251,6 +257,9 @@ def restore(
         if not (math.isfinite(sigma) and sigma > 0):
             raise InputError(f"the noise level must be positive, got {sigma}")
         sure_sigma = float(sigma)
+        if sure_sigma > SURE_MAX_SIGMA:
+            warnings.warn(f"preset {preset.name!r} was measured at noise levels up to 25 (0..255) and fails at 50; "
+                          f"this image's is {sure_sigma * 255:.0f}: denoise-paper (the default) is safer", stacklevel=2)
     cpu_gen = torch.Generator().manual_seed(seed)
     depth = c if preset.input == "measurement" else 2 if preset.input == "meshgrid" else preset.input_depth
     zh, zw = input_size(cfg, hp, wp)
