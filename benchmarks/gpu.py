@@ -66,8 +66,10 @@ def smoke(out: Path, device: str) -> dict:
     rng = np.random.default_rng(0)
     img = rng.random((31, 37, 3)).astype(np.float32)
     rows = []
+    small = {"denoise": "denoise-small", "deblock": "deblock-small", "sr": "sr-x4-small", "inpaint": "inpaint-small",
+             "denoise-sure": "denoise-sure"}
     for task, kw in [("denoise", {}), ("deblock", {}), ("sr", {"scale": 2}),
-                     ("inpaint", {"mask": rng.random((31, 37)) < 0.5})]:
+                     ("inpaint", {"mask": rng.random((31, 37)) < 0.5}), ("denoise-sure", {"sigma": 0.1})]:
         src = img[:16, :19] if task == "sr" else img
         for stop in ("fixed", "auto"):
             for as_tensor in (False, True):
@@ -76,8 +78,7 @@ def smoke(out: Path, device: str) -> dict:
                     x = x.to(device)
                 t0 = time.perf_counter()
                 try:
-                    r = deepprior.run_task(task, x, preset=f"{task}-small" if task in ("denoise", "deblock")
-                                           else ("sr-x4-small" if task == "sr" else "inpaint-small"),
+                    r = deepprior.run_task(task.split("-")[0], x, preset=small[task],
                                            iters=30, rng=0, device=device, stop=stop, **kw).image
                     a = r.detach().cpu().numpy() if isinstance(r, torch.Tensor) else np.asarray(r)
                     where = str(r.device) if isinstance(r, torch.Tensor) else "numpy"

@@ -249,10 +249,13 @@ def build(results: Path, output: Path) -> str:
     for name, title in (("stopping.md", "Automatic stopping"), ("memory.md", "Memory of big photos"),
                         ("precision.md", "bfloat16: speed and quality"), ("tiles.md", "Tiles"),
                         ("fast-denoise.md", "A faster preset at the paper preset's quality: denoising"),
+                        ("fast-denoise-denoise-sure.md",
+                         "A faster preset at the paper preset's quality: denoising with SURE (`denoise-sure`)"),
                         ("fast-sr.md", "A faster preset at the paper preset's quality: super-resolution x4"),
                         ("fast-inpaint.md", "A faster preset at the paper preset's quality: inpainting"),
                         ("fast-search-denoise.md", "Searching for faster denoising presets (tune images)"),
                         ("fast-seeds-denoise.md", "Several seeds averaged (denoising, tune images)"),
+                        ("sure.md", "SURE: a stopping rule, and a loss (DIP-SURE)"),
                         ("gpu.md", "GPU (CUDA)")):
         part = results / name  # written by benchmarks.stopping / benchmarks.memory / benchmarks.precision
         if part.is_file():

@@ -105,8 +105,9 @@ def make_job(task: StopTask, image: str, seed: int = 0) -> paper.Job:
                    iters=task.run)
 
 
-def record(task: StopTask, image: str) -> dict:
-    """Fit one case past its peak; return its PSNR, variance and data-term curves (JPEG: and blockiness)."""
+def record(task: StopTask, image: str, *, preset: str | None = None, steps: int | None = None) -> dict:
+    """Fit one case past its peak; return its PSNR, variance and data-term curves (JPEG: and blockiness).
+    ``preset`` and ``steps``: instead of the quick tier's preset and the task's run (benchmarks/sure.py)."""
     import numpy as np
     import torch
 
@@ -115,6 +116,7 @@ def record(task: StopTask, image: str) -> dict:
     from deepprior.stopping import ExponentialVariance, WindowedVariance
 
     job = make_job(task, image)
+    job = replace(job, preset=preset or job.preset, iters=steps or task.run)
     case = paper.TABLES[task.table].make_case(job)
     huge = 10**9  # never stop: only the variance curves are wanted
     trackers = {f"wmv{w}": WindowedVariance(w, huge) for w in WMV_WINDOWS}
@@ -136,7 +138,7 @@ def record(task: StopTask, image: str) -> dict:
                 blocky["avg"].append(blockiness(state.average, phase=phase))
 
     t0 = time.perf_counter()
-    res = deepprior.run_task(paper.TABLES[task.table].task, case.degraded, preset=job.preset, iters=task.run,
+    res = deepprior.run_task(paper.TABLES[task.table].task, case.degraded, preset=job.preset, iters=job.iters,
                              rng=job.seed, reference=case.truth, callback=watch, stop="fixed",
                              **case.dip_kwargs)
     seconds = time.perf_counter() - t0

@@ -1,0 +1,339 @@
+"""SURE for denoising: as a stopping rule, and as the loss (DIP-SURE, the ``denoise-sure`` preset).
+
+    python -m benchmarks.sure run [--set tune|test|all] [--sigmas 15 25 50]
+    python -m benchmarks.sure report
+    python -m benchmarks.sure whole [--steps 1000]      # a whole photo: the 512 px F16 at sigma 25
+
+Stein's unbiased risk estimate of the MSE of a denoiser ``f`` of ``y = x + N(0, sigma^2)``,
+``SURE = ||y - f(y)||^2 / n - sigma^2 + 2 sigma^2 div_y f(y) / n``, needs the output to depend on
+the noisy image, so the network's input is the noisy image itself (Jo, Chun and Choi, ICCV 2021);
+the divergence is estimated by Monte Carlo, ``b . (f(y + eps b) - f(y)) / eps``.  Two uses:
+
+* **the rule** (issue 5's "SURE-based rule"): fit the usual data term with the noisy image as
+  input, watch SURE, stop at its smoothed minimum.  ``run`` fits 400 steps and records, every
+  step, SURE and the PSNR of the raw output (the ground truth is seen by nobody but the score);
+* **the loss** (DIP-SURE, :mod:`deepprior.presets`' ``denoise-sure``): minimise SURE itself.
+  ``run`` records its curves with :func:`benchmarks.stopping.record` (so the stopping rules can be
+  scored on them offline), with the noise level the library estimates from the image.
+
+Cases: the stopping benchmark's denoising cases (the quick tier's 128 px crops and seeds, sigma 15,
+25, 50), its tune images and its test images (the quick tier's).  ``report`` chooses the
+``denoise-sure`` step count (and whether to use the denoising rule) on the tune images and scores
+it on the test images against ``denoise-small`` (the noise input ``z``) with the automatic rule,
+from the stopping benchmark's curves (``benchmarks/results/runs/stopping-curves.json``, which
+``python -m benchmarks.stopping run --tasks denoise-s15 denoise-s25 denoise-s50`` makes).  Writes
+``benchmarks/results/sure.md`` (included in BENCHMARKS.md).  Curves are cached (not committed) in
+``benchmarks/results/runs/sure-curves.json``.  One fit at a time: this machine has two cores.
+
+``whole`` confirms on a whole photo what the crops say: ``denoise-sure`` on the 512x512 F16 at
+sigma 25 (the GPU target's case of :mod:`benchmarks.gpu`: the same noise, seed 0), the noise level
+estimated, every step's PSNR recorded; it writes ``benchmarks/results/sure-whole.json``, and the
+report sets it beside the paper preset's and ``denoise-small``'s curves from the GPU run
+(``benchmarks/results/gpu/gpu-target.json``; PSNR does not depend on the device, time does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+from benchmarks import paper, stopping
+
+RESULTS = Path(__file__).resolve().parent / "results"
+CACHE = RESULTS / "runs" / "sure-curves.json"
+SIGMAS = (15, 25, 50)
+RULE_STEPS = 400  # the MSE fit with the noisy input peaks within ~100 steps (measured), then fits the noise
+SURE_STEPS = 1500  # the DIP-SURE fits: past the preset's count
+COUNTS = (200, 300, 500, 700, 1000, 1500)  # step counts the report chooses from
+RULE_ALPHA = 0.1  # the SURE rule's smoothing of SURE (exponential, bias-corrected)
+RULE_PATIENCE = (25, 50, 100)
+# the noise levels denoise-sure is for: at sigma 50 its fits peak within 100-300 steps and then collapse
+# (SURE's Monte-Carlo divergence is gamed: the data term falls below sigma^2 with the divergence near 0)
+DOMAIN = (15, 25)
+
+
+def _task(sigma: int) -> stopping.StopTask:
+    return stopping.TASK[f"denoise-s{sigma}"]
+
+
+def _tensors(task, image):
+    import numpy as np
+    import torch
+
+    job = stopping.make_job(task, image)
+    case = paper.TABLES[task.table].make_case(job)
+
+    def bchw(a):
+        a = np.asarray(a, dtype=np.float32)
+        return torch.from_numpy(a[..., None] if a.ndim == 2 else a).permute(2, 0, 1)[None].contiguous()
+
+    return job, bchw(case.degraded), bchw(case.truth)
+
+
+def record_rule(task, image: str) -> dict:
+    """The MSE fit with the noisy image as input, watched by SURE (the true sigma: the rule's best case)."""
+    import torch
+
+    from deepprior.fitting import fit
+    from deepprior.forward import Identity
+    from deepprior.networks import build_network
+    from deepprior.presets import get_preset
+
+    job, y, truth = _tensors(task, image)
+    preset = get_preset("denoise-sure")
+    sigma = task.level / 255
+    torch.manual_seed(job.seed)
+    net = build_network(preset.network, y.shape[1], y.shape[1])
+    gen = torch.Generator().manual_seed(job.seed + 1)
+    n, eps = y.numel(), preset.sure_epsilon
+    sure, raw = [], []
+
+    def watch(step, state):
+        with torch.no_grad():
+            b = torch.randn(y.shape, generator=gen)
+            both = net(torch.cat([y, y + eps * b]))
+            f0 = both[:1]
+            div = float((b * (both[1:] - f0)).sum()) / eps
+            sure.append(float(((y - f0) ** 2).sum()) / n - sigma**2 + 2 * sigma**2 * div / n)
+        raw.append(state.psnr_reference)
+
+    t0 = time.perf_counter()
+    fit(net, y.clone(), Identity(), y, iters=RULE_STEPS, jitter=0.0, ema=None, backtrack=False, reference=truth,
+        callback=watch, generator=gen)
+    return {"sure": [float(f"{v:.6g}") for v in sure], "raw": [round(v, 4) for v in raw],
+            "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def load() -> dict:
+    return json.loads(CACHE.read_text()) if CACHE.exists() else {}
+
+
+def cmd_run(args) -> None:
+    cache = load()
+    for sigma in args.sigmas:
+        task = _task(sigma)
+        images = {"tune": task.tune, "test": task.test, "all": task.tune + task.test}[args.set]
+        for image in images:
+            for kind in ("rule", "loss"):
+                key = f"{kind}|{task.name}|{image}"
+                if key in cache and not args.force:
+                    continue
+                t0 = time.perf_counter()
+                if kind == "rule":
+                    cache[key] = record_rule(task, image)
+                else:
+                    cache[key] = stopping.record(task, image, preset="denoise-sure", steps=SURE_STEPS)
+                CACHE.parent.mkdir(parents=True, exist_ok=True)
+                CACHE.write_text(json.dumps(cache))
+                print(f"{key}: {time.perf_counter() - t0:.0f} s", flush=True)
+
+
+def _smoothed(values, alpha):
+    out, m, w = [], 0.0, 0.0
+    for v in values:
+        m, w = (1 - alpha) * m + alpha * v, (1 - alpha) * w + alpha
+        out.append(m / w)
+    return out
+
+
+def rule_stop(rec: dict, patience: int) -> tuple[int, int]:
+    """(stop step, selected step) of the SURE rule: the smoothed SURE's minimum not improved for ``patience``."""
+    s = _smoothed(rec["sure"], RULE_ALPHA)
+    best, best_step = math.inf, 1
+    for i, v in enumerate(s, start=1):
+        if v < best:
+            best, best_step = v, i
+        if i - best_step >= patience:
+            return i, best_step
+    return len(s), best_step
+
+
+def _mean(xs):
+    return sum(xs) / len(xs)
+
+
+def cmd_report(args) -> None:
+    cache, zcache = load(), stopping.load_cache()
+
+    denoise_rule = stopping.RuleConfig("emv0.1", 300, "avg-stop", gate=1.0)  # AUTO_STOP's denoising rule
+    lines = ["Reproduce: `python -m benchmarks.sure run --set all && python -m benchmarks.sure report` (the "
+             "stopping benchmark's denoising cases: 128 px crops of the quick tier, its seeds; tune images "
+             f"{', '.join(stopping.DENOISE_TUNE)}; test images the quick tier's; the noise level estimated from the "
+             "image as the library does, except the SURE rule's, which is given the true one; CPU).", ""]
+
+    # --- the rule ------------------------------------------------------------------------------
+    lines += ["**SURE as a stopping rule** (the data term fitted, the noisy image as the network's input, stop at the "
+              f"minimum of SURE smoothed with weight {RULE_ALPHA}, patience P steps; PSNR of the raw output there), "
+              "against the usual fit (`denoise-small`, noise input, the automatic rule, from the stopping benchmark):",
+              "", "| case | noisy input: raw peak (dB @ step) | SURE rule P=25 / 50 / 100 (dB @ step) "
+              "| noise input, auto rule (dB @ stop) | noise input, raw peak |", "|---|---|---|---|---|"]
+    for sigma in SIGMAS:
+        task = _task(sigma)
+        for image in task.tune + task.test:
+            rec = cache.get(f"rule|{task.name}|{image}")
+            z = stopping.recorded(zcache, task, image)
+            if rec is None:
+                continue
+            peak = max(rec["raw"])
+            cells = []
+            for p in RULE_PATIENCE:
+                _, best = rule_stop(rec, p)
+                cells.append(f"{rec['raw'][best - 1]:.2f} @ {best}")
+            zcell = zpeak = "not run"
+            if z is not None:
+                e = stopping.evaluate(z, denoise_rule, task.default)
+                zcell = f"{e['psnr']:.2f} @ {e['stop']}"
+                zpeak = f"{max(z['raw']):.2f}"
+            which = "tune" if image in task.tune else "test"
+            lines.append(f"| sigma {sigma}, {image} ({which}) | {peak:.2f} @ {rec['raw'].index(peak) + 1} | "
+                         f"{' / '.join(cells)} | {zcell} | {zpeak} |")
+
+    # --- the loss ------------------------------------------------------------------------------
+    def sure_value(rec, count, use_rule):
+        if use_rule:
+            return stopping.evaluate(rec, denoise_rule, count)
+        return stopping.evaluate(rec, None, count)
+
+    options = [(c, False) for c in COUNTS] + [(c, True) for c in COUNTS]
+    scored = {}
+    for opt in options:
+        diffs = []
+        for sigma in DOMAIN:
+            task = _task(sigma)
+            for image in task.tune:
+                rec, z = cache.get(f"loss|{task.name}|{image}"), stopping.recorded(zcache, task, image)
+                if rec is None or z is None:
+                    continue
+                diffs.append(sure_value(rec, *opt)["psnr"] - stopping.evaluate(z, denoise_rule, task.default)["psnr"])
+        if diffs:
+            scored[opt] = (min(diffs), _mean(diffs), len(diffs))
+    if not scored:
+        print("\n".join(lines))
+        return
+    # quality first: the best worst case on the tune cases (within 0.1 dB), then the fewest steps
+    top = max(v[0] for v in scored.values())
+    chosen = min((o for o, v in scored.items() if v[0] >= top - 0.1), key=lambda o: (o[0], o[1]))
+    lines += ["", "**DIP-SURE** (`denoise-sure`: SURE as the loss, the noisy image as the input, small network, running "
+              "average): the step count and rule chosen on the tune images at sigma "
+              f"{' and '.join(map(str, DOMAIN))} (the best worst case against the usual "
+              "fit, within 0.1 dB, then the fewest steps), per tune option: worst / mean difference to the usual fit "
+              "(dB):", ""]
+    lines.append("| cap | fixed count | with the denoising rule (" + denoise_rule.label + ") |")
+    lines.append("|---|---|---|")
+    for c in COUNTS:
+        cells = []
+        for use in (False, True):
+            v = scored.get((c, use))
+            cells.append("-" if v is None else f"{v[0]:+.2f} / {v[1]:+.2f}")
+        lines.append(f"| {c} | " + " | ".join(cells) + " |")
+    count, use_rule = chosen
+    lines += ["", f"Chosen: {count} steps" + (" with the rule as the cap" if use_rule else ", fixed") + ". On every case "
+              "(test images in bold):", "",
+              "| case | usual fit: auto rule (dB @ stop, s) | DIP-SURE (dB @ stop, s) | difference | DIP-SURE avg peak "
+              "(dB @ step) | speed-up (wall time) |", "|---|---|---|---|---|---|"]
+    rows = []
+    for sigma in SIGMAS:
+        task = _task(sigma)
+        for image in task.tune + task.test:
+            rec, z = cache.get(f"loss|{task.name}|{image}"), stopping.recorded(zcache, task, image)
+            if rec is None or z is None:
+                continue
+            e = stopping.evaluate(z, denoise_rule, task.default)
+            s = sure_value(rec, count, use_rule)
+            tz = z["seconds"] / z["steps"] * e["stop"]
+            ts = rec["seconds"] / rec["steps"] * s["stop"]
+            test = image in task.test
+            rows.append((test and sigma in DOMAIN, s["psnr"] - e["psnr"], tz / ts, sigma))
+            avg = rec["avg"]
+            name = f"sigma {sigma}, {image}"
+            lines.append(f"| {'**' + name + '**' if test else name} | {e['psnr']:.2f} @ {e['stop']}, {tz:.0f} s | "
+                         f"{s['psnr']:.2f} @ {s['stop']}, {ts:.0f} s | {s['psnr'] - e['psnr']:+.2f} | "
+                         f"{max(avg):.2f} @ {avg.index(max(avg)) + 1} | {tz / ts:.1f}x |")
+    test_rows = [r for r in rows if r[0]]
+    high = [r for r in rows if r[3] not in DOMAIN]
+    if test_rows:
+        lines += ["", f"Test cases at sigma {' and '.join(map(str, DOMAIN))}: mean difference {_mean([r[1] for r in test_rows]):+.2f} dB, worst "
+                  f"{min(r[1] for r in test_rows):+.2f} dB; mean speed-up {_mean([r[2] for r in test_rows]):.1f}x, "
+                  f"worst {min(r[2] for r in test_rows):.1f}x (wall times: steps run x each fit's seconds per step)."]
+    if high:
+        lines += ["", f"At sigma 50 (all {len(high)} images, outside the preset's domain): mean difference "
+                  f"{_mean([r[1] for r in high]):+.2f} dB, worst {min(r[1] for r in high):+.2f} dB."]
+    lines += whole_lines()
+    out = RESULTS / "sure.md"
+    out.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def cmd_whole(args) -> None:
+    import numpy as np
+
+    import deepprior
+    from deepprior.degrade import add_noise
+    from deepprior.io import read_image
+
+    clean, _ = read_image(paper.DATA / "paper" / "denoising" / "F16_GT.png")
+    clean = np.ascontiguousarray(clean[:512, :512, :3], dtype=np.float32)
+    noisy = np.asarray(add_noise(clean, 25, rng=0), dtype=np.float32)
+    times = []
+
+    def watch(step, state):
+        times.append(state.elapsed)
+        if step % 100 == 0:
+            print(f"step {step}: {state.psnr_average_reference:.2f} dB, {state.elapsed:.0f} s", flush=True)
+
+    r = deepprior.run_task("denoise", noisy, preset="denoise-sure", iters=args.steps, rng=0, device="cpu",
+                           reference=clean, callback=watch, stop="fixed").restoration
+    avg = r.fit.history["psnr_average_reference"]
+    out = {"image": "paper/denoising/F16_GT", "size": [512, 512], "sigma": 25, "preset": "denoise-sure",
+           "sigma_estimated": round(r.sigma * 255, 3), "steps": len(avg), "seconds": round(times[-1], 1),
+           "psnr_average": [round(v, 4) for v in avg], "device": "cpu", "commit": paper.git_commit()}
+    (RESULTS / "sure-whole.json").write_text(json.dumps(out) + "\n")
+    print(f"best {max(avg):.2f} dB at step {avg.index(max(avg)) + 1}; {avg[-1]:.2f} dB at {len(avg)}")
+
+
+def whole_lines() -> list[str]:
+    f, g = RESULTS / "sure-whole.json", RESULTS / "gpu" / "gpu-target.json"
+    if not f.is_file():
+        return []
+    w = json.loads(f.read_text())
+    avg, count = w["psnr_average"], None
+    from deepprior.presets import get_preset
+
+    count = min(get_preset("denoise-sure").iters, len(avg))
+    lines = ["", f"**A whole photo** (`python -m benchmarks.sure whole --steps {w['steps']}`): the 512x512 F16 at "
+             f"sigma 25 (the GPU target's case), noise level estimated as {w['sigma_estimated']:.1f}; "
+             f"`denoise-sure` on this CPU: {avg[count - 1]:.2f} dB at its {count} steps "
+             f"({w['seconds'] / w['steps'] * count:.0f} s), best {max(avg):.2f} dB at step {avg.index(max(avg)) + 1}."]
+    if g.is_file():
+        t = json.loads(g.read_text())
+        ref = t["reference"]
+        small = next((c for c in t["candidates"] if c["preset"] == "denoise-small"), None)
+        lines[-1] += (f" The GPU run (H100) of the same case: `denoise-paper` best {ref['best_db']:.2f} dB at step "
+                      f"{ref['best_step']}" + (f", `denoise-small` best {small['best_db']:.2f} dB at step "
+                                              f"{small['best_step']}" if small else "") + ".")
+        cli = next((c for c in t.get("cli", []) if c["preset"] == "denoise-paper"), None)
+        if cli is not None:
+            lines[-1] += (f" The CLI's default there (`deepprior denoise`, `denoise-paper` with the automatic stop) "
+                          f"returned {cli['psnr_db']:.2f} dB.")
+    return lines
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("--set", choices=("tune", "test", "all"), default="all")
+    r.add_argument("--sigmas", type=int, nargs="+", default=list(SIGMAS), choices=SIGMAS)
+    r.add_argument("--force", action="store_true")
+    sub.add_parser("report")
+    w = sub.add_parser("whole")
+    w.add_argument("--steps", type=int, default=1000)
+    args = ap.parse_args(argv)
+    {"run": cmd_run, "report": cmd_report, "whole": cmd_whole}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()
