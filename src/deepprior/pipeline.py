@@ -136,6 +136,34 @@ def _padded(n: int, multiple: int, minimum: int) -> int:
     return max(math.ceil(n / multiple) * multiple, minimum)
 
 
+def _sure_sigma(preset: Preset, y: torch.Tensor, sigma: float | None, forward: ForwardModel) -> float | None:
+    """The noise level of a SURE fit (``sigma``, else estimated from ``y``), after checking that
+    the preset and the task allow one; None for the other presets."""
+    if preset.loss not in ("mse", "sure"):
+        raise InputError(f"preset {preset.name!r}: loss must be 'mse' or 'sure', got {preset.loss!r}")
+    if preset.input != "measurement" and preset.loss != "sure":
+        return None
+    if preset.input != "measurement" or preset.loss != "sure":
+        raise InputError(f"preset {preset.name!r}: a SURE fit needs input='measurement' and loss='sure' together")
+    if not isinstance(forward, Identity):
+        raise InputError(f"preset {preset.name!r} feeds the degraded image to the network: for denoising only "
+                         "(not super-resolution or inpainting)")
+    if sigma is None:
+        from .measures import estimate_noise_level
+
+        try:
+            sigma = estimate_noise_level(y)
+        except ValueError as e:
+            raise InputError(f"could not estimate the noise level for preset {preset.name!r} ({e}); "
+                             "give it with --sigma (API: sigma=)") from None
+    if not (math.isfinite(sigma) and sigma > 0):
+        raise InputError(f"the noise level must be positive, got {sigma}")
+    if sigma > SURE_MAX_SIGMA:
+        warnings.warn(f"preset {preset.name!r} was measured at noise levels up to 25 (0..255) and fails at 50; "
+                      f"this image's is {sigma * 255:.0f}: denoise-paper (the default) is safer", stacklevel=3)
+    return float(sigma)
+
+
 def restore(
     y: torch.Tensor,
     preset: "Preset | str",
@@ -237,29 +265,7 @@ def restore(
         forward = Identity()
     forward = forward.to(dev)
 
-    if preset.loss not in ("mse", "sure"):
-        raise InputError(f"preset {preset.name!r}: loss must be 'mse' or 'sure', got {preset.loss!r}")
-    sure_sigma = None
-    if preset.input == "measurement" or preset.loss == "sure":
-        if preset.input != "measurement" or preset.loss != "sure":
-            raise InputError(f"preset {preset.name!r}: a SURE fit needs input='measurement' and loss='sure' together")
-        if scale != 1 or known is not None or not isinstance(forward, Identity):
-            raise InputError(f"preset {preset.name!r} feeds the degraded image to the network: for denoising only "
-                             "(not super-resolution or inpainting)")
-        if sigma is None:
-            from .measures import estimate_noise_level
-
-            try:
-                sigma = estimate_noise_level(y)
-            except ValueError as e:
-                raise InputError(f"could not estimate the noise level for preset {preset.name!r} ({e}); "
-                                 "give it with --sigma (API: sigma=)") from None
-        if not (math.isfinite(sigma) and sigma > 0):
-            raise InputError(f"the noise level must be positive, got {sigma}")
-        sure_sigma = float(sigma)
-        if sure_sigma > SURE_MAX_SIGMA:
-            warnings.warn(f"preset {preset.name!r} was measured at noise levels up to 25 (0..255) and fails at 50; "
-                          f"this image's is {sure_sigma * 255:.0f}: denoise-paper (the default) is safer", stacklevel=2)
+    sure_sigma = _sure_sigma(preset, y, sigma, forward)
     cpu_gen = torch.Generator().manual_seed(seed)
     depth = c if preset.input == "measurement" else 2 if preset.input == "meshgrid" else preset.input_depth
     zh, zw = input_size(cfg, hp, wp)
