@@ -144,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     dm = sub.add_parser("demo", help="restore a noisy copy of a bundled photo (about a minute on a CPU)")
     dm.add_argument("-o", "--output", default="deepprior-demo", help="output folder (default ./deepprior-demo)")
     dm.add_argument("--device", default="auto")
-    dm.add_argument("--iters", type=int, help="steps (default: the demo preset's 800)")
+    dm.add_argument("--iters", type=int, help="steps (default: the demo preset's, denoise-sure's 700)")
     dm.add_argument("--quiet", action="store_true")
     dm.set_defaults(func=cmd_demo)
 
@@ -430,12 +430,14 @@ def cmd_demo(args) -> int:
     noisy = add_noise(clean, 25, rng=0)
     write_image(folder / "clean.png", clean)
     write_image(folder / "noisy.png", noisy)
-    progress = _Progress(args.iters or get_preset("denoise-small").iters, enabled=not args.quiet)
+    # DIP-SURE: Gaussian noise of a moderate level is its domain (the noise level is estimated, as
+    # for a user's photo); on this crop 29.8 dB in 700 steps, against denoise-small's 28.5 in 800
+    progress = _Progress(args.iters or get_preset("denoise-sure").iters, enabled=not args.quiet)
     if not args.quiet:
         print("deepprior demo: denoising a 128x128 crop of scikit-image's astronaut with noise sigma=25 "
-              "(preset denoise-small)", file=sys.stderr)
+              "(preset denoise-sure)", file=sys.stderr)
     try:
-        res = run_task("denoise", noisy, preset="denoise-small", iters=args.iters, rng=0, device=args.device,
+        res = run_task("denoise", noisy, preset="denoise-sure", iters=args.iters, rng=0, device=args.device,
                        callback=progress, reference=clean)
     finally:
         progress.close()
@@ -444,7 +446,8 @@ def cmd_demo(args) -> int:
     plot_fit(folder / "plot.png", res.restoration.fit.history, noisy, out, title="deepprior demo: denoising")
     p_in = psnr(torch.from_numpy(noisy), torch.from_numpy(clean))
     p_out = psnr(torch.from_numpy(out), torch.from_numpy(clean))
-    print(f"PSNR noisy {p_in:.2f} dB -> restored {p_out:.2f} dB in {res.restoration.fit.seconds:.0f} s")
+    print(f"PSNR noisy {p_in:.2f} dB -> restored {p_out:.2f} dB in {res.restoration.fit.seconds:.0f} s "
+          f"(noise level estimated as {res.restoration.sigma * 255:.1f})")
     print(f"results in {folder}/: noisy.png, restored.png, plot.png")
     return 0
 
