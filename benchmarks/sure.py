@@ -193,9 +193,7 @@ def cmd_report(args) -> None:
 
     # --- the loss ------------------------------------------------------------------------------
     def sure_value(rec, count, use_rule):
-        if use_rule:
-            return stopping.evaluate(rec, denoise_rule, count)
-        return stopping.evaluate(rec, None, count)
+        return stopping.evaluate(rec, denoise_rule if use_rule else None, count)
 
     options = [(c, False) for c in COUNTS] + [(c, True) for c in COUNTS]
     scored = {}
@@ -299,7 +297,7 @@ def whole_lines() -> list[str]:
     if not f.is_file():
         return []
     w = json.loads(f.read_text())
-    avg, count = w["psnr_average"], None
+    avg = w["psnr_average"]
     from deepprior.presets import get_preset
 
     count = min(get_preset("denoise-sure").iters, len(avg))
