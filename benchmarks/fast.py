@@ -39,14 +39,15 @@ class FastTask:
     level: float  # sigma / scale / missing fraction
     reference: str  # the paper preset
     reference_steps: int  # its step count (denoising: past the averaged output's peak; see below)
-    candidate: str  # the preset under test (default)
+    candidate: str  # the preset under test (default); "default": the task's default for the crop
     cap: int  # the candidate's most steps
 
 
 TASKS = {
     # denoise-paper's recipe is 3000 steps; its averaged output peaks well before 1600 on these
     # crops (the report flags a best at the last step), so 1600 steps find the best iterate.
-    "denoise": FastTask("denoise", 25, "denoise-paper", 1600, "denoise-small", 3000),
+    # the CLI's default: by the noise level it estimates on the crop (denoise-sure at sigma 25)
+    "denoise": FastTask("denoise", 25, "denoise-paper", 1600, "default", 3000),
     "sr": FastTask("sr", 4, "sr-x4-paper", 2000, "sr-x4-small", 3000),
     "inpaint": FastTask("inpaint", 0.5, "inpaint-pixels-paper", 11000, "inpaint-small", 4000),
 }
@@ -63,6 +64,9 @@ def curve(task: FastTask, image: str, preset, steps: int, target: float | None =
     import deepprior
 
     job, case = make_case(task, image)
+    kind = paper.TABLES[task.table].task
+    if preset == "default":  # as the CLI picks it, from the degraded image alone
+        preset = deepprior.choose_preset(kind, case.degraded, scale=case.dip_kwargs.get("scale"))
     times, values = [], []
 
     def record(step, state):
@@ -71,9 +75,9 @@ def curve(task: FastTask, image: str, preset, steps: int, target: float | None =
         values.append(db)
         return target is not None and db >= target
 
-    deepprior.run_task(paper.TABLES[task.table].task, case.degraded, preset=preset, iters=steps, rng=job.seed,
+    r = deepprior.run_task(kind, case.degraded, preset=preset, iters=steps, rng=job.seed,
                        device="cpu", reference=case.truth, callback=record, stop="fixed", **case.dip_kwargs)
-    return {"times": times, "values": values}
+    return {"times": times, "values": values, "preset": r.restoration.preset.name}
 
 
 def reference(name: str, task: FastTask, image: str, rerun: bool) -> dict:
@@ -98,7 +102,8 @@ def reference(name: str, task: FastTask, image: str, rerun: bool) -> dict:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--task", default="denoise", choices=list(TASKS))
-    ap.add_argument("--candidate", default=None, help="preset under test (default: the task's small preset)")
+    ap.add_argument("--candidate", default=None, help="preset under test (default: denoising's default preset for "
+                    "each crop, the other tasks' small preset)")
     ap.add_argument("--images", nargs="+", default=None)
     ap.add_argument("--rerun-reference", action="store_true")
     ap.add_argument("--reference-only", action="store_true", help="only run (or show) the cached references")
@@ -118,20 +123,23 @@ def main(argv=None) -> None:
         cand = curve(task, image, candidate, task.cap, target=target)
         reached = cand["values"][-1] >= target
         row = {"image": image, "ref": ref, "cand_steps": len(cand["values"]), "cand_seconds": cand["times"][-1],
-               "cand_db": cand["values"][-1], "cand_peak": max(cand["values"]), "reached": reached}
+               "cand_db": cand["values"][-1], "cand_peak": max(cand["values"]), "reached": reached,
+               "cand_preset": cand["preset"]}
         row["ratio"] = ref["seconds_to_best"] / row["cand_seconds"] if reached else None
         rows.append(row)
-        print(f"  {candidate}: {row['cand_db']:.2f} dB @ {row['cand_steps']} in {row['cand_seconds']:.1f} s"
+        print(f"  {cand['preset']}: {row['cand_db']:.2f} dB @ {row['cand_steps']} in {row['cand_seconds']:.1f} s"
               + (f" ({row['ratio']:.1f}x)" if reached else " (not reached)"), flush=True)
     if args.reference_only:
         return
     level = {"denoise": f"sigma {task.level:g}", "sr": f"x{task.level:g}", "inpaint": f"{task.level:.0%} missing"}
     command = (f"python -m benchmarks.fast --task {args.task}" + (f" --candidate {candidate}" if args.candidate else "")
                + (f" --images {' '.join(images)}" if args.images else ""))
+    who = ("the default preset (picked for each crop from its noisy image, as the CLI does)"
+           if candidate == "default" else f"`{candidate}`")
     lines = [f"Reproduce: `{command}` ({level[args.task]}, 128 px crops of the quick "
              f"tier's images and seeds, none used for tuning; `{task.reference}` run for {task.reference_steps} steps "
              f"gives its best-iterate PSNR (found with the ground truth) and the time to it (cached in "
-             f"`benchmarks/results/fast-reference.json` with its commit); `{candidate}` runs until it is within "
+             f"`benchmarks/results/fast-reference.json` with its commit); {who} runs until it is within "
              f"{MARGIN_DB} dB of that (cap {task.cap} steps); CPU; PSNR of the returned image, RGB, "
              "data range 1, untrimmed).", "",
              f"| image | {task.reference} best (dB @ step) | time to it (s) | {candidate} (dB @ step) | time (s) "
@@ -140,8 +148,9 @@ def main(argv=None) -> None:
         ref = r["ref"]
         last = " (last step)" if ref["best_step"] == ref["steps"] else ""
         ratio = f"**{r['ratio']:.1f}x**" if r["reached"] else f"not reached (peak {r['cand_peak']:.2f})"
+        picked = f" ({r['cand_preset']})" if candidate == "default" else ""
         lines.append(f"| {r['image']} | {ref['best_db']:.2f} @ {ref['best_step']}{last} | {ref['seconds_to_best']:.0f} | "
-                     f"{r['cand_db']:.2f} @ {r['cand_steps']} | {r['cand_seconds']:.1f} | {ratio} |")
+                     f"{r['cand_db']:.2f} @ {r['cand_steps']}{picked} | {r['cand_seconds']:.1f} | {ratio} |")
     ratios = [r["ratio"] for r in rows if r["reached"]]
     if ratios:
         lines += ["", f"Mean speed-up {sum(ratios) / len(ratios):.1f}x, worst {min(ratios):.1f}x "

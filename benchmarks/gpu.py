@@ -177,7 +177,9 @@ def _cli(noisy_png: Path, clean, out_png: Path, preset: str, extra: list[str], d
 
     name, _, precision = preset.partition("@")
     cmd = [sys.executable, "-m", "deepprior", "denoise", str(noisy_png), "-o", str(out_png), "--device", device,
-           "--preset", name, "--seed", "0", "--quiet", "--overwrite", "--sigma", "25", *extra]
+           "--seed", "0", "--quiet", "--overwrite", "--sigma", "25", *extra]
+    if name != "default":  # "default": no --preset, as a user runs it (at sigma 25: denoise-sure)
+        cmd += ["--preset", name]
     if precision:
         cmd += ["--precision", precision]
     t0 = time.perf_counter()
@@ -225,7 +227,8 @@ def target(out: Path, image: Path, ref_steps: int, ref_seconds: float, candidate
                             else f"not reached (best {r['best_db']:.2f})"), flush=True)
         _write(out, "target", result)
     result["cli"] = []
-    plan = [("denoise-paper", ["--stop", "auto", "--time-budget", "60"])]  # what a user gets by default
+    # what a user gets by default (denoise-sure at sigma 25), and the paper preset with the automatic stop
+    plan = [("default", ["--time-budget", "60"]), ("denoise-paper", ["--stop", "auto", "--time-budget", "60"])]
     for c in candidates:
         fit = next(r for r in result["candidates"] if r["preset"] == c)
         plan.append((c, ["--stop", "auto", "--iters", "5000"]))
@@ -360,7 +363,8 @@ def main(argv=None) -> int:
     ap.add_argument("--report", action="store_true", help="only write --markdown from the results in --out")
     ap.add_argument("--before", type=Path, default=None, help="--report: an earlier run's folder, for comparison")
     ap.add_argument("--markdown", type=Path, default=REPO / "benchmarks" / "results" / "gpu.md")
-    ap.add_argument("--candidates", nargs="+", default=["denoise-small", "denoise-small@bf16", "denoise-paper@bf16"])
+    ap.add_argument("--candidates", nargs="+",
+                    default=["denoise-sure", "denoise-small", "denoise-small@bf16", "denoise-paper@bf16"])
     args = ap.parse_args(argv)
     if args.report:
         args.markdown.write_text(report(args.out, args.before) + "\n")

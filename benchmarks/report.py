@@ -248,9 +248,9 @@ def build(results: Path, output: Path) -> str:
                   *speed.read_text().strip().splitlines(), ""]
     for name, title in (("stopping.md", "Automatic stopping"), ("memory.md", "Memory of big photos"),
                         ("precision.md", "bfloat16: speed and quality"), ("tiles.md", "Tiles"),
-                        ("fast-denoise.md", "A faster preset at the paper preset's quality: denoising"),
-                        ("fast-denoise-denoise-sure.md",
-                         "A faster preset at the paper preset's quality: denoising with SURE (`denoise-sure`)"),
+                        ("fast-denoise.md", "A faster preset at the paper preset's quality: denoising (the default)"),
+                        ("fast-denoise-denoise-small.md",
+                         "A faster preset at the paper preset's quality: denoising with `denoise-small`"),
                         ("fast-sr.md", "A faster preset at the paper preset's quality: super-resolution x4"),
                         ("fast-inpaint.md", "A faster preset at the paper preset's quality: inpainting"),
                         ("fast-search-denoise.md", "Searching for faster denoising presets (tune images)"),

@@ -314,7 +314,7 @@ def whole_lines() -> list[str]:
                                               f"{small['best_step']}" if small else "") + ".")
         cli = next((c for c in t.get("cli", []) if c["preset"] == "denoise-paper"), None)
         if cli is not None:
-            lines[-1] += (f" The CLI's default there (`deepprior denoise`, `denoise-paper` with the automatic stop) "
+            lines[-1] += (f" `denoise-paper` with the automatic stop (the CLI's default before `denoise-sure`) "
                           f"returned {cli['psnr_db']:.2f} dB.")
     return lines
 

@@ -145,6 +145,7 @@ def test_the_page_and_its_files_are_served_and_nothing_else():
         assert status == 200 and config["device"] == "cpu"
         assert config["defaults"]["inpaint"] == "inpaint-small"  # small presets on a CPU
         assert {"inpaint-small", "denoise-paper"} <= {p["name"] for p in config["presets"]}
+        assert "denoise-sure" in config["auto"]["denoise"]  # the page's "auto" choice says what it does
 
 
 def test_a_job_runs_with_previews_and_its_result_downloads():
@@ -202,6 +203,21 @@ def test_one_job_at_a_time_others_queue_and_stop_keeps_the_result_so_far():
         assert Image.open(io.BytesIO(request(server, first["result"]["image"])[1])).size == (48, 48)
         third = wait_for(server, third["id"], lambda j: j["state"] == "done")  # the queue moves on
         assert third["step"] == 5
+
+
+@pytest.mark.parametrize("device_kind, high", [("cpu", "denoise-small"), ("cuda", "denoise-paper")])
+def test_a_denoising_job_without_a_preset_gets_one_by_its_noise_level(device_kind, high):
+    from deepprior.app.server import parse_job
+
+    ramp = np.linspace(0.2, 0.8, 40)[None, :, None] * np.ones((36, 40, 3))
+    rng = np.random.default_rng(0)
+    for sigma, given, want in [(10, None, "denoise-sure"), (60, None, high), (60, 20, "denoise-sure")]:
+        noisy = (np.clip(ramp + rng.normal(0, sigma / 255, ramp.shape), 0, 1) * 255).round().astype(np.uint8)
+        body = {"task": "denoise", "image": data_url(png_bytes(noisy)), "sigma": given, "iters": 7}
+        job = parse_job(body, device_kind=device_kind, max_bytes=1 << 20, max_pixels=1 << 20)
+        assert (job.preset.name, job.preset.iters) == (want, 7), sigma
+    job = parse_job(dict(body, preset="denoise-paper"), device_kind=device_kind, max_bytes=1 << 20, max_pixels=1 << 20)
+    assert job.preset.name == "denoise-paper"  # a chosen preset is kept
 
 
 @pytest.mark.parametrize("change, status, words", [

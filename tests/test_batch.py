@@ -106,6 +106,28 @@ def test_folder_results_beside_the_inputs_are_not_inputs_next_time(folder, capsy
     assert not list(folder.glob("*_deblocked_deblocked*"))
 
 
+def test_denoising_picks_each_images_preset_by_its_noise_level_and_resumes(tmp_path, capsys):
+    """Without --preset each image gets the default for its estimated noise level (denoise-sure up
+    to 30, denoise-paper above), recorded in its sidecar; a rerun skips both, another --iters redoes both."""
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    rng = np.random.default_rng(0)
+    ramp = np.linspace(0.2, 0.8, 37)[None, :, None] * np.ones((31, 37, 3))
+    for name, sigma in [("low.png", 10), ("high.png", 60)]:
+        noisy = np.clip(ramp + rng.normal(0, sigma / 255, ramp.shape), 0, 1)
+        Image.fromarray((noisy * 255).round().astype(np.uint8)).save(inputs / name)
+    assert run("denoise", inputs, "-o", out, "--iters", "3", "--quiet") == 0
+    low, high = sidecar(out / "low_denoised.png"), sidecar(out / "high_denoised.png")
+    assert (low["preset"]["name"], high["preset"]["name"]) == ("denoise-sure", "denoise-paper")
+    assert low["preset"]["iters"] == high["preset"]["iters"] == 3 and low["sure_sigma"] < 30
+    assert low["stop"]["auto"] is None and high["stop"]["auto"]["rule"]  # SURE runs its steps; paper: the rule
+    capsys.readouterr()
+    assert run("denoise", inputs, "-o", out, "--iters", "3", "--quiet") == 0
+    assert "0 done, 2 skipped, 0 failed of 2 images" in summary_line(capsys.readouterr().err)
+    assert run("denoise", inputs, "-o", out, "--iters", "4", "--quiet") == 0
+    assert "2 done, 0 skipped, 0 failed of 2 images" in summary_line(capsys.readouterr().err)
+
+
 def test_glob_and_output_naming_errors(folder, tmp_path, capsys):
     assert run("denoise", str(folder / "p[01].png"), "-o", tmp_path / "g", *FAST) == 0
     assert sorted(p.name for p in (tmp_path / "g").glob("*.png")) == ["p0_denoised.png", "p1_denoised.png"]

@@ -25,6 +25,7 @@ _LAZY = {
     "super_resolve": "api",
     "inpaint": "api",
     "run_task": "api",
+    "choose_preset": "api",
     "restore": "pipeline",
     "fit": "fitting",
     "FitState": "fitting",

@@ -23,7 +23,7 @@ import numpy as np
 
 from .pipeline import MAX_PIXELS, InputError
 
-__all__ = ["denoise", "deblock", "super_resolve", "inpaint", "run_task", "TaskResult"]
+__all__ = ["denoise", "deblock", "super_resolve", "inpaint", "run_task", "choose_preset", "TaskResult"]
 
 
 @dataclass
@@ -101,6 +101,30 @@ class TaskResult:
     alpha_dropped: bool = False
 
 
+def choose_preset(task: str, image, *, scale: int | None = None, sigma: float | None = None,
+                  channel_axis: int | None = -1):
+    """The default :class:`~deepprior.presets.Preset` of ``task`` for ``image``.
+
+    Super-resolution's depends on ``scale``, denoising's on the noise level
+    (:func:`deepprior.presets.default_preset`): ``sigma`` on the image scale [0, 1] when given, else
+    estimated from the image (:func:`deepprior.measures.estimate_noise_level`; an image too small to
+    estimate it from gets the paper recipe).
+    """
+    from .presets import default_preset, get_preset
+
+    if task == "denoise" and sigma is None:
+        from .measures import estimate_noise_level
+
+        y, _ = _to_bchw(image, channel_axis)
+        if y.shape[1] in (2, 4):
+            y = y[:, :-1]  # alpha is not noise
+        try:
+            sigma = estimate_noise_level(y)
+        except ValueError:
+            sigma = None
+    return get_preset(default_preset(task, scale=scale, sigma=sigma))
+
+
 def run_task(
     task: str,
     image,
@@ -137,9 +161,11 @@ def run_task(
     name of :func:`deepprior.stopping.make_rule`, or a rule object of :mod:`deepprior.stopping`
     (it ends the fit and picks the image returned).  The rule is in
     ``result.restoration.stop_rule`` (its ``stop_step``, ``best_step``, ``reason``).
+    ``preset``: a name or a :class:`~deepprior.presets.Preset`; None (default) takes the task's
+    default for this image (:func:`choose_preset`).
     ``sigma``: denoising's noise level on the image scale ([0, 1]: 25/255 for "sigma 25"), for the
-    noise gate of its automatic rule and for the SURE preset (``denoise-sure``); None (default)
-    estimates it from the image.
+    default preset's choice, the noise gate of the automatic rule and the SURE preset
+    (``denoise-sure``); None (default) estimates it from the image.
     ``checkpoint``, ``checkpoint_every`` and ``resume`` save and restore the fit's state (see :func:`deepprior.fitting.fit`); ``check_memory`` and
     ``announce`` are those of :func:`deepprior.pipeline.restore`.
     """
@@ -147,11 +173,13 @@ def run_task(
     import torch.nn.functional as F
 
     from .masks import binarize_mask, check_mask, dilate_mask
-    from .presets import default_preset, get_preset
+    from .presets import get_preset
     from .pipeline import restore
     from .stopping import make_rule
 
-    p = get_preset(preset or default_preset(task, scale=scale))
+    if preset is None:
+        preset = choose_preset(task, image, scale=scale, sigma=sigma, channel_axis=channel_axis)
+    p = get_preset(preset)
     # None means "keep the preset's value" (e.g. an unset CLI flag)
     p = p.replace(**{k: v for k, v in dict(iters=iters, **overrides).items() if v is not None})
     y, layout = _to_bchw(image, channel_axis)
@@ -223,7 +251,9 @@ def denoise(image, *, preset=None, iters=None, rng=None, device=None, callback=N
     image : ndarray or torch.Tensor
         The noisy image (see the module docstring for shapes, dtypes and ranges).
     preset : str or Preset, optional
-        Default ``"denoise-paper"`` (see ``deepprior presets``).
+        Default: by the noise level (``sigma=``, or estimated from the image), ``"denoise-sure"`` up
+        to 30 (on the 0..255 scale) and ``"denoise-paper"`` above (:func:`choose_preset`; see
+        ``deepprior presets``).
     iters : int, optional
         Number of steps (overrides the preset's).
     rng : int or numpy.random.Generator, optional
@@ -235,8 +265,9 @@ def denoise(image, *, preset=None, iters=None, rng=None, device=None, callback=N
         Axis of the channels of a 3-D numpy array (default: last).
     **kwargs
         ``reference=`` (ground truth, for PSNR curves), ``time_budget=``, ``max_pixels=``,
-        ``sigma=`` (the noise level on the image scale, e.g. 25/255, for the automatic stop; default:
-        estimated from the image; see :func:`run_task`), or preset fields such as ``lr=``.
+        ``sigma=`` (the noise level on the image scale, e.g. 25/255, for the default preset's choice,
+        its SURE loss and the automatic stop; default: estimated from the image; see :func:`run_task`),
+        or preset fields such as ``lr=``.
 
     Returns
     -------

@@ -296,8 +296,10 @@ def run(jobs: list[Job], settings: Settings, executor=None, *, quiet: bool = Fal
     todo = jobs if settings.overwrite else [j for j in jobs if not is_done(j, settings)]
     summary = Summary(total=len(jobs), skipped=len(jobs) - len(todo))
     if not quiet:
-        p = settings.preset
-        print(f"deepprior {settings.task}: {len(jobs)} images, preset {p.name}, {p.iters} steps, seed "
+        p = settings.candidates()
+        recipe = (f"preset {p[0].name}, {p[0].iters} steps" if len(p) == 1 else
+                  f"preset per image ({' or '.join(q.name for q in p)})")
+        print(f"deepprior {settings.task}: {len(jobs)} images, {recipe}, seed "
               f"{settings.seed}" + (f"; {summary.skipped} already done, skipped" if summary.skipped else ""),
               file=sys.stderr)
     report = _Report(summary, len(todo), quiet)

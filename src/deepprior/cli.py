@@ -45,15 +45,18 @@ def _task_parser(sub, task):
         p.add_argument("--scale", type=int, default=4, help="upscaling factor: 2, 4 or 8 (default 4)")
     if task == "denoise":
         p.add_argument("--sigma", type=float, metavar="S", help="the noise's standard deviation on the 0..255 scale, "
-                       "if known (e.g. 25): the automatic stop waits until the fit reaches this noise level, "
-                       "and --preset denoise-sure fits with it (default: estimated from the image)")
+                       "if known (e.g. 25): it picks the default preset (denoise-sure up to 30, denoise-paper above), "
+                       "denoise-sure fits with it, and the automatic stop waits until the fit reaches it "
+                       "(default: estimated from the image)")
     if task == "inpaint":
         p.add_argument("--mask", help="mask file (white/nonzero = pixels to fill), or a folder of masks named "
                        "like the inputs (default: <stem>_mask.* beside each input, else its transparent pixels)")
         p.add_argument("--mask-keeps", action="store_true", help="the mask marks the known pixels instead "
                        "(the paper's data uses this convention)")
         p.add_argument("--mask-dilate", type=int, default=0, metavar="N", help="grow the mask by N pixels")
-    p.add_argument("--preset", help="recipe name (see `deepprior presets`); default: the task's paper preset")
+    p.add_argument("--preset", help="recipe name (see `deepprior presets`); default: " + (
+        "denoise-sure where the noise level is up to 30, denoise-paper above" if task == "denoise"
+        else "the task's paper preset"))
     p.add_argument("--iters", type=int, help="number of steps (overrides the preset)")
     p.add_argument("--lr", type=float, help="Adam learning rate (overrides the preset)")
     p.add_argument("--seed", type=int, help="random seed (default: a fresh one, recorded in the sidecar; "
@@ -245,16 +248,16 @@ def _task_settings(args, *, several: bool):
 
     from .job import Settings
     from .pipeline import MAX_PIXELS
-    from .presets import default_preset, get_preset
+    from .presets import get_preset
 
-    preset = get_preset(args.preset or default_preset(args.task, scale=scale))
-    # None means "keep the preset's value"
-    preset = preset.replace(**{k: v for k, v in {"iters": args.iters, "lr": args.lr,
-                                                 "precision": args.precision}.items() if v is not None})
     inpaint = args.task == "inpaint"
     return Settings(
         task=args.task,
-        preset=preset,
+        # None: the task's default, chosen per image (denoising's by its noise level)
+        preset=get_preset(args.preset) if args.preset else None,
+        # None means "keep the preset's value"
+        changes={k: v for k, v in {"iters": args.iters, "lr": args.lr, "precision": args.precision}.items()
+                 if v is not None},
         # several images: one fixed seed, so that a rerun recognises its finished images
         seed=args.seed if args.seed is not None or not several else 0,
         scale=scale,
@@ -303,13 +306,14 @@ def _run_one_file(args) -> int:
     from .job import compute, load, save
 
     loaded = load(job, settings)
-    progress = _Progress(settings.preset.iters, enabled=not args.quiet)
+    preset = loaded.preset
+    progress = _Progress(preset.iters, enabled=not args.quiet)
     if not args.quiet:
-        print(f"deepprior {args.task}: {job.input} -> {job.output} (preset {settings.preset.name}, "
-              f"{settings.preset.iters} steps" + (f", mask {job.mask}" if job.mask else "") + ")", file=sys.stderr)
+        print(f"deepprior {args.task}: {job.input} -> {job.output} (preset {preset.name}, "
+              f"{preset.iters} steps" + (f", mask {job.mask}" if job.mask else "") + ")", file=sys.stderr)
     def announce(cost):
         if not args.quiet:
-            print(f"estimate: {cost.describe(settings.preset.iters)}", file=sys.stderr)
+            print(f"estimate: {cost.describe(preset.iters)}", file=sys.stderr)
 
     try:
         computed = compute(job, loaded, settings, callbacks=[progress], announce=announce)

@@ -11,7 +11,8 @@ folder on this machine and a folder on a Ray cluster give the same files:
 
 :func:`is_done` is the resume rule: an image is done when its sidecar says complete and records
 the same fingerprint (task, scale, full preset, seed, mask options, input and mask contents) as
-this run.  Only the standard library is imported here at start-up (``deepprior --help`` stays
+this run.  The preset is the one :func:`load` picked for the image (:meth:`Settings.preset_for`:
+the command's preset, or the task's default for this image, e.g. by its noise level).  Only the standard library is imported here at start-up (``deepprior --help`` stays
 instant); torch comes with the first fit.
 """
 
@@ -47,13 +48,15 @@ FINGERPRINT_KEYS = ("task", "scale", "preset", "stop", "tile", "seed", "mask_kee
 class Settings:
     """What a task command asks for, the same for every image (picklable, for Ray).
 
-    ``preset`` is the effective recipe, the command line's ``--iters`` / ``--lr`` already applied.
+    ``preset`` None takes the task's default for each image (:meth:`preset_for`); ``changes`` are
+    preset fields the command line sets (``--iters``, ``--lr``, ``--precision``), applied to either.
     ``seed`` None means a fresh seed per fit (recorded in the sidecar).  ``threads`` None keeps
     torch's default number of CPU threads.
     """
 
     task: str
-    preset: Preset
+    preset: Preset | None = None
+    changes: dict = field(default_factory=dict)
     seed: int | None = None
     scale: int | None = None
     mask_keeps: bool | None = None  # None for tasks other than inpaint
@@ -80,17 +83,32 @@ class Settings:
         """:attr:`sigma` on the image scale [0, 1] (what the stopping rules take)."""
         return None if self.sigma is None else self.sigma / 255
 
-    @property
-    def stop_config(self) -> dict:
-        """The stopping rule as recorded in the sidecar (part of the resume fingerprint); for
-        ``auto`` with the task's rule it stands for."""
+    def candidates(self) -> list[Preset]:
+        """Every recipe this run may use: the preset, or each default an image may get."""
+        from .presets import default_choices, get_preset
+
+        names = [self.preset] if self.preset is not None else default_choices(self.task, scale=self.scale)
+        return [get_preset(p).replace(**self.changes) for p in names]
+
+    def preset_for(self, image: np.ndarray) -> Preset:
+        """The recipe for ``image`` (H, W, C): the preset, or the task's default for this image
+        (:func:`deepprior.api.choose_preset`: denoising's by its noise level), with :attr:`changes`."""
+        if self.preset is not None:
+            return self.preset.replace(**self.changes)
+        from .api import choose_preset
+
+        return choose_preset(self.task, image, scale=self.scale, sigma=self.sigma_scaled).replace(**self.changes)
+
+    def stop_config(self, preset: Preset) -> dict:
+        """The stopping rule of a fit with ``preset`` as recorded in the sidecar (part of the resume
+        fingerprint); for ``auto`` with the task's rule it stands for."""
         config = {"rule": self.stop, "window": self.stop_window, "patience": self.stop_patience}
         if self.sigma is not None:
             config["sigma"] = self.sigma
         if self.stop == "auto":
             from .stopping import auto_spec
 
-            spec = auto_spec(self.task, self.preset)  # None: auto is the preset's step count
+            spec = auto_spec(self.task, preset)  # None: auto is the preset's step count
             config["auto"] = None if spec is None else {"rule": spec.rule, "window": spec.window,
                                                         "patience": spec.patience, "keep": spec.keep,
                                                         "warmup": spec.warmup, "noise_gate": spec.noise_gate}
@@ -131,6 +149,7 @@ class Loaded:
     info: ImageInfo
     mask: np.ndarray | None = None
     reference: np.ndarray | None = None
+    preset: Preset | None = None  # the recipe for this image (Settings.preset_for)
     fingerprint: dict = field(default_factory=dict)
 
 
@@ -193,16 +212,17 @@ def _as_json(value):
     return json.loads(json.dumps(value, default=str))
 
 
-def fingerprint(job: Job, settings: Settings) -> dict:
+def fingerprint(job: Job, settings: Settings, preset: Preset) -> dict:
     """What a result depends on, as recorded in its sidecar: see :data:`FINGERPRINT_KEYS`.
+    ``preset``: the recipe for this image (:meth:`Settings.preset_for`).
 
     Raises ``OSError`` when the input (or the mask) cannot be read.
     """
     return _as_json({
         "task": settings.task,
         "scale": settings.scale,
-        "preset": settings.preset.to_dict(),
-        "stop": settings.stop_config,
+        "preset": preset.to_dict(),
+        "stop": settings.stop_config(preset),
         "tile": None if not settings.tile else {"size": settings.tile, "overlap": settings.tile_overlap},
         "seed": settings.seed,
         "mask_keeps": settings.mask_keeps,
@@ -226,8 +246,13 @@ def is_done(job: Job, settings: Settings) -> bool:
     meta = read_sidecar(job.sidecar)
     if meta is None or not meta.get("complete") or not job.output.is_file():
         return False
+    # the recipe it recorded must be one this run may pick; the choice is then the same (same input
+    # contents and settings), so the image need not be read again
+    preset = {p.name: p for p in settings.candidates()}.get((meta.get("preset") or {}).get("name"))
+    if preset is None:
+        return False
     try:
-        want = fingerprint(job, settings)
+        want = fingerprint(job, settings, preset)
     except OSError:
         return False  # an unreadable input: let the run report it
     return all(meta.get(k) == want[k] for k in FINGERPRINT_KEYS)
@@ -338,7 +363,8 @@ def load(job: Job, settings: Settings) -> Loaded:
                 f"the reference is {reference.shape[1]}x{reference.shape[0]} but the result will be "
                 f"{want[1]}x{want[0]} (WxH)"
             )
-    return Loaded(image, info, mask, reference, fingerprint(job, settings))
+    preset = settings.preset_for(image)
+    return Loaded(image, info, mask, reference, preset, fingerprint(job, settings, preset))
 
 
 def _start_state(job: Job, settings: Settings, fp: dict) -> dict | None:
@@ -388,7 +414,7 @@ def compute(job: Job, loaded: Loaded, settings: Settings, callbacks=(), announce
     if settings.tile:
         return _compute_tiled(loaded, settings, seed, callbacks, announce)
     rule = make_rule(settings.stop, task=settings.task, window=settings.stop_window, patience=settings.stop_patience,
-                     sigma=settings.sigma_scaled, preset=settings.preset)
+                     sigma=settings.sigma_scaled, preset=loaded.preset)
     callbacks = list(callbacks)
     if settings.save_every:
         callbacks.append(_Snapshots(job.steps_folder, settings.save_every))
@@ -397,7 +423,7 @@ def compute(job: Job, loaded: Loaded, settings: Settings, callbacks=(), announce
         loaded.image,
         mask=loaded.mask,
         scale=settings.scale,
-        preset=settings.preset,
+        preset=loaded.preset,
         rng=seed,
         device=settings.device,
         callback=callbacks,
@@ -451,12 +477,12 @@ def _compute_tiled(loaded: Loaded, settings: Settings, seed: int, callbacks, ann
     t0 = time.perf_counter()
     res = run_tiled(
         settings.task, loaded.image, tile=settings.tile, overlap=settings.tile_overlap, mask=loaded.mask,
-        scale=settings.scale, rng=seed, preset=settings.preset, device=settings.device, callback=list(callbacks),
+        scale=settings.scale, rng=seed, preset=loaded.preset, device=settings.device, callback=list(callbacks),
         mask_keeps=bool(settings.mask_keeps), mask_dilate=settings.mask_dilate or 0,
         time_budget=settings.time_budget, max_pixels=settings.max_pixels, check_memory=settings.check_memory,
         announce=announce_once, sigma=settings.sigma_scaled,
         stop=lambda: make_rule(settings.stop, task=settings.task, window=settings.stop_window,
-                               patience=settings.stop_patience, sigma=settings.sigma_scaled, preset=settings.preset),
+                               patience=settings.stop_patience, sigma=settings.sigma_scaled, preset=loaded.preset),
     )
     fits = [r.restoration.fit for r in res.results]
     r0 = res.results[0].restoration
@@ -542,7 +568,7 @@ def save(job: Job, loaded: Loaded, computed: Computed, settings: Settings) -> di
         "iterations": computed.steps,
         "resumed_from": computed.resumed_from,
         "stop_reason": computed.stop_reason,
-        "stop": settings.stop_config,
+        "stop": settings.stop_config(loaded.preset),
         "tile": fp.get("tile"),
         "stopped": computed.stopped,
         "sure_sigma": computed.sure_sigma,

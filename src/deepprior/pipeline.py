@@ -20,17 +20,12 @@ from .cost import available_bytes, estimate
 from .fitting import FitResult, fit, make_input
 from .forward import Downsampler, ForwardModel, Identity, Mask, SR_FACTORS
 from .networks import build_network, input_size, min_size, size_multiple
-from .presets import Preset, get_preset
+from .presets import SURE_MAX_SIGMA, Preset, get_preset
 
 __all__ = ["restore", "Restoration", "resolve_device", "resolve_seed", "pad_reflect", "MAX_PIXELS"]
 
 #: Default limit on output pixels (4096 x 4096).  The paper network needs ~40 GB at that size.
 MAX_PIXELS = 4096 * 4096
-
-
-#: Above this noise level (image scale) a SURE preset warns: measured to collapse at 50/255
-#: (benchmarks/sure.py), sound at 15 and 25.
-SURE_MAX_SIGMA = 30 / 255
 
 
 class InputError(ValueError):
@@ -160,7 +155,8 @@ def _sure_sigma(preset: Preset, y: torch.Tensor, sigma: float | None, forward: F
         raise InputError(f"the noise level must be positive, got {sigma}")
     if sigma > SURE_MAX_SIGMA:
         warnings.warn(f"preset {preset.name!r} was measured at noise levels up to 25 (0..255) and fails at 50; "
-                      f"this image's is {sigma * 255:.0f}: denoise-paper (the default) is safer", stacklevel=3)
+                      f"this image's is {sigma * 255:.0f}: denoise-paper (the default at this level) is safer",
+                      stacklevel=3)
     return float(sigma)
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from .networks import NetworkConfig
 
-__all__ = ["Preset", "PRESETS", "get_preset", "default_preset", "TASKS"]
+__all__ = ["Preset", "PRESETS", "get_preset", "default_preset", "default_choices", "TASKS", "SURE_MAX_SIGMA"]
 
 #: The tasks, as the CLI names them.
 TASKS = ("denoise", "deblock", "sr", "inpaint")
@@ -185,9 +185,9 @@ PRESETS: dict[str, Preset] = {
 
 # ------------------------------------------------------------------------------------------------
 # Small recipes: the paper's recipe of each task on a smaller network (4 levels of 32/32/64/64
-# channels, 0.29 M parameters instead of 2.2 M) with fewer steps.  Not the paper's and not tuned
-# yet (a later issue brings measured fast defaults); they make the README figures and quick looks
-# affordable on a CPU.  Measured on a 2-core CPU on the demo image (128x128, sigma 25):
+# channels, 0.29 M parameters instead of 2.2 M) with fewer steps.  Not the paper's and not the
+# defaults (4-6x faster than the paper's recipes to their quality, short of the speed issue's 20x:
+# BENCHMARKS.md); they make the README figures and quick looks affordable on a CPU.  Measured on a 2-core CPU on the demo image (128x128, sigma 25):
 # denoise-small, 800 steps in 40 s, PSNR 20.72 -> 28.51 dB; denoise-sure, which `make demo` runs,
 # 29.80 dB in 700 steps (59 s).
 SMALL_NET = NetworkConfig(
@@ -220,7 +220,8 @@ for _p in [
 # at sigma 15 and 25 (python -m benchmarks.sure; BENCHMARKS.md, "SURE").  On the quick tier's test
 # crops there it beat denoise-small with the automatic stop by 1.31 dB on average (worst +0.69) in
 # 2.2x less time.  Gaussian noise up to sigma ~25-30 only: at sigma 50 its fits peak within 100-300
-# steps and then collapse (1.8 dB below denoise-small on average), so restore() warns above 30.
+# steps and then collapse (1.8 dB below denoise-small on average), so restore() warns above 30 and
+# it is denoising's default only up to SURE_MAX_SIGMA (default_preset).
 PRESETS["denoise-sure"] = PRESETS["denoise-small"].replace(
     name="denoise-sure",
     description="Gaussian denoising with SURE (Jo et al. 2021): noisy image as input, small network, sigma <= 25",
@@ -232,19 +233,38 @@ PRESETS["denoise-sure"] = PRESETS["denoise-small"].replace(
 )
 
 _DEFAULTS = {
-    "denoise": "denoise-paper",
     "deblock": "deblock-paper",
     "inpaint": "inpaint-text-paper",
 }
 
+#: Denoising's default depends on the noise level (on the image scale [0, 1]; given, or estimated
+#: from the image by :func:`deepprior.api.choose_preset`): ``denoise-sure`` up to this level, where
+#: it was measured (sigma 15 and 25: above the paper recipe's best image, 20-69x sooner on the held-out
+#: crops), ``denoise-paper`` above it, where SURE's fits collapse (sigma 50; BENCHMARKS.md, "SURE").
+SURE_MAX_SIGMA = 30 / 255
 
-def default_preset(task: str, *, scale: int | None = None) -> str:
-    """Name of the default preset of a task (for ``sr``, by scale: x2 uses the x4 recipe)."""
+
+def default_preset(task: str, *, scale: int | None = None, sigma: float | None = None) -> str:
+    """Name of the default preset of a task.
+
+    ``sr``: by ``scale`` (x2 uses the x4 recipe).  ``denoise``: by the noise level ``sigma`` (image
+    scale [0, 1]): ``denoise-sure`` up to :data:`SURE_MAX_SIGMA`, ``denoise-paper`` above it or when
+    ``sigma`` is None (unknown; e.g. a flat image, with no texture to estimate it from) or not positive.
+    """
     if task == "sr":
         return "sr-x8-paper" if scale == 8 else "sr-x4-paper"
+    if task == "denoise":
+        return "denoise-sure" if sigma is not None and 0 < sigma <= SURE_MAX_SIGMA else "denoise-paper"
     if task not in _DEFAULTS:
         raise ValueError(f"unknown task {task!r}; tasks are {', '.join(TASKS)}")
     return _DEFAULTS[task]
+
+
+def default_choices(task: str, *, scale: int | None = None) -> tuple[str, ...]:
+    """Every preset :func:`default_preset` may return for ``task`` (and ``scale``)."""
+    if task == "denoise":
+        return ("denoise-sure", "denoise-paper")
+    return (default_preset(task, scale=scale),)
 
 
 def get_preset(preset: "str | Preset") -> Preset:

@@ -459,7 +459,7 @@ def parse_job(body: dict, *, device_kind: str, max_bytes: int, max_pixels: int) 
     if preset is None or preset.task != task:
         raise RequestError(f"{name!r} is not a preset for {task}")
     changes = {"iters": _number(body, "iters", int, 1, 100_000), "lr": _number(body, "lr", float, 1e-6, 1.0)}
-    preset = preset.replace(**{k: v for k, v in changes.items() if v is not None})
+    changes = {k: v for k, v in changes.items() if v is not None}
     seed = _number(body, "seed", int, 0, 2**31 - 1)
     every = _number(body, "preview_every", int, 1, 10_000) or 10
     sigma = _number(body, "sigma", float, 0.1, 254.0) if task == "denoise" else None
@@ -474,12 +474,23 @@ def parse_job(body: dict, *, device_kind: str, max_bytes: int, max_pixels: int) 
         if not body.get("mask"):
             raise RequestError("inpainting needs a mask: paint over what to remove")
         mask = mask_from_editor(decode_upload(body["mask"], "mask", max_bytes), (h, w))
+    if task == "denoise" and not body.get("preset"):
+        from ..api import choose_preset
+
+        # the default by the noise level, as the CLI's; above SURE's range, this device's fallback
+        if choose_preset(task, image, sigma=None if sigma is None else sigma / 255).name == "denoise-sure":
+            preset = PRESETS["denoise-sure"]
+    preset = preset.replace(**changes)
     return Job(id=uuid.uuid4().hex[:12], task=task, scale=scale, preset=preset, seed=seed, preview_every=every,
                sigma=sigma, image=image, info=info, mask=mask, filename=_safe_stem(body.get("filename")))
 
 
 def default_presets(device_kind: str) -> dict:
-    """The preset each task starts with: the paper's recipes on a GPU, the small ones on a CPU."""
+    """The preset each task starts with: the paper's recipes on a GPU, the small ones on a CPU.
+
+    Denoising's is the one for noise above 30 (0..255): a request without a preset gets
+    ``denoise-sure`` where the noise is lower (:func:`parse_job`, as the CLI).
+    """
     small = device_kind == "cpu"
     names = {
         "denoise": ("denoise-small", "denoise-paper"),
@@ -604,6 +615,8 @@ class Handler(BaseHTTPRequestHandler):
             "presets": [{"name": p.name, "task": p.task, "iters": p.iters, "lr": p.lr, "description": p.description,
                          "averages": p.ema is not None} for p in PRESETS.values()],
             "defaults": default_presets(kind),
+            # a task whose default depends on the image: the page offers it as its first choice
+            "auto": {"denoise": f"denoise-sure up to noise level 30, {default_presets(kind)['denoise']} above"},
             "max_upload_bytes": self.server.max_bytes,
             "max_pixels": self.server.max_pixels,
         }

@@ -38,8 +38,10 @@ function onTask() {
   const { task, key } = taskAndScale();
   const select = $("preset");
   select.innerHTML = "";
+  const auto = (state.config.auto || {})[key];  // the server picks by the image (e.g. its noise level)
+  if (auto) select.add(new Option("auto", "", false, true));
   for (const p of state.config.presets.filter((p) => p.task === task)) {
-    select.add(new Option(p.name, p.name, false, p.name === state.config.defaults[key]));
+    select.add(new Option(p.name, p.name, false, !auto && p.name === state.config.defaults[key]));
   }
   $("mask-tools").hidden = task !== "inpaint";
   $("sigma-row").hidden = task !== "denoise";
@@ -52,6 +54,11 @@ function currentPreset() {
 
 function onPreset() {
   const p = currentPreset();
+  if (!p) {  // "auto"
+    $("preset-info").textContent = state.config.auto[taskAndScale().key];
+    $("iters").placeholder = $("lr").placeholder = "preset's";
+    return;
+  }
   $("preset-info").textContent = `${p.description} (${p.iters} steps)`;
   $("iters").placeholder = p.iters;
   $("lr").placeholder = p.lr;
