@@ -35,6 +35,10 @@ TUNE = {
 }
 
 
+# The small preset of each task, the starting point of the candidates.
+SMALL = {"denoise": "denoise-small", "sr": "sr-x4-small", "inpaint": "inpaint-small"}
+
+
 def _net(**kw):
     from deepprior.networks import NetworkConfig
 
@@ -46,7 +50,7 @@ TINY = dict(channels_down=(16, 32, 32, 64), channels_up=(16, 32, 32, 64), channe
 
 def candidates(task: str) -> dict[str, tuple[str, dict, int, str]]:
     """name -> (base preset, changes, steps, description)."""
-    small = TASKS[task].candidate
+    small = SMALL[task]
     ref, ref_steps = TASKS[task].reference, TASKS[task].reference_steps
     c = {
         "paper": (ref, {}, ref_steps, f"`{ref}` (the reference)"),
@@ -166,9 +170,9 @@ def cmd_seeds(args) -> None:
 
     task = TASKS[args.task]
     cache = load()
-    preset = deepprior.get_preset(task.candidate)
+    preset = deepprior.get_preset(SMALL[args.task])
     lines = [f"Reproduce: `python -m benchmarks.fast_search seeds --task {args.task} --seeds {args.seeds} "
-             f"--steps {args.steps}` (tune images, 128 px crops, the quick tier's degradation; `{task.candidate}` "
+             f"--steps {args.steps}` (tune images, 128 px crops, the quick tier's degradation; `{preset.name}` "
              f"fitted with {args.seeds} seeds on the same noisy crop; the mean of the first N fits' returned images, "
              f"every {args.every} steps; bar: the paper preset's best minus {MARGIN_DB} dB). Steps until the mean "
              "reaches the bar (a GPU runs the N fits as one batch; a CPU pays N times).", "",
