@@ -98,11 +98,17 @@ WARMUPS = (0, 300)  # ignore variance minima before this step (0: from the windo
 EMV_ALPHAS = (0.04, 0.1)
 
 
+# The preset each task's curves are recorded with: the small preset of the task, standing in for the
+# paper's network (the quick tier runs denoise-sure at sigma 25, whose loss needs no stopping rule)
+STAND_IN = {"denoise": "denoise-small", "jpeg": "deblock-small", "sr": "sr-x4-small", "inpaint": "inpaint-small"}
+
+
 def make_job(task: StopTask, image: str, seed: int = 0) -> paper.Job:
-    """The quick-tier job of ``image`` at the task's level (same crop and seed as the quick tier)."""
+    """The quick-tier job of ``image`` at the task's level (same crop and seed as the quick tier),
+    with the task's :data:`STAND_IN` preset."""
     base = paper.make_jobs(task.table, "quick", images=[image], seed=seed)[0]
     return replace(base, level=task.level, degradation=paper.degradation_label(task.table, task.level),
-                   iters=task.run)
+                   preset=STAND_IN[task.table], iters=task.run)
 
 
 def record(task: StopTask, image: str, *, preset: str | None = None, steps: int | None = None) -> dict:
