@@ -192,7 +192,8 @@ def _cli(noisy_png: Path, clean, out_png: Path, preset: str, extra: list[str], d
         side = out_png.with_suffix(".json")
         if side.exists():
             meta = json.loads(side.read_text())
-            row["sidecar_fit"] = {k: meta.get(k) for k in ("steps", "stop", "stopped_by", "seconds") if k in meta}
+            row["sidecar_fit"] = {k: meta.get(k) for k in ("iterations", "stop", "stopped", "seconds") if k in meta}
+            row["preset_run"] = meta["preset"]["name"]  # "default": the one the CLI picked
     else:
         row["error"] = p.stderr.strip().splitlines()[-3:]
     return row
@@ -343,8 +344,10 @@ def report(out: Path, before: Path | None = None) -> str:
                                  f"{c['wall_seconds']:.1f} |"))
         for c in t.get("cli", []):
             fit = c.get("sidecar_fit", {})
-            lines.append(f"| CLI `{' '.join(c['args'])}`, from process start | {c['preset']} | "
-                         f"{c.get('psnr_db', float('nan')):.2f} | | {c['wall_seconds_from_process_start']:.1f} "
+            name = c["preset"] + (f" ({c['preset_run']})" if c.get("preset_run", c["preset"]) != c["preset"] else "")
+            lines.append(f"| CLI `{' '.join(c['args'])}`, from process start | {name} | "
+                         f"{c.get('psnr_db', float('nan')):.2f} | {fit.get('iterations', '')} | "
+                         f"{c['wall_seconds_from_process_start']:.1f} "
                          f"(fit {fit.get('seconds', float('nan')):.1f}) |")
         lines.append("")
     return "\n".join(lines)
