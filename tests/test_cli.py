@@ -118,6 +118,7 @@ def test_presets_are_listed(capsys):
     for name in ["denoise-paper", "deblock-paper", "sr-x4-paper", "sr-x8-paper", "inpaint-text-paper",
                  "inpaint-hole-paper", "inpaint-pixels-paper", "origin-tutorial"]:
         assert name in out
+    assert "denoise: denoise-sure up to noise level 30" in out  # the defaults are said
     assert run("presets", "sr-x8-paper") == 0
     assert '"jitter": 0.05' in capsys.readouterr().out
 

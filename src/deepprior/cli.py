@@ -407,9 +407,15 @@ def cmd_presets(args) -> int:
         p = get_preset(args.name)
         print(json.dumps(p.to_dict(), indent=2))
         return 0
+    from .presets import SURE_MAX_SIGMA, default_preset
+
     width = max(len(n) for n in PRESETS)
     for name, p in PRESETS.items():
         print(f"{name:<{width}}  {p.task:<8} {p.iters:>6} steps  {p.description}")
+    print(f"\ndefaults: denoise: {default_preset('denoise', sigma=SURE_MAX_SIGMA)} up to noise level "
+          f"{SURE_MAX_SIGMA * 255:.0f} (given with --sigma or estimated), {default_preset('denoise')} above; "
+          f"deblock: {default_preset('deblock')}; sr: {default_preset('sr', scale=4)} (x2, x4), "
+          f"{default_preset('sr', scale=8)} (x8); inpaint: {default_preset('inpaint')}")
     return 0
 
 

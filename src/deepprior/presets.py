@@ -224,7 +224,7 @@ for _p in [
 # it is denoising's default only up to SURE_MAX_SIGMA (default_preset).
 PRESETS["denoise-sure"] = PRESETS["denoise-small"].replace(
     name="denoise-sure",
-    description="Gaussian denoising with SURE (Jo et al. 2021): noisy image as input, small network, sigma <= 25",
+    description="Gaussian denoising with SURE (Jo et al. 2021): noisy image as input, small network; default to sigma 30",
     input="measurement",
     loss="sure",
     jitter=0.0,
