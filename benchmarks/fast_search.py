@@ -132,6 +132,8 @@ def cmd_report(args) -> None:
              "to its best; or, when it never does, its peak; then its milliseconds per step).", "",
              "| candidate | " + " | ".join(images) + " |", "|---|" + "---|" * len(images)]
     for name, (_, _, _, what) in candidates(args.task).items():
+        if not any(f"{args.task}|{name}|{image}" in cache for image in images):
+            continue  # not run for this task
         cells = []
         for image in images:
             ref = cache.get(f"{args.task}|paper|{image}")

@@ -254,6 +254,7 @@ def build(results: Path, output: Path) -> str:
                         ("fast-sr.md", "A faster preset at the paper preset's quality: super-resolution x4"),
                         ("fast-inpaint.md", "A faster preset at the paper preset's quality: inpainting"),
                         ("fast-search-denoise.md", "Searching for faster denoising presets (tune images)"),
+                        ("fast-search-sr.md", "Searching for faster super-resolution presets (tune images)"),
                         ("fast-seeds-denoise.md", "Several seeds averaged (denoising, tune images)"),
                         ("sure.md", "SURE: a stopping rule, and a loss (DIP-SURE)"),
                         ("gpu.md", "GPU (CUDA)")):
