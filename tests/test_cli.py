@@ -269,6 +269,15 @@ def test_the_sure_preset_records_its_noise_level(tiny, tmp_path, capsys):
     _fails(capsys, tmp_path, "sr", tiny, "--scale", "2", *sure, match="denoising only")
 
 
+def test_the_default_denoising_preset_says_the_noise_level_it_was_picked_for(tiny, tmp_path, capsys):
+    # tiny is uniform noise: far above 30, so the paper recipe; --sigma 20 picks denoise-sure
+    assert run("denoise", tiny, "-o", tmp_path / "a.png", "--iters", "1", "--seed", "0") == 0
+    assert "(preset denoise-paper for noise level ~" in capsys.readouterr().err
+    assert run("denoise", tiny, "-o", tmp_path / "b.png", "--iters", "1", "--seed", "0", "--sigma", "20") == 0
+    assert "(preset denoise-sure for noise level 20 (given)" in capsys.readouterr().err
+    assert json.loads((tmp_path / "b.json").read_text())["preset"]["name"] == "denoise-sure"
+
+
 def test_auto_stop_without_a_rule_runs_the_presets_steps(tiny, tmp_path, capsys):
     # super-resolution has no automatic rule (the stopping benchmark found none that saved a step)
     from deepprior.stopping import AUTO_STOP

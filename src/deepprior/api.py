@@ -101,6 +101,21 @@ class TaskResult:
     alpha_dropped: bool = False
 
 
+def noise_level(image, *, channel_axis: int | None = -1) -> float | None:
+    """The Gaussian noise level of ``image`` on the image scale [0, 1]
+    (:func:`deepprior.measures.estimate_noise_level`; alpha ignored); None where the image has too
+    little texture to tell (e.g. a flat image)."""
+    from .measures import estimate_noise_level
+
+    y, _ = _to_bchw(image, channel_axis)
+    if y.shape[1] in (2, 4):
+        y = y[:, :-1]  # alpha is not noise
+    try:
+        return estimate_noise_level(y)
+    except ValueError:
+        return None
+
+
 def choose_preset(task: str, image, *, scale: int | None = None, sigma: float | None = None,
                   channel_axis: int | None = -1):
     """The default :class:`~deepprior.presets.Preset` of ``task`` for ``image``.
@@ -113,15 +128,7 @@ def choose_preset(task: str, image, *, scale: int | None = None, sigma: float | 
     from .presets import default_preset, get_preset
 
     if task == "denoise" and sigma is None:
-        from .measures import estimate_noise_level
-
-        y, _ = _to_bchw(image, channel_axis)
-        if y.shape[1] in (2, 4):
-            y = y[:, :-1]  # alpha is not noise
-        try:
-            sigma = estimate_noise_level(y)
-        except ValueError:
-            sigma = None
+        sigma = noise_level(image, channel_axis=channel_axis)
     return get_preset(default_preset(task, scale=scale, sigma=sigma))
 
 

@@ -309,7 +309,14 @@ def _run_one_file(args) -> int:
     preset = loaded.preset
     progress = _Progress(preset.iters, enabled=not args.quiet)
     if not args.quiet:
-        print(f"deepprior {args.task}: {job.input} -> {job.output} (preset {preset.name}, "
+        why = ""
+        if args.task == "denoise" and settings.preset is None:  # picked by the noise level: say which
+            from .api import noise_level
+
+            level = settings.sigma if settings.sigma is not None else noise_level(loaded.image)
+            level = "unknown" if level is None else f"{level:.0f} (given)" if settings.sigma else f"~{level * 255:.0f}"
+            why = f" for noise level {level}"
+        print(f"deepprior {args.task}: {job.input} -> {job.output} (preset {preset.name}{why}, "
               f"{preset.iters} steps" + (f", mask {job.mask}" if job.mask else "") + ")", file=sys.stderr)
     def announce(cost):
         if not args.quiet:
