@@ -673,7 +673,8 @@ def main(argv=None) -> int:
         total = None if total is None or secs is None else total + secs
     if total is not None:
         print(f"  estimated total ~{duration(total)} (cost model: *-small presets {CPU_STEPS_PER_S_128['small']:g} "
-              f"steps/s, denoise-sure {CPU_STEPS_PER_S_128['sure']:g}, paper presets {CPU_STEPS_PER_S_128['paper']:g} steps/s at 128x128 on a 2-core CPU)")
+              f"steps/s, denoise-sure {CPU_STEPS_PER_S_128['sure']:g}, paper presets {CPU_STEPS_PER_S_128['paper']:g} "
+              "steps/s at 128x128 on a 2-core CPU)")
     if tier == "full" and device == "cpu":
         print("  note: the full tier is meant for a GPU; on a CPU it takes many hours")
     if load > 0.5 * (os.cpu_count() or 1):

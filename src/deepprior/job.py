@@ -12,8 +12,9 @@ folder on this machine and a folder on a Ray cluster give the same files:
 :func:`is_done` is the resume rule: an image is done when its sidecar says complete and records
 the same fingerprint (task, scale, full preset, seed, mask options, input and mask contents) as
 this run.  The preset is the one :func:`load` picked for the image (:meth:`Settings.preset_for`:
-the command's preset, or the task's default for this image, e.g. by its noise level).  Only the standard library is imported here at start-up (``deepprior --help`` stays
-instant); torch comes with the first fit.
+the command's preset, or the task's default for this image, e.g. by its noise level).  Only the
+standard library is imported here at start-up (``deepprior --help`` stays instant); torch comes
+with the first fit.
 """
 
 from __future__ import annotations
