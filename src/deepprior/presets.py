@@ -186,9 +186,9 @@ PRESETS: dict[str, Preset] = {
 # ------------------------------------------------------------------------------------------------
 # Small recipes: the paper's recipe of each task on a smaller network (4 levels of 32/32/64/64
 # channels, 0.29 M parameters instead of 2.2 M) with fewer steps.  Not the paper's and not the
-# defaults (4-6x faster than the paper's recipes to their quality, short of the speed issue's 20x:
-# BENCHMARKS.md); they make the README figures and quick looks affordable on a CPU.  Measured on a
-# 2-core CPU on the demo image (128x128, sigma 25):
+# defaults (on average about 5x sooner than the paper's recipes to their quality for denoising and
+# SR x4, short of the speed issue's 20x: BENCHMARKS.md); they make quick looks affordable on a CPU.
+# Measured on a 2-core CPU on the demo image (128x128, sigma 25):
 # denoise-small, 800 steps in 40 s, PSNR 20.72 -> 28.51 dB; denoise-sure, which `make demo` runs,
 # 29.80 dB in 700 steps (59 s).
 SMALL_NET = NetworkConfig(
