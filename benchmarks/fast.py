@@ -49,7 +49,8 @@ TASKS = {
     # the CLI's default: by the noise level it estimates on the crop (denoise-sure at sigma 25)
     "denoise": FastTask("denoise", 25, "denoise-paper", 1600, "default", 3000),
     "sr": FastTask("sr", 4, "sr-x4-paper", 2000, "sr-x4-small", 3000),
-    "inpaint": FastTask("inpaint", 0.5, "inpaint-pixels-paper", 11000, "inpaint-small", 4000),
+    # the CLI's default: by the mask (inpaint-blindspot for these scattered missing pixels)
+    "inpaint": FastTask("inpaint", 0.5, "inpaint-pixels-paper", 11000, "default", 4000),
 }
 
 
@@ -66,7 +67,7 @@ def curve(task: FastTask, image: str, preset, steps: int, target: float | None =
     job, case = make_case(task, image)
     kind = paper.TABLES[task.table].task
     if preset == "default":  # as the CLI picks it, from the degraded image alone
-        preset = deepprior.choose_preset(kind, case.degraded, scale=case.dip_kwargs.get("scale"))
+        preset = deepprior.choose_preset(kind, case.degraded, **case.dip_kwargs)  # scale= or mask=
     times, values = [], []
 
     def record(step, state):
@@ -102,8 +103,8 @@ def reference(name: str, task: FastTask, image: str, rerun: bool) -> dict:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--task", default="denoise", choices=list(TASKS))
-    ap.add_argument("--candidate", default=None, help="preset under test (default: denoising's default preset for "
-                    "each crop, the other tasks' small preset)")
+    ap.add_argument("--candidate", default=None, help="preset under test (default: the default preset for each crop "
+                    "for denoising and inpainting, sr-x4-small for SR)")
     ap.add_argument("--images", nargs="+", default=None)
     ap.add_argument("--rerun-reference", action="store_true")
     ap.add_argument("--reference-only", action="store_true", help="only run (or show) the cached references")
@@ -134,7 +135,7 @@ def main(argv=None) -> None:
     level = {"denoise": f"sigma {task.level:g}", "sr": f"x{task.level:g}", "inpaint": f"{task.level:.0%} missing"}
     command = (f"python -m benchmarks.fast --task {args.task}" + (f" --candidate {candidate}" if args.candidate else "")
                + (f" --images {' '.join(images)}" if args.images else ""))
-    who = ("the default preset (picked for each crop from its noisy image, as the CLI does)"
+    who = ("the default preset (picked for each crop from its degraded image and mask, as the CLI does)"
            if candidate == "default" else f"`{candidate}`")
     lines = [f"Reproduce: `{command}` ({level[args.task]}, 128 px crops of the quick "
              f"tier's images and seeds, none used for tuning; `{task.reference}` run for {task.reference_steps} steps "

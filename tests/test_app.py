@@ -146,6 +146,7 @@ def test_the_page_and_its_files_are_served_and_nothing_else():
         assert config["defaults"]["inpaint"] == "inpaint-small"  # small presets on a CPU
         assert {"inpaint-small", "denoise-paper"} <= {p["name"] for p in config["presets"]}
         assert "denoise-sure" in config["auto"]["denoise"]  # the page's "auto" choice says what it does
+        assert "inpaint-blindspot" in config["auto"]["inpaint"]
 
 
 def test_a_job_runs_with_previews_and_its_result_downloads():
@@ -218,6 +219,20 @@ def test_a_denoising_job_without_a_preset_gets_one_by_its_noise_level(device_kin
         assert (job.preset.name, job.preset.iters) == (want, 7), sigma
     job = parse_job(dict(body, preset="denoise-paper"), device_kind=device_kind, max_bytes=1 << 20, max_pixels=1 << 20)
     assert job.preset.name == "denoise-paper"  # a chosen preset is kept
+
+
+@pytest.mark.parametrize("device_kind, strokes", [("cpu", "inpaint-small"), ("cuda", "inpaint-text-paper")])
+def test_an_inpainting_job_without_a_preset_gets_one_by_its_mask(device_kind, strokes):
+    from deepprior.app.server import parse_job
+    from deepprior.masks import random_pixels_mask
+
+    dots = random_pixels_mask((48, 48), 0.5, rng=0)
+    for mask, want in [(dots, "inpaint-blindspot"), (inpaint_body()["mask"], strokes)]:
+        body = inpaint_body(preset=None, iters=7)
+        if isinstance(mask, np.ndarray):
+            body["mask"] = data_url(png_bytes(mask.astype(np.uint8) * 255))
+        job = parse_job(body, device_kind=device_kind, max_bytes=1 << 20, max_pixels=1 << 20)
+        assert (job.preset.name, job.preset.iters) == (want, 7)
 
 
 @pytest.mark.parametrize("change, status, words", [

@@ -143,7 +143,9 @@ def test_paint_a_scratch_away_and_download_the_result(page, tmp_path, monkeypatc
     src = tmp_path / "scratched.png"
     Image.fromarray(upload_arr).save(src)
     upload(page, src)
-    assert page.input_value("#task") == "inpaint" and page.input_value("#preset") == "inpaint-small"
+    # inpainting starts on "auto": the server picks the preset by the mask (scattered pixels or strokes)
+    assert page.input_value("#task") == "inpaint" and page.input_value("#preset") == ""
+    assert "inpaint-blindspot for scattered" in page.text_content("#preset-info")
     set_advanced(page, iters=60, every=5)
     paint_row(page, row=(SCRATCH.start + SCRATCH.stop - 1) / 2, rows=48, brush=56)  # 7 image pixels wide
     fill = painted(page)
@@ -164,6 +166,7 @@ def test_paint_a_scratch_away_and_download_the_result(page, tmp_path, monkeypatc
     assert result[SCRATCH, 4:44].mean() < 0.9
     assert diff[~fill].mean() < 0.03
     assert sidecar["task"] == "inpaint" and sidecar["iterations"] == 60 and sidecar["mask_pixels"] == int(fill.sum())
+    assert sidecar["preset"]["name"] == "inpaint-small"  # a painted scratch: this CPU's preset for strokes
     assert sidecar["input"] == "scratched" and sidecar["output_size"] == [48, 48]
 
 

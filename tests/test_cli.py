@@ -80,6 +80,20 @@ def test_inpaint_with_a_mask_file_and_the_keeps_convention(tiny, tmp_path):
     assert Image.open(tmp_path / "b.png").size == (37, 31)
 
 
+def test_the_default_inpainting_preset_follows_the_mask(tiny, tmp_path, capsys):
+    from deepprior.masks import random_pixels_mask
+
+    Image.fromarray(random_pixels_mask((31, 37), 0.5, rng=0).astype(np.uint8) * 255).save(tmp_path / "dots.png")
+    assert run("inpaint", tiny, "--mask", tmp_path / "dots.png", "-o", tmp_path / "a.png", "--iters", "2") == 0
+    assert "(preset inpaint-blindspot for scattered missing pixels, 2 steps" in capsys.readouterr().err
+    assert json.loads((tmp_path / "a.json").read_text())["preset"]["name"] == "inpaint-blindspot"
+    mask = np.zeros((31, 37), np.uint8)
+    mask[10:20, 5:30] = 255
+    Image.fromarray(mask).save(tmp_path / "hole.png")
+    assert run("inpaint", tiny, "--mask", tmp_path / "hole.png", "-o", tmp_path / "b.png", "--iters", "1") == 0
+    assert "(preset inpaint-text-paper for strokes or holes" in capsys.readouterr().err
+
+
 def test_inpaint_rgba_without_mask_gives_an_opaque_result(tmp_path):
     arr = np.full((31, 37, 4), 200, np.uint8)
     arr[5:9, 5:9, 3] = 0
@@ -119,6 +133,7 @@ def test_presets_are_listed(capsys):
                  "inpaint-hole-paper", "inpaint-pixels-paper", "origin-tutorial"]:
         assert name in out
     assert "denoise: denoise-sure up to noise level 30" in out  # the defaults are said
+    assert "inpaint: inpaint-blindspot for scattered missing pixels, inpaint-text-paper for strokes" in out
     assert run("presets", "sr-x8-paper") == 0
     assert '"jitter": 0.05' in capsys.readouterr().out
 

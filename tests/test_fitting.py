@@ -248,16 +248,24 @@ def test_cuda_graph_fit_matches_the_eager_fit_and_gives_the_network_back(backtra
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_cuda_graph_sure_fit_matches_the_eager_fit():
+@pytest.mark.parametrize("kind", ["sure", "blindspot"])
+def test_cuda_graph_sure_and_blindspot_fits_match_the_eager_fit(kind):
     # a SURE fit runs the network on a batch of two (the input and its perturbation), also graphed;
-    # no averaging, so the image is the final pass, also a batch of two
+    # no averaging, so the image is the final pass, also a batch of two.  A blind-spot fit feeds the
+    # network the shown pixels and their mask (C + 1 channels).
+    from deepprior.forward import Mask
+
     runs = []
     for graph in (False, True):
         torch.manual_seed(0)
-        net = SkipNet(3, 3, TINY).cuda()
         y = torch.rand(1, 3, 37, 31, generator=torch.Generator().manual_seed(2)).cuda()
-        r = fit(net, y.clone(), Identity(), y, iters=3, ema=None, jitter=0.0, sure_sigma=0.1,
-                generator=torch.Generator("cuda").manual_seed(1), cuda_graph=graph)
+        if kind == "sure":
+            net, A, kw = SkipNet(3, 3, TINY).cuda(), Identity(), dict(ema=None, sure_sigma=0.1)
+        else:
+            known = (torch.rand(1, 1, 37, 31, generator=torch.Generator().manual_seed(3)) < 0.5).float().cuda()
+            net, A, kw = SkipNet(4, 3, TINY).cuda(), Mask(known), dict(backtrack=False, blindspot_keep=0.8)
+        r = fit(net, y.clone(), A, y, iters=3, jitter=0.0, generator=torch.Generator("cuda").manual_seed(1),
+                cuda_graph=graph, **kw)
         runs.append(r)
         assert "forward" not in net.__dict__
     torch.testing.assert_close(runs[0].history["loss"], runs[1].history["loss"], rtol=1e-3, atol=0)

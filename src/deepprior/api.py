@@ -117,19 +117,46 @@ def noise_level(image, *, channel_axis: int | None = -1) -> float | None:
 
 
 def choose_preset(task: str, image, *, scale: int | None = None, sigma: float | None = None,
-                  channel_axis: int | None = -1):
+                  mask=None, mask_keeps: bool = False, mask_dilate: int = 0, channel_axis: int | None = -1):
     """The default :class:`~deepprior.presets.Preset` of ``task`` for ``image``.
 
     Super-resolution's depends on ``scale``, denoising's on the noise level
     (:func:`deepprior.presets.default_preset`): ``sigma`` on the image scale [0, 1] when given, else
     estimated from the image (:func:`deepprior.measures.estimate_noise_level`; an image too small to
-    estimate it from gets the paper recipe).
+    estimate it from gets the paper recipe).  Inpainting's on the mask (as :func:`run_task` takes it,
+    or the image's transparent pixels): ``inpaint-blindspot`` where the missing pixels are scattered
+    (:func:`deepprior.masks.is_scattered`), else ``inpaint-text-paper``.
     """
+    from .masks import is_scattered
     from .presets import default_preset, get_preset
 
     if task == "denoise" and sigma is None:
         sigma = noise_level(image, channel_axis=channel_axis)
-    return get_preset(default_preset(task, scale=scale, sigma=sigma))
+    scattered = False
+    if task == "inpaint":
+        y, _ = _to_bchw(image, channel_axis)
+        fill = _fill(mask, y, mask_keeps, mask_dilate)
+        scattered = fill is not None and is_scattered(fill)
+    return get_preset(default_preset(task, scale=scale, sigma=sigma, scattered=scattered))
+
+
+def _fill(mask, y, keeps: bool, dilate: int):
+    """The pixels to fill, (H, W) bool: from ``mask`` or else ``y``'s alpha (below one half); None
+    without either."""
+    import torch
+
+    from .masks import binarize_mask, dilate_mask
+
+    if mask is None:
+        if y.shape[1] not in (2, 4):
+            return None
+        fill = (y[0, -1] < 0.5).numpy()
+    else:
+        m = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
+        if isinstance(mask, torch.Tensor) and m.ndim == 3:
+            m = np.moveaxis(m, 0, -1)
+        fill = binarize_mask(m, keeps=keeps)
+    return dilate_mask(fill, dilate)
 
 
 def run_task(
@@ -179,13 +206,14 @@ def run_task(
     import torch
     import torch.nn.functional as F
 
-    from .masks import binarize_mask, check_mask, dilate_mask
+    from .masks import check_mask
     from .presets import get_preset
     from .pipeline import restore
     from .stopping import make_rule
 
     if preset is None:
-        preset = choose_preset(task, image, scale=scale, sigma=sigma, channel_axis=channel_axis)
+        preset = choose_preset(task, image, scale=scale, sigma=sigma, mask=mask, mask_keeps=mask_keeps,
+                               mask_dilate=mask_dilate, channel_axis=channel_axis)
     p = get_preset(preset)
     # None means "keep the preset's value" (e.g. an unset CLI flag)
     p = p.replace(**{k: v for k, v in dict(iters=iters, **overrides).items() if v is not None})
@@ -201,16 +229,9 @@ def run_task(
     known = None
     sr_scale = 1
     if task == "inpaint":
-        if mask is None:
-            if alpha is None:
-                raise InputError("inpainting needs a mask (or an image with transparent pixels to fill)")
-            fill = (alpha[0, 0] < 0.5).numpy()
-        else:
-            m = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
-            if isinstance(mask, torch.Tensor) and m.ndim == 3:
-                m = np.moveaxis(m, 0, -1)
-            fill = binarize_mask(m, keeps=mask_keeps)
-        fill = dilate_mask(fill, mask_dilate)
+        fill = _fill(mask, y if alpha is None else torch.cat([y, alpha], 1), mask_keeps, mask_dilate)
+        if fill is None:
+            raise InputError("inpainting needs a mask (or an image with transparent pixels to fill)")
         check_mask(fill, tuple(y.shape[-2:]))
         known = torch.from_numpy(~fill)[None, None].float()
     elif task == "sr":

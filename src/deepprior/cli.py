@@ -316,6 +316,8 @@ def _run_one_file(args) -> int:
             level = settings.sigma if settings.sigma is not None else noise_level(loaded.image)
             level = "unknown" if level is None else f"{level:.0f} (given)" if settings.sigma else f"~{level * 255:.0f}"
             why = f" for noise level {level}"
+        elif args.task == "inpaint" and settings.preset is None:  # picked by the mask
+            why = " for scattered missing pixels" if preset.loss == "blindspot" else " for strokes or holes"
         print(f"deepprior {args.task}: {job.input} -> {job.output} (preset {preset.name}{why}, "
               f"{preset.iters} steps" + (f", mask {job.mask}" if job.mask else "") + ")", file=sys.stderr)
     def announce(cost):
@@ -422,7 +424,8 @@ def cmd_presets(args) -> int:
     print(f"\ndefaults: denoise: {default_preset('denoise', sigma=SURE_MAX_SIGMA)} up to noise level "
           f"{SURE_MAX_SIGMA * 255:.0f} (given with --sigma or estimated), {default_preset('denoise')} above; "
           f"deblock: {default_preset('deblock')}; sr: {default_preset('sr', scale=4)} (x2, x4), "
-          f"{default_preset('sr', scale=8)} (x8); inpaint: {default_preset('inpaint')}")
+          f"{default_preset('sr', scale=8)} (x8); inpaint: {default_preset('inpaint', scattered=True)} for "
+          f"scattered missing pixels, {default_preset('inpaint')} for strokes and holes")
     return 0
 
 

@@ -26,7 +26,7 @@ from typing import Callable, Iterable
 import torch
 from torch import nn
 
-from .forward import ForwardModel
+from .forward import ForwardModel, Mask
 
 __all__ = ["fit", "make_input", "FitState", "FitResult", "DivergenceError", "psnr", "CHECKPOINT_FORMAT"]
 
@@ -192,6 +192,12 @@ def _jitter_generator(generator: torch.Generator | None, device: torch.device) -
     return None  # other devices: no generator state to save (resume is then not bit-identical)
 
 
+def blindspot_input(z: torch.Tensor, shown: torch.Tensor) -> torch.Tensor:
+    """A blind-spot network's input: the shown pixels of ``z`` (the others zero) and the mask of
+    the shown pixels (1 or C channels), stacked along the channels."""
+    return torch.cat([z * shown, shown.to(z.dtype)], dim=1)
+
+
 def learning_rate(step: int, lr: float, lr_final: float | None, decay_steps: int) -> float:
     """The learning rate of ``step`` (1-based): ``lr``, or a cosine from ``lr`` at step 1 to
     ``lr_final`` at step ``decay_steps`` and ``lr_final`` after it."""
@@ -238,6 +244,7 @@ def fit(
     cuda_graph: bool = False,
     sure_sigma: float | None = None,
     sure_epsilon: float = 1e-3,
+    blindspot_keep: float | None = None,
 ) -> FitResult:
     """Fit ``network`` so that ``forward(network(z))`` matches ``y``; return the restored image.
 
@@ -312,6 +319,17 @@ def fit(
         the network from copying its noisy input.  ``state.loss`` stays the data term.
     sure_epsilon : float
         The finite-difference step of the divergence (image scale; default 1e-3).
+    blindspot_keep : float, optional
+        Fit as a blind-spot network (inpainting of scattered missing pixels; after Self2Self, Quan
+        et al., CVPR 2020, and Noise2Self, Batson and Royer, ICML 2019): ``forward`` must be a
+        :class:`~deepprior.forward.Mask` and ``z`` the measurement (shaped like ``y``).  Every step
+        hides each known pixel with probability ``1 - blindspot_keep`` (one draw per pixel, for all
+        channels), feeds the network ``cat(z * shown, shown)`` (``C + mask channels``) and scores
+        its output on the hidden known pixels only: the network learns to predict a pixel from the
+        known pixels around it, the very thing it must do at the missing ones.  Its output on the
+        known pixels is then replaced by ``y`` (in ``state.output``, the average and the result:
+        the returned image keeps the known pixels exactly).  ``state.loss`` is the hidden pixels'
+        mean squared error.
 
     Returns
     -------
@@ -329,6 +347,17 @@ def fit(
     if cuda_graph and (device.type != "cuda" or precision != "fp32"):
         raise ValueError("cuda_graph needs a CUDA device and precision='fp32'")
     sure = sure_sigma is not None
+    blindspot = blindspot_keep is not None
+    if blindspot:
+        if not 0 < blindspot_keep < 1:
+            raise ValueError(f"blindspot_keep must be in (0, 1), got {blindspot_keep}")
+        if sure or not isinstance(forward, Mask):
+            raise ValueError("a blind-spot fit needs a Mask forward model (inpainting) and no SURE")
+        if z.shape != y.shape:
+            raise ValueError(f"a blind-spot fit feeds the measurement to the network: z must be shaped like y "
+                             f"{tuple(y.shape)}, got {tuple(z.shape)}")
+        known = forward.known.to(y.dtype)
+        known_y = known * y  # the composite's known part
     if sure:
         if not (math.isfinite(sure_sigma) and sure_sigma > 0) or not sure_epsilon > 0:
             raise ValueError(f"SURE needs sigma > 0 and epsilon > 0, got {sure_sigma} and {sure_epsilon}")
@@ -368,6 +397,8 @@ def fit(
     # CPU, ~5 % of a paper-network step), and z + buffer keeps z's memory format.  It also draws
     # the same jitter whatever the memory format.
     jitter_buf = torch.empty(z.shape, dtype=z.dtype, device=z.device)
+    # a blind-spot fit's per-step draw: one number per pixel, kept where below blindspot_keep
+    shown_buf = torch.empty((1, 1, *z.shape[-2:]), dtype=z.dtype, device=z.device) if blindspot else None
     probe_buf = torch.empty(z.shape, dtype=z.dtype, device=z.device) if sure else None
     jitter_gen = _jitter_generator(generator, device)
     backtracks = nonfinite_run = 0
@@ -422,7 +453,8 @@ def fit(
     if cuda_graph:
         # captured on a copy of z; its warm-up passes change only BatchNorm's running statistics,
         # which a network in train mode never reads.  _ungraph puts the class's forward back.
-        torch.cuda.make_graphed_callables(network, (torch.cat([z, z]) if sure else z.clone(),))
+        sample = torch.cat([z, z]) if sure else blindspot_input(z, known) if blindspot else z.clone()
+        torch.cuda.make_graphed_callables(network, (sample,))
         # torch >= 2.10 warns that the parameters' gradient accumulators, made while capturing on
         # a side stream, now receive gradients on the main one; autograd synchronises the two
         warnings.filterwarnings("ignore", message="The AccumulateGrad node's stream does not match")
@@ -449,6 +481,15 @@ def fit(
                 div_t = (probe_buf * (both[1:] - out)).sum() / (sure_epsilon * out.numel())
                 objective = loss_t + 2 * sure_sigma**2 * div_t
                 loss, divergence = torch.stack([loss_t.detach(), div_t.detach()]).tolist()  # one sync
+            elif blindspot:
+                shown_buf.uniform_(0.0, 1.0, generator=jitter_gen)
+                shown = known * (shown_buf < blindspot_keep)
+                raw = run_network(blindspot_input(net_in, shown))
+                hidden = known - shown  # 1 on the known pixels the network did not see
+                count = hidden.sum() * (raw.shape[1] if hidden.shape[1] == 1 else 1)
+                objective = loss_t = ((raw - y).pow(2) * hidden).sum() / count.clamp(min=1)
+                loss = float(loss_t.item())
+                out = known_y + (1 - known) * raw.detach()  # the known pixels as given
             else:
                 out = run_network(net_in)
                 objective = loss_t = forward.data_term(out, y)
@@ -529,7 +570,12 @@ def fit(
             else:
                 # the notebooks' final output: one more pass on z without jitter (train-mode BN);
                 # a SURE fit's (graphed) network takes batches of two
-                final = run_network(torch.cat([z, z]))[:1] if sure else run_network(z)
+                if sure:
+                    final = run_network(torch.cat([z, z]))[:1]
+                elif blindspot:  # every known pixel shown
+                    final = known_y + (1 - known) * run_network(blindspot_input(z, known))
+                else:
+                    final = run_network(z)
     finally:
         _ungraph(network, cuda_graph)
     image = (stop.best if final is None else cropped(final)).clamp(0, 1)

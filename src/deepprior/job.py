@@ -91,14 +91,17 @@ class Settings:
         names = [self.preset] if self.preset is not None else default_choices(self.task, scale=self.scale)
         return [get_preset(p).replace(**self.changes) for p in names]
 
-    def preset_for(self, image: np.ndarray) -> Preset:
-        """The recipe for ``image`` (H, W, C): the preset, or the task's default for this image
-        (:func:`deepprior.api.choose_preset`: denoising's by its noise level), with :attr:`changes`."""
+    def preset_for(self, image: np.ndarray, mask: np.ndarray | None = None) -> Preset:
+        """The recipe for ``image`` (H, W, C) and its ``mask``: the preset, or the task's default for
+        this image (:func:`deepprior.api.choose_preset`: denoising's by its noise level, inpainting's
+        by its mask), with :attr:`changes`."""
         if self.preset is not None:
             return self.preset.replace(**self.changes)
         from .api import choose_preset
 
-        return choose_preset(self.task, image, scale=self.scale, sigma=self.sigma_scaled).replace(**self.changes)
+        return choose_preset(self.task, image, scale=self.scale, sigma=self.sigma_scaled, mask=mask,
+                             mask_keeps=bool(self.mask_keeps), mask_dilate=self.mask_dilate or 0
+                             ).replace(**self.changes)
 
     def stop_config(self, preset: Preset) -> dict:
         """The stopping rule of a fit with ``preset`` as recorded in the sidecar (part of the resume
@@ -364,7 +367,7 @@ def load(job: Job, settings: Settings) -> Loaded:
                 f"the reference is {reference.shape[1]}x{reference.shape[0]} but the result will be "
                 f"{want[1]}x{want[0]} (WxH)"
             )
-    preset = settings.preset_for(image)
+    preset = settings.preset_for(image, mask)
     return Loaded(image, info, mask, reference, preset, fingerprint(job, settings, preset))
 
 

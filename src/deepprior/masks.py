@@ -14,6 +14,7 @@ __all__ = [
     "binarize_mask",
     "check_mask",
     "dilate_mask",
+    "is_scattered",
     "random_pixels_mask",
     "text_mask",
     "hole_mask",
@@ -73,6 +74,29 @@ def check_mask(fill: np.ndarray, image_shape: tuple[int, int]) -> None:
         raise MaskError("the mask marks no pixel to fill (white = fill; use --mask-keeps if white marks known pixels)")
     if fill.all():
         raise MaskError("the mask covers every pixel: nothing is known to fit (use --mask-keeps if white marks known pixels)")
+
+
+#: :func:`is_scattered`'s bar: the share of the pixels to fill that have a known pixel among their 8
+#: neighbours.  50 % random missing pixels: 99.6 %; 75 %: 90 %; text or strokes a few pixels wide and
+#: holes: far less.
+SCATTERED_MIN = 0.9
+
+
+def is_scattered(fill: np.ndarray) -> bool:
+    """True when the pixels to fill are scattered (e.g. randomly missing pixels): at least
+    :data:`SCATTERED_MIN` of them touch a known pixel (8-neighbourhood).  Such masks get the
+    blind-spot preset (``inpaint-blindspot``), which fills a pixel from the known ones around it."""
+    fill = np.asarray(fill, dtype=bool)
+    if not fill.any():
+        return False
+    known = np.pad(~fill, 1, constant_values=False)
+    h, w = fill.shape
+    near = np.zeros_like(fill)
+    for dy in (0, 1, 2):
+        for dx in (0, 1, 2):
+            if dy != 1 or dx != 1:
+                near |= known[dy : dy + h, dx : dx + w]
+    return float(near[fill].mean()) >= SCATTERED_MIN
 
 
 # ----------------------------------------------------------------------------------------------

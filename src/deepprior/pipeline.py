@@ -134,8 +134,15 @@ def _padded(n: int, multiple: int, minimum: int) -> int:
 def _sure_sigma(preset: Preset, y: torch.Tensor, sigma: float | None, forward: ForwardModel) -> float | None:
     """The noise level of a SURE fit (``sigma``, else estimated from ``y``), after checking that
     the preset and the task allow one; None for the other presets."""
-    if preset.loss not in ("mse", "sure"):
-        raise InputError(f"preset {preset.name!r}: loss must be 'mse' or 'sure', got {preset.loss!r}")
+    if preset.loss not in ("mse", "sure", "blindspot"):
+        raise InputError(f"preset {preset.name!r}: loss must be 'mse', 'sure' or 'blindspot', got {preset.loss!r}")
+    if preset.loss == "blindspot":
+        if preset.input != "measurement":
+            raise InputError(f"preset {preset.name!r}: a blind-spot fit needs input='measurement'")
+        if not isinstance(forward, Mask):
+            raise InputError(f"preset {preset.name!r} fills missing pixels from the known ones around them: "
+                             "for inpainting only")
+        return None
     if preset.input != "measurement" and preset.loss != "sure":
         return None
     if preset.input != "measurement" or preset.loss != "sure":
@@ -263,7 +270,10 @@ def restore(
 
     sure_sigma = _sure_sigma(preset, y, sigma, forward)
     cpu_gen = torch.Generator().manual_seed(seed)
+    blindspot = preset.loss == "blindspot"
     depth = c if preset.input == "measurement" else 2 if preset.input == "meshgrid" else preset.input_depth
+    # a blind-spot network also sees which pixels it is shown (the mask's channels)
+    net_depth = depth + forward.known.shape[1] if blindspot else depth
     zh, zw = input_size(cfg, hp, wp)
     if preset.input == "measurement":
         if (zh, zw) != (hp, wp):
@@ -273,8 +283,8 @@ def restore(
         z = make_input(preset.input, depth, zh, zw, scale=preset.input_scale, generator=cpu_gen).to(dev)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        net = build_network(cfg, depth, c)
-    cost = estimate(net, depth, c, hp, wp, multiple=size_multiple(cfg), window=getattr(stop, "window", 0),
+        net = build_network(cfg, net_depth, c)
+    cost = estimate(net, net_depth, c, hp, wp, multiple=size_multiple(cfg), window=getattr(stop, "window", 0),
                     input_divisor=hp // zh, batch=2 if sure_sigma else 1)
     if announce is not None:
         announce(cost)
@@ -322,6 +332,7 @@ def restore(
         cuda_graph=dev.type == "cuda" and precision == "fp32",
         sure_sigma=sure_sigma,
         sure_epsilon=preset.sure_epsilon,
+        blindspot_keep=preset.blindspot_keep if blindspot else None,
     )
     return Restoration(
         image=result.image, fit=result, preset=preset, seed=seed, device=str(dev), padded_size=(hp, wp),

@@ -31,7 +31,7 @@ class Preset:
     network: NetworkConfig = field(default_factory=NetworkConfig)
     # --- the input z -------------------------------------------------------------------------
     # "noise": uniform [0, 1) x input_scale; "meshgrid": 2-channel x/y ramps; "measurement": the
-    # degraded image itself (DIP-SURE; denoising and JPEG only, input_depth is then its channels)
+    # degraded image itself (DIP-SURE, blind-spot inpainting; input_depth is then its channels)
     input: str = "noise"
     input_depth: int = 32  # channels of z (paper: 32; meshgrid forces 2)
     input_scale: float = 0.1  # paper's get_noise(var=1/10)
@@ -40,9 +40,12 @@ class Preset:
     # --- optimisation ----------------------------------------------------------------------
     lr: float = 0.01  # Adam learning rate (paper: LR = 0.01)
     # "mse": the data term ||A(f(z)) - y||^2 (the paper); "sure": Stein's unbiased risk estimate for
-    # Gaussian noise (fitting.fit's sure_sigma; needs input="measurement", sigma given or estimated)
+    # Gaussian noise (fitting.fit's sure_sigma; needs input="measurement", sigma given or estimated);
+    # "blindspot": inpainting, the network sees part of the known pixels and is scored on the others
+    # (fitting.fit's blindspot_keep; needs input="measurement")
     loss: str = "mse"
     sure_epsilon: float = 1e-3  # finite-difference step of SURE's Monte-Carlo divergence
+    blindspot_keep: float = 0.8  # share of the known pixels a blind-spot fit shows the network per step
     # cosine decay of the learning rate from lr to lr_final over the first lr_decay_steps steps,
     # then lr_final (None: constant, as the paper); a fast-preset experiment (benchmarks/fast_search.py)
     lr_final: float | None = None
@@ -234,6 +237,30 @@ PRESETS["denoise-sure"] = PRESETS["denoise-small"].replace(
     iters=700,
 )
 
+# Blind-spot inpainting of scattered missing pixels (after Self2Self, Quan et al. 2020, and
+# Noise2Self, Batson and Royer 2019): the masked image (and its mask) is the network's input; every
+# step hides a fifth of the known pixels from it and scores it on those only, so it learns to fill a
+# pixel from the known ones around it -- what it must do at the missing ones -- and cannot copy its
+# input.  The running average over the steps (each with other hidden pixels) is the ensemble
+# Self2Self averages at test time.  The small network, lr 0.01, no jitter, no backtracking (the
+# score is on other pixels every step).  Keep 0.8 and 2000 steps: chosen on the tune images
+# (boat, peppers256) at 50 % missing (python -m benchmarks.fast_search --task inpaint;
+# BENCHMARKS.md).  Needs a known pixel near every missing one: the inpainting default for such
+# masks only (masks.is_scattered), not for holes or thick strokes.
+PRESETS["inpaint-blindspot"] = PRESETS["inpaint-small"].replace(
+    name="inpaint-blindspot",
+    description="Scattered missing pixels (e.g. 50 %), blind-spot fit on the masked image, small network; "
+                "the default for such masks",
+    input="measurement",
+    loss="blindspot",
+    blindspot_keep=0.8,
+    jitter=0.0,
+    ema=0.99,  # the paper's weight (restoration.ipynb averages nothing: its lr is ten times lower)
+    ema_warmup=True,
+    backtrack=False,
+    iters=2000,
+)
+
 _DEFAULTS = {
     "deblock": "deblock-paper",
     "inpaint": "inpaint-text-paper",
@@ -246,17 +273,22 @@ _DEFAULTS = {
 SURE_MAX_SIGMA = 30 / 255
 
 
-def default_preset(task: str, *, scale: int | None = None, sigma: float | None = None) -> str:
+def default_preset(task: str, *, scale: int | None = None, sigma: float | None = None,
+                   scattered: bool = False) -> str:
     """Name of the default preset of a task.
 
     ``sr``: by ``scale`` (x2 uses the x4 recipe).  ``denoise``: by the noise level ``sigma`` (image
     scale [0, 1]): ``denoise-sure`` up to :data:`SURE_MAX_SIGMA`, ``denoise-paper`` above it or when
     ``sigma`` is None (unknown; e.g. a flat image, with no texture to estimate it from) or not positive.
+    ``inpaint``: ``inpaint-blindspot`` when the missing pixels are ``scattered``
+    (:func:`deepprior.masks.is_scattered`), else ``inpaint-text-paper``.
     """
     if task == "sr":
         return "sr-x8-paper" if scale == 8 else "sr-x4-paper"
     if task == "denoise":
         return "denoise-sure" if sigma is not None and 0 < sigma <= SURE_MAX_SIGMA else "denoise-paper"
+    if task == "inpaint" and scattered:
+        return "inpaint-blindspot"
     if task not in _DEFAULTS:
         raise ValueError(f"unknown task {task!r}; tasks are {', '.join(TASKS)}")
     return _DEFAULTS[task]
@@ -266,6 +298,8 @@ def default_choices(task: str, *, scale: int | None = None) -> tuple[str, ...]:
     """Every preset :func:`default_preset` may return for ``task`` (and ``scale``)."""
     if task == "denoise":
         return ("denoise-sure", "denoise-paper")
+    if task == "inpaint":
+        return ("inpaint-blindspot", "inpaint-text-paper")
     return (default_preset(task, scale=scale),)
 
 

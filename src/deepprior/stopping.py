@@ -705,13 +705,14 @@ def auto_spec(task: str, preset=None) -> StopSpec | None:
     """What ``--stop auto`` builds for ``task`` with ``preset`` (a name or :class:`Preset`, optional):
     :data:`AUTO_STOP`'s rule, except for a SURE preset (``loss="sure"``, ``denoise-sure``), whose step
     count was chosen as a fixed count (``python -m benchmarks.sure``: the denoising rule lowered its
-    worst tune case from +0.17 to -0.05 dB against the usual fit); None: the preset's step count."""
+    worst tune case from +0.17 to -0.05 dB against the usual fit), and a blind-spot one
+    (``inpaint-blindspot``; inpainting has no rule); None: the preset's step count."""
     if task not in AUTO_STOP:
         raise ValueError(f"--stop auto needs a task ({', '.join(AUTO_STOP)}), got {task!r}")
     if preset is not None:
         from .presets import get_preset
 
-        if get_preset(preset).loss == "sure":
+        if get_preset(preset).loss in ("sure", "blindspot"):
             return None
     return AUTO_STOP[task]
 

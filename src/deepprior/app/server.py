@@ -480,6 +480,12 @@ def parse_job(body: dict, *, device_kind: str, max_bytes: int, max_pixels: int) 
         # the default by the noise level, as the CLI's; above SURE's range, this device's fallback
         if choose_preset(task, image, sigma=None if sigma is None else sigma / 255).name == "denoise-sure":
             preset = PRESETS["denoise-sure"]
+    if task == "inpaint" and not body.get("preset"):
+        from ..masks import is_scattered
+
+        # scattered missing pixels (e.g. a dotted mask): the blind-spot fit, as the CLI's default
+        if is_scattered(mask):
+            preset = PRESETS["inpaint-blindspot"]
     preset = preset.replace(**changes)
     return Job(id=uuid.uuid4().hex[:12], task=task, scale=scale, preset=preset, seed=seed, preview_every=every,
                sigma=sigma, image=image, info=info, mask=mask, filename=_safe_stem(body.get("filename")))
@@ -489,7 +495,9 @@ def default_presets(device_kind: str) -> dict:
     """The preset each task starts with: the paper's recipes on a GPU, the small ones on a CPU.
 
     Denoising's is the one for noise above 30 (0..255): a request without a preset gets
-    ``denoise-sure`` where the noise is lower (:func:`parse_job`, as the CLI).
+    ``denoise-sure`` where the noise is lower (:func:`parse_job`, as the CLI).  Inpainting's is the
+    one for painted strokes: a request without a preset whose mask is scattered pixels gets
+    ``inpaint-blindspot``.
     """
     small = device_kind == "cpu"
     names = {
@@ -616,7 +624,9 @@ class Handler(BaseHTTPRequestHandler):
                          "averages": p.ema is not None} for p in PRESETS.values()],
             "defaults": default_presets(kind),
             # a task whose default depends on the image: the page offers it as its first choice
-            "auto": {"denoise": f"denoise-sure up to noise level 30, {default_presets(kind)['denoise']} above"},
+            "auto": {"denoise": f"denoise-sure up to noise level 30, {default_presets(kind)['denoise']} above",
+                     "inpaint": f"inpaint-blindspot for scattered missing pixels, {default_presets(kind)['inpaint']} "
+                                "for strokes and holes"},
             "max_upload_bytes": self.server.max_bytes,
             "max_pixels": self.server.max_pixels,
         }

@@ -1,0 +1,129 @@
+"""Blind-spot inpainting (the ``inpaint-blindspot`` preset): the mask test that picks it, the fit's
+properties, the checks, and a real fit."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import deepprior
+from deepprior.fitting import blindspot_input, fit
+from deepprior.forward import Identity, Mask
+from deepprior.masks import hole_mask, is_scattered, random_pixels_mask, strokes_mask, text_mask
+from deepprior.pipeline import InputError
+
+from helpers import crop, psnr
+
+
+class CopyShown(nn.Module):
+    """f(x) = the image part of the input (the shown pixels, zero elsewhere), plus a learnt offset."""
+
+    def __init__(self, channels):
+        super().__init__()
+        self.channels = channels
+        self.b = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        return x[:, : self.channels] + self.b
+
+
+def test_scattered_masks_are_told_from_strokes_and_holes():
+    shape = (96, 128)
+    assert is_scattered(random_pixels_mask(shape, 0.5, rng=0))
+    assert is_scattered(random_pixels_mask(shape, 0.2, rng=1))
+    assert not is_scattered(hole_mask(shape, fraction=0.1, rng=0))
+    assert not is_scattered(strokes_mask(shape, width=6, rng=0))
+    assert not is_scattered(text_mask((256, 256), rng=0))
+    assert not is_scattered(np.zeros(shape, bool))
+
+
+def test_blindspot_input_stacks_the_shown_pixels_and_their_mask():
+    z = torch.rand(1, 3, 5, 7)
+    shown = (torch.rand(1, 1, 5, 7) < 0.5).float()
+    x = blindspot_input(z, shown)
+    assert x.shape == (1, 4, 5, 7)
+    torch.testing.assert_close(x[:, :3], z * shown)
+    torch.testing.assert_close(x[:, 3:], shown)
+
+
+def test_the_fit_scores_hidden_known_pixels_only_and_keeps_the_known_pixels():
+    """Copying the input scores the hidden pixels' squared value (they are zero in the input): a
+    blind-spot fit cannot be won by copying; the image returned keeps every known pixel as given."""
+    g = torch.Generator().manual_seed(0)
+    y = torch.rand(1, 3, 37, 31, generator=g)
+    known = (torch.rand(1, 1, 37, 31, generator=g) < 0.5).float()
+    y = y * known
+    seen = []
+    r = fit(CopyShown(3), y.clone(), Mask(known), y, iters=4, lr=1e-9, jitter=0.0, ema=0.99, backtrack=False,
+            blindspot_keep=0.8, generator=torch.Generator().manual_seed(1),
+            callback=lambda step, s: seen.append((s.loss, s.output.clone())))
+    for loss, out in seen:
+        # about 0.2 of the known pixels hidden; their mean square under a copy is mean(y^2) ~ 1/3
+        assert loss == pytest.approx(float((y[known.expand_as(y) > 0] ** 2).mean()), rel=0.2)
+        torch.testing.assert_close(out * known, y * known)
+    torch.testing.assert_close(r.image * known, y.clamp(0, 1) * known)
+
+
+def test_blindspot_fit_checks_its_arguments():
+    y = torch.rand(1, 3, 16, 16)
+    known = torch.ones(1, 1, 16, 16)
+    with pytest.raises(ValueError, match="Mask forward model"):
+        fit(CopyShown(3), y.clone(), Identity(), y, iters=1, blindspot_keep=0.8)
+    with pytest.raises(ValueError, match=r"in \(0, 1\)"):
+        fit(CopyShown(3), y.clone(), Mask(known), y, iters=1, blindspot_keep=1.0)
+    with pytest.raises(ValueError, match="shaped like y"):
+        fit(CopyShown(3), torch.rand(1, 32, 16, 16), Mask(known), y, iters=1, blindspot_keep=0.8)
+
+
+def test_the_preset_is_for_inpainting_with_the_measurement_as_input():
+    img = np.random.default_rng(0).random((16, 16, 3)).astype(np.float32)
+    with pytest.raises(InputError, match="inpainting only"):
+        deepprior.run_task("denoise", img, preset="inpaint-blindspot", iters=1, device="cpu")
+    bad = deepprior.get_preset("inpaint-blindspot").replace(input="noise")
+    with pytest.raises(InputError, match="input='measurement'"):
+        deepprior.run_task("inpaint", img, mask=random_pixels_mask((16, 16), 0.5, rng=0), preset=bad, iters=1,
+                           device="cpu")
+
+
+def test_the_default_follows_the_mask():
+    img = np.random.default_rng(0).random((64, 64, 3)).astype(np.float32)
+    pick = lambda **kw: deepprior.choose_preset("inpaint", img, **kw).name  # noqa: E731
+    scattered = random_pixels_mask((64, 64), 0.5, rng=0)
+    assert pick(mask=scattered) == "inpaint-blindspot"
+    assert pick(mask=~scattered, mask_keeps=True) == "inpaint-blindspot"  # the same mask, the other convention
+    assert pick(mask=hole_mask((64, 64), rng=0)) == "inpaint-text-paper"
+    assert pick(mask=scattered, mask_dilate=2) == "inpaint-text-paper"  # grown into blobs
+    rgba = np.concatenate([img, (~scattered)[..., None].astype(np.float32)], axis=2)  # transparent = fill
+    assert pick() == "inpaint-text-paper"  # no mask at all: run_task says so
+    assert deepprior.choose_preset("inpaint", rgba).name == "inpaint-blindspot"
+    from deepprior.presets import default_choices
+
+    assert set(default_choices("inpaint")) == {"inpaint-blindspot", "inpaint-text-paper"}
+
+
+def test_auto_stop_runs_the_blindspot_presets_step_count():
+    from deepprior.stopping import auto_spec
+
+    assert auto_spec("inpaint", "inpaint-blindspot") is None
+    img = np.random.default_rng(0).random((16, 16, 3)).astype(np.float32)
+    r = deepprior.run_task("inpaint", img, mask=random_pixels_mask((16, 16), 0.5, rng=0), iters=3, device="cpu")
+    assert r.restoration.preset.name == "inpaint-blindspot"  # the default for this mask
+    assert r.restoration.stop_rule is None and r.restoration.fit.steps == 3
+
+
+def test_blindspot_inpainting_beats_a_smooth_fill_on_an_odd_crop(data_dir):
+    """50 % missing pixels on a 45x37 crop: better than filling each missing pixel with the mean of
+    its known 3x3 neighbours (a simple interpolation), and the known pixels come back as given."""
+    from scipy.ndimage import uniform_filter
+
+    clean = crop("set14/pepper.png", (37, 45))
+    fill = random_pixels_mask(clean.shape[:2], 0.5, rng=0)
+    degraded = np.where(fill[..., None], 0.0, clean).astype(np.float32)
+    r = deepprior.run_task("inpaint", degraded, mask=fill, iters=300, rng=0, device="cpu")
+    assert r.restoration.preset.name == "inpaint-blindspot"
+    k = (~fill).astype(np.float64)[..., None]
+    mean = uniform_filter(degraded * k, (3, 3, 1)) / np.maximum(uniform_filter(np.repeat(k, 3, 2), (3, 3, 1)), 1e-9)
+    smooth = np.where(fill[..., None], mean, clean)
+    gain = psnr(r.image, clean) - psnr(smooth, clean)
+    assert gain > 1.0, gain
+    np.testing.assert_allclose(r.image[~fill], clean[~fill], atol=1e-6)
