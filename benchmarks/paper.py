@@ -31,7 +31,8 @@ Tiers:
   counts: sr-x4-paper, sr-x8-paper, inpaint-pixels-paper, denoise-paper, deblock-paper).  Meant
   for a GPU; hours on a CPU.
 * ``quick``: a few images per table, 128 px centre crops (for SR: of the HR image, so the LR is
-  32 px at x4 and 16 px at x8) and the reduced ``*-small`` presets with fewer steps; all four
+  32 px at x4 and 16 px at x8) and the reduced ``*-small`` presets with fewer steps, or the fast
+  defaults where the CLI picks one (``denoise-sure`` at sigma 25, ``inpaint-blindspot``); all four
   tables together are planned to finish in well under 30 minutes on a 2-core CPU.  Each fit on the
   CPU is also capped at ``--time-cap`` times its planned time (the row records the steps done).
   Quick results are indicative only: they are not the paper's tables.
@@ -123,7 +124,8 @@ def tier_specs(tier: str) -> dict[str, TierSpec]:
         "sr": TierSpec(("set5/baby", "set5/butterfly", "set14/bridge", "set14/zebra"), 128, (4, 8),
                        ("sr-x4-small", "sr-x8-small"), (600, 600)),
         "inpaint": TierSpec(("inpainting11/barbara", "inpainting11/house", "inpainting11/Cameraman256"), 128,
-                            (0.5,), ("inpaint-small",), (1000,)),
+                            # the default for these masks, 1600 of its 2000 steps (the plan's 30 minutes)
+                            (0.5,), ("inpaint-blindspot",), (1600,)),
         # sigma 25: the preset `deepprior denoise` picks there (denoise-sure, its own 700 steps);
         # sigma 50: denoise-small standing in for denoise-paper, the default there
         "denoise": TierSpec(("paper/denoising/F16_GT", "set14/baboon", "cbsd68/108070"), 128, (25, 50),
@@ -228,8 +230,9 @@ def make_jobs(table: str, tier: str, *, images: list[str] | None = None, seed: i
 
 # cost model for the estimate, measured on a 2-core CPU (see the module docstring)
 # steps/s at 128x128 output (small: 18-23 measured in the quick tier; sure: denoise-sure, a batch of two through
-# the small network, 700 steps in 59 s on the demo's 128 px image)
-CPU_STEPS_PER_S_128 = {"small": 18.0, "sure": 12.0, "paper": 2.0}
+# the small network, 700 steps in 59 s on the demo's 128 px image; blindspot: inpaint-blindspot, 18-23 steps/s
+# in the quick tier and the fast benchmark)
+CPU_STEPS_PER_S_128 = {"small": 18.0, "sure": 12.0, "blindspot": 20.0, "paper": 2.0}
 BASELINE_SECONDS_128 = {"bm3d": 2.0, "nlmeans": 0.5, "biharmonic": 1.0, "telea": 0.05}
 RUN_OVERHEAD_S = 2.0
 TIME_CAP = 1.3  # quick tier on a CPU: a fit stops at this multiple of its planned time
@@ -239,7 +242,8 @@ def fit_seconds(job: Job, device: str) -> float | None:
     """Planned seconds of the deepprior fit of a job (None: no cost figures for this device)."""
     if device != "cpu":
         return None
-    kind = "sure" if job.preset == "denoise-sure" else "small" if job.preset.endswith("-small") else "paper"
+    kind = {"denoise-sure": "sure", "inpaint-blindspot": "blindspot"}.get(job.preset)
+    kind = kind or ("small" if job.preset.endswith("-small") else "paper")
     rate = CPU_STEPS_PER_S_128[kind]
     pixels = max(job.out_shape[0] * job.out_shape[1], 64 * 64)
     return job.iters / rate * pixels / 128**2
@@ -673,7 +677,8 @@ def main(argv=None) -> int:
         total = None if total is None or secs is None else total + secs
     if total is not None:
         print(f"  estimated total ~{duration(total)} (cost model: *-small presets {CPU_STEPS_PER_S_128['small']:g} "
-              f"steps/s, denoise-sure {CPU_STEPS_PER_S_128['sure']:g}, paper presets {CPU_STEPS_PER_S_128['paper']:g} "
+              f"steps/s, denoise-sure {CPU_STEPS_PER_S_128['sure']:g}, inpaint-blindspot "
+              f"{CPU_STEPS_PER_S_128['blindspot']:g}, paper presets {CPU_STEPS_PER_S_128['paper']:g} "
               "steps/s at 128x128 on a 2-core CPU)")
     if tier == "full" and device == "cpu":
         print("  note: the full tier is meant for a GPU; on a CPU it takes many hours")

@@ -340,8 +340,9 @@ def inpaint(image, mask=None, *, preset=None, iters=None, rng=None, device=None,
     mask_dilate : int
         Grow the mask by this many pixels (anti-aliased text, rough strokes).
 
-    Other parameters as :func:`denoise`; default preset ``"inpaint-text-paper"``.  The output is
-    opaque (no alpha channel).
+    Other parameters as :func:`denoise`.  Default preset: by the mask (:func:`choose_preset`),
+    ``"inpaint-blindspot"`` for scattered missing pixels, else ``"inpaint-text-paper"``.  The output
+    is opaque (no alpha channel); ``inpaint-blindspot`` returns the known pixels as given.
     """
     return run_task("inpaint", image, mask=mask, preset=preset, iters=iters, rng=rng, device=device,
                     callback=callback, channel_axis=channel_axis, mask_keeps=mask_keeps,
