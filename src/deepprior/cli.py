@@ -190,9 +190,10 @@ def _check_outputs(inp: Path, paths: list[Path], overwrite: bool) -> None:
 class _Progress:
     """Step-end callback: a tqdm bar with loss and PSNRs, refreshed every few steps."""
 
-    def __init__(self, iters: int, enabled: bool, every: int = 5):
+    def __init__(self, iters: int, enabled: bool, every: int = 5, rule: bool = True):
         self.bar = None
         self.every = every
+        self.rule = rule  # a stopping rule may end the fit before iters
         if enabled:
             from tqdm.auto import tqdm
 
@@ -203,8 +204,9 @@ class _Progress:
             per = state.elapsed / step
             total = per * state.iters
             when = f"{total / 60:.1f} min" if total < 5400 else f"{total / 3600:.1f} h"
-            self.bar.write(f"time: ~{per:.2f} s/step at the pace of the first steps: at most ~{when} for "
-                           f"{state.iters} steps (automatic stopping usually ends sooner)", file=sys.stderr)
+            self.bar.write(f"time: ~{per:.2f} s/step at the pace of the first steps: "
+                           + (f"at most ~{when} for {state.iters} steps (automatic stopping usually ends sooner)"
+                              if self.rule else f"~{when} for {state.iters} steps"), file=sys.stderr)
         if self.bar is None or (step % self.every and step != state.iters):
             return False
         post = {"loss": f"{state.loss:.2e}", "psnr(y)": f"{state.psnr_measurement:.2f}"}
@@ -307,7 +309,9 @@ def _run_one_file(args) -> int:
 
     loaded = load(job, settings)
     preset = loaded.preset
-    progress = _Progress(preset.iters, enabled=not args.quiet)
+    stop = settings.stop_config(preset)
+    rule = stop["rule"] != "fixed" and not (stop["rule"] == "auto" and stop["auto"] is None)
+    progress = _Progress(preset.iters, enabled=not args.quiet, rule=rule)
     if not args.quiet:
         why = ""
         if args.task == "denoise" and settings.preset is None:  # picked by the noise level: say which
@@ -452,7 +456,7 @@ def cmd_demo(args) -> int:
     write_image(folder / "noisy.png", noisy)
     # DIP-SURE: Gaussian noise of a moderate level is its domain (the noise level is estimated, as
     # for a user's photo); on this crop 29.8 dB in 700 steps, against denoise-small's 28.5 in 800
-    progress = _Progress(args.iters or get_preset("denoise-sure").iters, enabled=not args.quiet)
+    progress = _Progress(args.iters or get_preset("denoise-sure").iters, enabled=not args.quiet, rule=False)
     if not args.quiet:
         print("deepprior demo: denoising a 128x128 crop of scikit-image's astronaut with noise sigma=25 "
               "(preset denoise-sure)", file=sys.stderr)
