@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Makes the README's before/after pictures with the deepprior CLI itself.
-# Usage: bash docs/make_figures.sh   (after `make demo` or `make test` created .venv)
-# Inputs are 128x128 crops of images in ../shared/data; denoising runs its default (denoise-sure at
-# this noise level), the other tasks the *-small presets: minutes in all.
+# Usage: bash docs/make_figures.sh [FIGURE ...]   (after `make demo` or `make test` created .venv)
+# FIGURE: denoise deblock sr inpaint inpaint-pixels (default: all).
+# Inputs are 128x128 crops of images in ../shared/data; denoising and the missing pixels run their
+# defaults (denoise-sure at this noise level, inpaint-blindspot), the other tasks the *-small
+# presets: minutes in all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
@@ -50,33 +52,53 @@ print(f'{10*np.log10(1/np.mean((a[..., :3]-b[..., :3])**2)):.2f} dB')" "$1" "$2"
 
 DP="$BIN/deepprior"
 OPTS="--seed 0 --quiet --overwrite"
+WANT="${*:-denoise deblock sr inpaint inpaint-pixels}"
+want() { [[ " $WANT " == *" $1 "* ]]; }
 
 # Denoising: F16, sigma = 25
+if want denoise; then
 crop $DATA/paper/denoising/F16_GT.png $W/f16.png 128
 $DP degrade noise $W/f16.png -o $W/f16_noisy.png --sigma 25 --seed 0
 $DP denoise $W/f16_noisy.png -o $W/f16_denoised.png $OPTS
 montage docs/images/denoise.png "denoise" $W/f16_noisy.png "noisy, $(psnr $W/f16_noisy.png $W/f16.png)" \
   $W/f16_denoised.png "deepprior, $(psnr $W/f16_denoised.png $W/f16.png)" $W/f16.png "ground truth"
+fi
 
 # JPEG artifacts: lenna, quality 10
+if want deblock; then
 crop $DATA/set14/lenna.png $W/lenna.png 128 200 220
 $DP degrade jpeg $W/lenna.png -o $W/lenna_q10.png --quality 10
 $DP deblock $W/lenna_q10.png -o $W/lenna_deblocked.png --preset deblock-small $OPTS
 montage docs/images/deblock.png "deblock" $W/lenna_q10.png "JPEG q=10, $(psnr $W/lenna_q10.png $W/lenna.png)" \
   $W/lenna_deblocked.png "deepprior, $(psnr $W/lenna_deblocked.png $W/lenna.png)" $W/lenna.png "ground truth"
+fi
 
 # Super-resolution x4: zebra
+if want sr; then
 crop $DATA/paper/sr/zebra_GT.png $W/zebra.png 128
 $DP degrade downscale $W/zebra.png -o $W/zebra_lr.png --scale 4
 $DP sr $W/zebra_lr.png --scale 4 -o $W/zebra_x4.png --preset sr-x4-small $OPTS
 montage docs/images/sr.png "sr" $W/zebra_lr.png "input 32x32 (shown x4, nearest)" \
   $W/zebra_x4.png "deepprior x4, $(psnr $W/zebra_x4.png $W/zebra.png)" $W/zebra.png "ground truth"
+fi
 
 # Inpainting: text over kate
+if want inpaint || want inpaint-pixels; then
 crop $DATA/paper/inpainting/kate.png $W/kate.png 128 120 200
+fi
+if want inpaint; then
 $DP degrade mask $W/kate.png -o $W/kate_text.png --kind text --text "deep image prior" --seed 0
 $DP inpaint $W/kate_text.png --mask $W/kate_text_mask.png -o $W/kate_inpainted.png --preset inpaint-small $OPTS
 montage docs/images/inpaint.png "inpaint" $W/kate_text.png "text over the image" \
   $W/kate_inpainted.png "deepprior, $(psnr $W/kate_inpainted.png $W/kate.png)" $W/kate.png "ground truth"
+fi
 
-echo "wrote docs/images/{denoise,deblock,sr,inpaint}.png"
+# Inpainting: half of kate's pixels missing (the default for such masks: inpaint-blindspot)
+if want inpaint-pixels; then
+$DP degrade mask $W/kate.png -o $W/kate_dots.png --kind pixels --fraction 0.5 --seed 0
+$DP inpaint $W/kate_dots.png --mask $W/kate_dots_mask.png -o $W/kate_filled.png $OPTS
+montage docs/images/inpaint-pixels.png "inpaint" $W/kate_dots.png "50 % of the pixels missing" \
+  $W/kate_filled.png "deepprior, $(psnr $W/kate_filled.png $W/kate.png)" $W/kate.png "ground truth"
+fi
+
+echo "wrote docs/images/ for: $WANT"
