@@ -48,7 +48,7 @@ TASKS = {
     # crops (the report flags a best at the last step), so 1600 steps find the best iterate.
     # the CLI's default: by the noise level it estimates on the crop (denoise-sure at sigma 25)
     "denoise": FastTask("denoise", 25, "denoise-paper", 1600, "default", 3000),
-    "sr": FastTask("sr", 4, "sr-x4-paper", 2000, "sr-x4-small", 3000),
+    "sr": FastTask("sr", 4, "sr-x4-paper", 2000, "sr-x4-fast", 3000),
     # the CLI's default: by the mask (inpaint-blindspot for these scattered missing pixels)
     "inpaint": FastTask("inpaint", 0.5, "inpaint-pixels-paper", 11000, "default", 4000),
 }
@@ -104,7 +104,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--task", default="denoise", choices=list(TASKS))
     ap.add_argument("--candidate", default=None, help="preset under test (default: the default preset for each crop "
-                    "for denoising and inpainting, sr-x4-small for SR)")
+                    "for denoising and inpainting, sr-x4-fast for SR)")
     ap.add_argument("--images", nargs="+", default=None)
     ap.add_argument("--rerun-reference", action="store_true")
     ap.add_argument("--reference-only", action="store_true", help="only run (or show) the cached references")

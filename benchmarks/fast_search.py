@@ -67,6 +67,11 @@ def candidates(task: str) -> dict[str, tuple[str, dict, int, str]]:
         "small-cos03": (small, {"lr": 0.03, "lr_final": 0.002, "lr_decay_steps": 1000}, 1600,
                         f"`{small}`, learning rate 0.03 decaying to 0.002 by step 1000 (cosine)"),
     }
+    if task == "sr":  # the SR recipes return the last output; the average of outputs, as denoising's
+        c["small-ema"] = (small, {"ema": 0.99, "ema_warmup": True}, 1600,
+                          f"`{small}` with the running average of outputs (0.99, warm-up)")
+        c["small-ema-lr02"] = (small, {"ema": 0.99, "ema_warmup": True, "lr": 0.02}, 1600,
+                               "the same, learning rate 0.02")
     if task == "inpaint":  # blind-spot fits (presets.py, inpaint-blindspot): share of known pixels shown
         bs = "inpaint-blindspot"
         c["blindspot"] = (bs, {}, 2000, f"`{bs}`: blind-spot fit, 0.8 of the known pixels shown per step")

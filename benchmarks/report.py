@@ -252,7 +252,10 @@ def build(results: Path, output: Path) -> str:
                         ("fast-denoise.md", "A faster preset at the paper preset's quality: denoising (the default)"),
                         ("fast-denoise-denoise-small.md",
                          "A faster preset at the paper preset's quality: denoising with `denoise-small`"),
-                        ("fast-sr.md", "A faster preset at the paper preset's quality: super-resolution x4"),
+                        ("fast-sr.md", "A faster preset at the paper preset's quality: super-resolution x4, "
+                         "`sr-x4-fast`"),
+                        ("fast-sr-sr-x4-small.md",
+                         "A faster preset at the paper preset's quality: super-resolution x4, `sr-x4-small`"),
                         ("fast-inpaint.md", "A faster preset at the paper preset's quality: inpainting (the default)"),
                         ("fast-inpaint-inpaint-small.md",
                          "A faster preset at the paper preset's quality: inpainting, `inpaint-small`"),
