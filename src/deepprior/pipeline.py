@@ -132,8 +132,9 @@ def _padded(n: int, multiple: int, minimum: int) -> int:
 
 
 def _sure_sigma(preset: Preset, y: torch.Tensor, sigma: float | None, forward: ForwardModel) -> float | None:
-    """The noise level of a SURE fit (``sigma``, else estimated from ``y``), after checking that
-    the preset and the task allow one; None for the other presets."""
+    """The noise level of a SURE fit (``sigma``, else estimated from ``y``); None for the other
+    presets.  Checks first that the preset's loss and input go together and suit the task (SURE:
+    denoising; blind-spot: inpainting)."""
     if preset.loss not in ("mse", "sure", "blindspot"):
         raise InputError(f"preset {preset.name!r}: loss must be 'mse', 'sure' or 'blindspot', got {preset.loss!r}")
     if preset.loss == "blindspot":
