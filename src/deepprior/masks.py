@@ -77,7 +77,7 @@ def check_mask(fill: np.ndarray, image_shape: tuple[int, int]) -> None:
 
 
 #: :func:`is_scattered`'s bar: the share of the pixels to fill that have a known pixel among their 8
-#: neighbours.  50 % random missing pixels: 99.6 %; 75 %: 90 %; text or strokes a few pixels wide and
+#: neighbours.  50 % random missing pixels: 99.6 %; 75 %: about 90 %; text or strokes a few pixels wide and
 #: holes: far less.
 SCATTERED_MIN = 0.9
 
