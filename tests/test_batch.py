@@ -242,7 +242,8 @@ def test_fit_resumed_from_a_checkpoint_equals_the_uninterrupted_fit(preset, scal
     p = get_preset(preset).replace(iters=8)  # sr: no averaging, the output is net(z) after the loop
     y = torch.from_numpy(np.random.default_rng(0).random((1, 3, 31, 37)).astype(np.float32))
     # inpainting (a blind-spot fit: its hidden pixels are drawn from the saved generator too)
-    kw = {"known": torch.from_numpy(np.random.default_rng(1).random((1, 1, 31, 37)) < 0.5)} if p.task == "inpaint" else {}
+    known = torch.from_numpy(np.random.default_rng(1).random((1, 1, 31, 37)) < 0.5)
+    kw = {"known": known} if p.task == "inpaint" else {}
     saved, keep = _keeper()
 
     full = restore(y, p, scale=scale, rng=5, device="cpu", checkpoint=keep, checkpoint_every=3, **kw)
