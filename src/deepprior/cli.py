@@ -54,9 +54,10 @@ def _task_parser(sub, task):
         p.add_argument("--mask-keeps", action="store_true", help="the mask marks the known pixels instead "
                        "(the paper's data uses this convention)")
         p.add_argument("--mask-dilate", type=int, default=0, metavar="N", help="grow the mask by N pixels")
-    p.add_argument("--preset", help="recipe name (see `deepprior presets`); default: " + (
-        "denoise-sure where the noise level is up to 30, denoise-paper above" if task == "denoise"
-        else "the task's paper preset"))
+    p.add_argument("--preset", help="recipe name (see `deepprior presets`); default: " + {
+        "denoise": "denoise-sure where the noise level is up to 30, denoise-paper above",
+        "inpaint": "inpaint-blindspot for scattered missing pixels, inpaint-text-paper for strokes and holes",
+    }.get(task, "the task's paper preset"))
     p.add_argument("--iters", type=int, help="number of steps (overrides the preset)")
     p.add_argument("--lr", type=float, help="Adam learning rate (overrides the preset)")
     p.add_argument("--seed", type=int, help="random seed (default: a fresh one, recorded in the sidecar; "

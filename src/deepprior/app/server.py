@@ -474,18 +474,14 @@ def parse_job(body: dict, *, device_kind: str, max_bytes: int, max_pixels: int) 
         if not body.get("mask"):
             raise RequestError("inpainting needs a mask: paint over what to remove")
         mask = mask_from_editor(decode_upload(body["mask"], "mask", max_bytes), (h, w))
-    if task == "denoise" and not body.get("preset"):
+    if task in ("denoise", "inpaint") and not body.get("preset"):
         from ..api import choose_preset
 
-        # the default by the noise level, as the CLI's; above SURE's range, this device's fallback
-        if choose_preset(task, image, sigma=None if sigma is None else sigma / 255).name == "denoise-sure":
-            preset = PRESETS["denoise-sure"]
-    if task == "inpaint" and not body.get("preset"):
-        from ..masks import is_scattered
-
-        # scattered missing pixels (e.g. a dotted mask): the blind-spot fit, as the CLI's default
-        if is_scattered(mask):
-            preset = PRESETS["inpaint-blindspot"]
+        # the CLI's default by the image (denoising: its noise level; inpainting: its mask) where it
+        # is a fast recipe; otherwise (noise above 30, painted strokes) this device's fallback
+        chosen = choose_preset(task, image, sigma=None if sigma is None else sigma / 255, mask=mask)
+        if chosen.name in ("denoise-sure", "inpaint-blindspot"):
+            preset = chosen
     preset = preset.replace(**changes)
     return Job(id=uuid.uuid4().hex[:12], task=task, scale=scale, preset=preset, seed=seed, preview_every=every,
                sigma=sigma, image=image, info=info, mask=mask, filename=_safe_stem(body.get("filename")))
