@@ -72,6 +72,10 @@ def candidates(task: str) -> dict[str, tuple[str, dict, int, str]]:
                           f"`{small}` with the running average of outputs (0.99, warm-up)")
         c["small-ema-lr02"] = (small, {"ema": 0.99, "ema_warmup": True, "lr": 0.02}, 1600,
                                "the same, learning rate 0.02")
+        # the jitter rising from 0 (fits the coarse image sooner) to the paper's 1/30 (goes further)
+        for ramp in (100, 200):
+            c[f"fast-jw{ramp}"] = ("sr-x4-fast", {"jitter_warmup": ramp}, 1600,
+                                   f"`sr-x4-fast` with the jitter rising from 0 over the first {ramp} steps")
     if task == "inpaint":  # blind-spot fits (presets.py, inpaint-blindspot): share of known pixels shown
         bs = "inpaint-blindspot"
         c["blindspot"] = (bs, {}, 2000, f"`{bs}`: blind-spot fit, 0.8 of the known pixels shown per step")

@@ -302,3 +302,37 @@ def test_fit_applies_the_learning_rate_decay():
     # Adam's first steps move each weight by about lr (its update is ~sign(gradient) at first)
     assert seen[0] == pytest.approx(0.02, rel=0.05)
     assert seen[-1] == pytest.approx(0.002, rel=0.3)
+
+
+def test_jitter_level_rises_linearly_then_holds():
+    from deepprior.fitting import jitter_level
+
+    assert jitter_level(1, 0.04, 4) == pytest.approx(0.01)
+    assert jitter_level(2, 0.04, 4) == pytest.approx(0.02)
+    assert jitter_level(4, 0.04, 4) == pytest.approx(0.04)
+    assert jitter_level(9, 0.04, 4) == pytest.approx(0.04)
+    assert jitter_level(1, 0.04, 0) == 0.04  # no warm-up: the paper's constant jitter
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "uniform"])
+def test_fit_draws_the_jitter_at_its_warm_up_level(kind):
+    class Spy(nn.Module):  # records the jitter it is fed, and fits y through a 1x1 convolution
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(2, 3, 1)
+            self.seen = []
+
+        def forward(self, x):
+            self.seen.append(float((x - z).std()))
+            return self.conv(x)
+
+    net = Spy()
+    z = torch.zeros(1, 2, 64, 64)
+    y = torch.rand(1, 3, 64, 64)
+    fit(net, z, Identity(), y, iters=8, jitter=0.1, jitter_kind=kind, jitter_warmup=4, backtrack=False, ema=None,
+        generator=torch.Generator().manual_seed(0))
+    seen = net.seen[:8]  # the steps' passes (a last pass without jitter may follow)
+    # the spread of 8192 draws is proportional to the level (std = level, or level / sqrt(12) for uniform)
+    assert [s / seen[-1] for s in seen] == pytest.approx([0.25, 0.5, 0.75, 1, 1, 1, 1, 1], rel=0.05)
+    with pytest.raises(ValueError, match="jitter_warmup"):
+        fit(net, z, Identity(), y, iters=1, jitter_warmup=-1)

@@ -208,6 +208,12 @@ def learning_rate(step: int, lr: float, lr_final: float | None, decay_steps: int
     return lr_final + (lr - lr_final) * 0.5 * (1 + math.cos(math.pi * (step - 1) / max(decay_steps - 1, 1)))
 
 
+def jitter_level(step: int, jitter: float, warmup: int) -> float:
+    """The jitter's size at ``step`` (1-based): rising linearly from ``jitter / warmup`` at step 1
+    to ``jitter`` at step ``warmup``, then ``jitter`` (``warmup`` 0: ``jitter`` throughout)."""
+    return jitter * min(step / warmup, 1.0) if warmup > 0 else jitter
+
+
 def _ungraph(network: nn.Module, graphed: bool) -> None:
     """Undo ``torch.cuda.make_graphed_callables(network)``: it sets ``forward`` on the instance."""
     if graphed:
@@ -226,6 +232,7 @@ def fit(
     lr_decay_steps: int = 0,
     jitter: float = 1.0 / 30,
     jitter_kind: str = "gaussian",
+    jitter_warmup: int = 0,
     ema: float | None = 0.99,
     ema_warmup: bool = False,
     backtrack: bool = True,
@@ -260,8 +267,9 @@ def fit(
         The measurement, shaped like ``forward(network(z))``.
     iters : int
         Maximum number of Adam steps.
-    lr, lr_final, lr_decay_steps, jitter, jitter_kind, ema, ema_warmup, backtrack, backtrack_db
-        See :class:`deepprior.presets.Preset` (:func:`learning_rate` gives the decay).
+    lr, lr_final, lr_decay_steps, jitter, jitter_kind, jitter_warmup, ema, ema_warmup, backtrack, backtrack_db
+        See :class:`deepprior.presets.Preset` (:func:`learning_rate` gives the decay,
+        :func:`jitter_level` the jitter's rise).
     crop : (top, left, height, width), optional
         The region of the output that is the image (the rest is padding).
     reference : tensor (1, C, height, width), optional
@@ -341,6 +349,8 @@ def fit(
         raise ValueError(f"iters must be >= 0, got {iters}")
     if checkpoint_every < 0:
         raise ValueError(f"checkpoint_every must be >= 0, got {checkpoint_every}")
+    if jitter_warmup < 0:
+        raise ValueError(f"jitter_warmup must be >= 0, got {jitter_warmup}")
     if precision not in ("fp32", "bf16"):
         raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
     device = z.device
@@ -461,10 +471,11 @@ def fit(
     try:
         for step in range(start_step + 1, iters + 1):
             if jitter > 0:
+                level = jitter_level(step, jitter, jitter_warmup)
                 if jitter_kind == "uniform":
-                    jitter_buf.uniform_(0.0, jitter, generator=jitter_gen)
+                    jitter_buf.uniform_(0.0, level, generator=jitter_gen)
                 else:
-                    jitter_buf.normal_(0.0, jitter, generator=jitter_gen)
+                    jitter_buf.normal_(0.0, level, generator=jitter_gen)
                 net_in = z + jitter_buf
             else:
                 net_in = z

@@ -315,6 +315,7 @@ def restore(
         lr_decay_steps=preset.lr_decay_steps,
         jitter=preset.jitter,
         jitter_kind=preset.jitter_kind,
+        jitter_warmup=preset.jitter_warmup,
         ema=preset.ema,
         ema_warmup=preset.ema_warmup,
         backtrack=preset.backtrack,

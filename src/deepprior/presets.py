@@ -37,6 +37,10 @@ class Preset:
     input_scale: float = 0.1  # paper's get_noise(var=1/10)
     jitter: float = 1.0 / 30  # std of the fresh noise added to z every step (reg_noise_std)
     jitter_kind: str = "gaussian"  # "gaussian" (paper) or "uniform" [0, jitter) (Chainer tutorial)
+    # the jitter rises linearly from 0 to `jitter` over the first jitter_warmup steps (0: full from
+    # the start, as the paper); a fast-preset experiment: without jitter the first steps fit the
+    # coarse image sooner, with it the fit goes further (benchmarks/fast_search.py)
+    jitter_warmup: int = 0
     # --- optimisation ----------------------------------------------------------------------
     lr: float = 0.01  # Adam learning rate (paper: LR = 0.01)
     # "mse": the data term ||A(f(z)) - y||^2 (the paper); "sure": Stein's unbiased risk estimate for
@@ -220,13 +224,15 @@ for _p in [
 # notebook returns the last output; its denoising one averages with 0.99).  On the tune images (bird,
 # monarch; python -m benchmarks.fast_search run --task sr, BENCHMARKS.md) it came within 0.2 dB of
 # sr-x4-paper's best 7.8x and 9.5x sooner and peaked above it (sr-x4-small: never, 4.8x); lr 0.02
-# was slower (6.4x).  1500 steps: past both tune images' bar, the average still rising.  Not the
-# default: short of the speed issue's 20x.
+# was slower (6.4x).  The jitter rising from 0 over the first 100 steps made it 12.2x and 10.6x
+# (over 200: 14.6x and 8.4x).  1500 steps: past both tune images' bar, the average still rising.
+# Not the default: short of the speed issue's 20x (8.8-18.8x on the held-out crops).
 PRESETS["sr-x4-fast"] = PRESETS["sr-x4-small"].replace(
     name="sr-x4-fast",
     description="Super-resolution x4 (also x2), small network with the running average of outputs",
     ema=0.99,
     ema_warmup=True,
+    jitter_warmup=100,
     iters=1500,
 )
 
