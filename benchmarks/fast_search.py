@@ -76,6 +76,12 @@ def candidates(task: str) -> dict[str, tuple[str, dict, int, str]]:
         for ramp in (100, 200):
             c[f"fast-jw{ramp}"] = ("sr-x4-fast", {"jitter_warmup": ramp}, 1600,
                                    f"`sr-x4-fast` with the jitter rising from 0 over the first {ramp} steps")
+        # a narrower full-size level: its decoder convolution is half of the network's arithmetic
+        for widths in ((16, 32, 64, 64), (8, 32, 64, 64), (16, 16, 64, 64), (16, 32, 64, 128), (16, 32, 64, 64, 64)):
+            name = "fast-jw100-" + "-".join(map(str, widths))
+            c[name] = ("sr-x4-fast", {"jitter_warmup": 100, "network": _net(
+                channels_down=widths, channels_up=widths, channels_skip=(4,) * len(widths))}, 1600,
+                f"fast-jw100 on skip {'/'.join(map(str, widths))}")
     if task == "inpaint":  # blind-spot fits (presets.py, inpaint-blindspot): share of known pixels shown
         bs = "inpaint-blindspot"
         c["blindspot"] = (bs, {}, 2000, f"`{bs}`: blind-spot fit, 0.8 of the known pixels shown per step")
@@ -83,6 +89,10 @@ def candidates(task: str) -> dict[str, tuple[str, dict, int, str]]:
             c[f"blindspot-k{keep * 10:02.0f}"] = (bs, {"blindspot_keep": keep}, 2000, f"the same, {keep:g} shown")
         c["blindspot-cos01"] = (bs, {"lr_final": 0.001, "lr_decay_steps": 2000}, 2000,
                                 "the same (0.8 shown), learning rate 0.01 decaying to 0.001 by step 2000 (cosine)")
+        c["blindspot-lr02"] = (bs, {"lr": 0.02}, 2000, "the same (0.8 shown), learning rate 0.02")
+        # a longer average: the outputs of steps with other hidden pixels are an ensemble
+        c["blindspot-ema998"] = (bs, {"ema": 0.998}, 2000, "the same (0.8 shown), average weight 0.998 "
+                                 "(with warm-up: 1 - 9 / (10 + step) up to step 4490)")
     # Deep Decoder (Heckel & Hand 2019): 1x1 convolutions, bilinear upsampling, no jitter
     for width, levels in ((64, 5), (64, 4), (128, 4)):
         dd = {"network": _dd(width, levels), "input_depth": width, "jitter": 0.0, "backtrack": False}
