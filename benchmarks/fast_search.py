@@ -76,6 +76,8 @@ def candidates(task: str) -> dict[str, tuple[str, dict, int, str]]:
         for ramp in (100, 200):
             c[f"fast-jw{ramp}"] = ("sr-x4-fast", {"jitter_warmup": ramp}, 1600,
                                    f"`sr-x4-fast` with the jitter rising from 0 over the first {ramp} steps")
+        c["fast-lr005"] = ("sr-x4-fast", {"lr": 0.005}, 1600, "`sr-x4-fast` (jitter rising over 100 steps), "
+                           "learning rate 0.005")
         # a narrower full-size level: its decoder convolution is half of the network's arithmetic
         for widths in ((16, 32, 64, 64), (8, 32, 64, 64), (16, 16, 64, 64), (16, 32, 64, 128), (16, 32, 64, 64, 64)):
             name = "fast-jw100-" + "-".join(map(str, widths))
