@@ -91,6 +91,9 @@ def candidates(task: str) -> dict[str, tuple[str, dict, int, str]]:
             c[f"blindspot-k{keep * 10:02.0f}"] = (bs, {"blindspot_keep": keep}, 2000, f"the same, {keep:g} shown")
         c["blindspot-cos01"] = (bs, {"lr_final": 0.001, "lr_decay_steps": 2000}, 2000,
                                 "the same (0.8 shown), learning rate 0.01 decaying to 0.001 by step 2000 (cosine)")
+        c["blindspot-16-32-64-64"] = (bs, {"network": _net(channels_down=(16, 32, 64, 64), channels_up=(16, 32, 64, 64),
+                                                            channels_skip=(4, 4, 4, 4))}, 2000,
+                                      "the same (0.8 shown) on skip 16/32/64/64 (a narrower full-size level)")
         c["blindspot-lr02"] = (bs, {"lr": 0.02}, 2000, "the same (0.8 shown), learning rate 0.02")
         # a longer average: the outputs of steps with other hidden pixels are an ensemble
         c["blindspot-ema998"] = (bs, {"ema": 0.998}, 2000, "the same (0.8 shown), average weight 0.998 "
