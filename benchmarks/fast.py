@@ -12,7 +12,9 @@ ratio of the two times is the speed-up at equal quality.  One image at a time, o
 
 The paper preset's runs are long (denoising: 1600 steps of the 2.2 M-parameter network; SR: 2000),
 so their outcome is cached in ``benchmarks/results/fast-reference.json`` with the commit, date and
-machine that produced them (``--rerun-reference`` redoes them).  Writes
+machine that produced them (``--rerun-reference`` redoes them).  This machine's speed drifts between
+runs, so after each candidate ``--retime-steps`` steps of the paper preset run back to back with it,
+and the report gives the speed-up also with the cached run's steps at that speed.  Writes
 ``benchmarks/results/fast-<task>.md`` (included in BENCHMARKS.md).
 """
 
@@ -100,6 +102,13 @@ def reference(name: str, task: FastTask, image: str, rerun: bool) -> dict:
     return cache[key]
 
 
+def step_seconds(task: FastTask, image: str, preset, steps: int) -> float:
+    """Mean seconds per step of ``preset`` on ``image`` now, over ``steps`` steps after 5 warm-up steps
+    (its steps' times vary by ~10 % within a run on this machine: a longer sample, a steadier mean)."""
+    times = curve(task, image, preset, steps + 5)["times"]
+    return (times[-1] - times[4]) / steps
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--task", default="denoise", choices=list(TASKS))
@@ -108,6 +117,9 @@ def main(argv=None) -> None:
     ap.add_argument("--images", nargs="+", default=None)
     ap.add_argument("--rerun-reference", action="store_true")
     ap.add_argument("--reference-only", action="store_true", help="only run (or show) the cached references")
+    ap.add_argument("--retime-steps", type=int, default=100,
+                    help="after each candidate, time this many steps of the reference preset back to back, and give "
+                    "the speed-up also with the cached reference's steps at today's speed (0: skip)")
     args = ap.parse_args(argv)
     task = TASKS[args.task]
     candidate = args.candidate or task.candidate
@@ -127,9 +139,15 @@ def main(argv=None) -> None:
                "cand_db": cand["values"][-1], "cand_peak": max(cand["values"]), "reached": reached,
                "cand_preset": cand["preset"]}
         row["ratio"] = ref["seconds_to_best"] / row["cand_seconds"] if reached else None
+        if args.retime_steps > 0:  # this machine's speed drifts between days: the reference's step, timed now
+            row["ref_step_now"] = step_seconds(task, image, task.reference, args.retime_steps)
+            row["ratio_now"] = ref["best_step"] * row["ref_step_now"] / row["cand_seconds"] if reached else None
         rows.append(row)
         print(f"  {cand['preset']}: {row['cand_db']:.2f} dB @ {row['cand_steps']} in {row['cand_seconds']:.1f} s"
               + (f" ({row['ratio']:.1f}x)" if reached else " (not reached)"), flush=True)
+        if "ref_step_now" in row:
+            print(f"  {task.reference} now {row['ref_step_now'] * 1000:.0f} ms/step (cached run "
+                  f"{ref['seconds_per_step'] * 1000:.0f})", flush=True)
     if args.reference_only:
         return
     level = {"denoise": f"sigma {task.level:g}", "sr": f"x{task.level:g}", "inpaint": f"{task.level:.0%} missing"}
@@ -142,20 +160,31 @@ def main(argv=None) -> None:
              f"gives its best-iterate PSNR (found with the ground truth) and the time to it (cached in "
              f"`benchmarks/results/fast-reference.json` with its commit); {who} runs until it is within "
              f"{MARGIN_DB} dB of that (cap {task.cap} steps); CPU; PSNR of the returned image, RGB, "
-             "data range 1, untrimmed).", "",
-             f"| image | {task.reference} best (dB @ step) | time to it (s) | {candidate} (dB @ step) | time (s) "
-             "| speed-up |", "|---|---:|---:|---:|---:|---:|"]
+             "data range 1, untrimmed).", ""]
+    retimed = all("ref_step_now" in r for r in rows)
+    if retimed:
+        lines += [f"Timing drifts between runs on this machine, so after each candidate {args.retime_steps} steps of "
+                  f"`{task.reference}` ran back to back with it: the last two columns give its milliseconds per step "
+                  "then (and in the cached run) and the speed-up with the cached run's steps at that speed.", ""]
+    extra = " | ref. ms/step now (cached) | speed-up at today's speed" if retimed else ""
+    lines += [f"| image | {task.reference} best (dB @ step) | time to it (s) | {candidate} (dB @ step) | time (s) "
+              f"| speed-up{extra} |", "|---|---:|---:|---:|---:|---:|" + ("---:|---:|" if retimed else "")]
     for r in rows:
         ref = r["ref"]
         last = " (last step)" if ref["best_step"] == ref["steps"] else ""
         ratio = f"**{r['ratio']:.1f}x**" if r["reached"] else f"not reached (peak {r['cand_peak']:.2f})"
         picked = f" ({r['cand_preset']})" if candidate == "default" else ""
         lines.append(f"| {r['image']} | {ref['best_db']:.2f} @ {ref['best_step']}{last} | {ref['seconds_to_best']:.0f} | "
-                     f"{r['cand_db']:.2f} @ {r['cand_steps']}{picked} | {r['cand_seconds']:.1f} | {ratio} |")
+                     f"{r['cand_db']:.2f} @ {r['cand_steps']}{picked} | {r['cand_seconds']:.1f} | {ratio} |"
+                     + (f" {r['ref_step_now'] * 1000:.0f} ({ref['seconds_per_step'] * 1000:.0f}) | "
+                        + (f"{r['ratio_now']:.1f}x |" if r["reached"] else "– |") if retimed else ""))
     ratios = [r["ratio"] for r in rows if r["reached"]]
     if ratios:
         lines += ["", f"Mean speed-up {sum(ratios) / len(ratios):.1f}x, worst {min(ratios):.1f}x "
                   f"({len(ratios)} of {len(rows)} images reached the bar; the issue's target is 20x on every image)."]
+        if retimed:
+            now = [r["ratio_now"] for r in rows if r["reached"]]
+            lines[-1] += f" At today's speed of the reference: mean {sum(now) / len(now):.1f}x, worst {min(now):.1f}x."
     RESULTS.mkdir(parents=True, exist_ok=True)
     # the task's own candidate writes fast-<task>.md; another one fast-<task>-<candidate>.md
     name = f"fast-{args.task}" + (f"-{candidate}" if args.candidate and candidate != task.candidate else "")
