@@ -226,7 +226,8 @@ for _p in [
 # sr-x4-paper's best 7.8x and 9.5x sooner and peaked above it (sr-x4-small: never, 4.8x); lr 0.02
 # was slower (6.4x).  The jitter rising from 0 over the first 100 steps made it 12.2x and 10.6x
 # (over 200: 14.6x and 8.4x).  1500 steps: past both tune images' bar, the average still rising.
-# Not the default: short of the speed issue's 20x (8.8-18.8x on the held-out crops).
+# Not the default: short of the speed issue's 20x (held-out crops, four runs: baby 8.0-8.8x,
+# butterfly 9.6-10.2x, bridge 18.8-22.6x; python -m benchmarks.fast --task sr).
 PRESETS["sr-x4-fast"] = PRESETS["sr-x4-small"].replace(
     name="sr-x4-fast",
     description="Super-resolution x4 (also x2), small network with the running average of outputs",
