@@ -225,14 +225,16 @@ for _p in [
 # monarch; python -m benchmarks.fast_search run --task sr, BENCHMARKS.md) it came within 0.2 dB of
 # sr-x4-paper's best 7.8x and 9.5x sooner and peaked above it (sr-x4-small: never, 4.8x); lr 0.02
 # was slower (6.4x).  The jitter rising from 0 over the first 100 steps made it 12.2x and 10.6x
-# (over 200: 14.6x and 8.4x).  1500 steps: past both tune images' bar, the average still rising.
-# Not the default: short of the speed issue's 20x (held-out crops, four runs: baby 8.0-8.8x,
-# butterfly 9.6-10.2x, bridge 18.8-22.6x; python -m benchmarks.fast --task sr).
+# (over 200: 14.6x and 8.4x); rising to 1/20 instead of the paper's 1/30, 10.8x and 14.1x, with
+# peaks 0.2 and 0.1 dB higher (fast-j20).  1500 steps: past both tune images' bar, the average still
+# rising.  Not the default: short of the speed issue's 20x (held-out crops: baby 9.9x, butterfly
+# 11.9x, bridge 13.8x; python -m benchmarks.fast --task sr).
 PRESETS["sr-x4-fast"] = PRESETS["sr-x4-small"].replace(
     name="sr-x4-fast",
     description="Super-resolution x4 (also x2), small network with the running average of outputs",
     ema=0.99,
     ema_warmup=True,
+    jitter=1 / 20,
     jitter_warmup=100,
     iters=1500,
 )
