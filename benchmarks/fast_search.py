@@ -83,6 +83,7 @@ def candidates(task: str) -> dict[str, tuple[str, dict, int, str]]:
                         "fast-jw100 with 8 input channels (paper: 32)")
         c["fast-j20"] = ("sr-x4-fast", {"jitter": 1 / 20, "jitter_warmup": 100}, 1600,
                          "fast-jw100 with the jitter rising to 1/20 (paper: 1/30): `sr-x4-fast` now")
+        c["fast-j15"] = ("sr-x4-fast", {"jitter": 1 / 15}, 1600, "`sr-x4-fast` with the jitter rising to 1/15")
         # a narrower full-size level: its decoder convolution is half of the network's arithmetic
         for widths in ((16, 32, 64, 64), (8, 32, 64, 64), (16, 16, 64, 64), (16, 32, 64, 128), (16, 32, 64, 64, 64)):
             name = "fast-jw100-" + "-".join(map(str, widths))
