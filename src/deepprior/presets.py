@@ -226,9 +226,9 @@ for _p in [
 # sr-x4-paper's best 7.8x and 9.5x sooner and peaked above it (sr-x4-small: never, 4.8x); lr 0.02
 # was slower (6.4x).  The jitter rising from 0 over the first 100 steps made it 12.2x and 10.6x
 # (over 200: 14.6x and 8.4x); rising to 1/20 instead of the paper's 1/30, 10.8x and 14.1x, with
-# peaks 0.2 and 0.1 dB higher (fast-j20; 1/15: 8.7x and 8.3x).  1500 steps: past both tune images' bar, the average still
-# rising.  Not the default: short of the speed issue's 20x (held-out crops: baby 9.9x, butterfly
-# 11.9x, bridge 13.8x; python -m benchmarks.fast --task sr).
+# peaks 0.2 and 0.1 dB higher (fast-j20; 1/15: 8.7x and 8.3x).  1500 steps: past both tune
+# images' bar, the average still rising.  Not the default: short of the speed issue's 20x
+# (held-out crops: baby 9.9x, butterfly 11.9x, bridge 13.8x; python -m benchmarks.fast --task sr).
 PRESETS["sr-x4-fast"] = PRESETS["sr-x4-small"].replace(
     name="sr-x4-fast",
     description="Super-resolution x4 (also x2), small network with the running average of outputs",
