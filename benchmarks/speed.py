@@ -276,7 +276,8 @@ def worker(spec: dict) -> dict:
     if variant.adam == "loop":  # this fresh process only: the plain optimiser of the original code
         import deepprior.fitting
 
-        deepprior.fitting.make_adam = lambda params, lr: torch.optim.Adam(params, lr=lr, foreach=False, fused=False)
+        deepprior.fitting.make_adam = lambda params, lr, betas=(0.9, 0.999): torch.optim.Adam(
+            params, lr=lr, betas=betas, foreach=False, fused=False)
     preset, net, z, y = build_problem(size, device, preset=spec.get("preset", PRESET))
     row = {"size": size, "variant": variant.name, "device": device, "threads": torch.get_num_threads(),
            "rss_before_mib": round(max_rss_mib(), 1)}

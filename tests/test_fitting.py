@@ -178,6 +178,21 @@ def test_fused_adam_matches_the_loop():
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
+def test_a_presets_adam_betas_reach_the_optimiser(monkeypatch):
+    # the fast presets shorten Adam's memories; the fit must build its optimiser with the preset's betas
+    import deepprior.fitting
+
+    built = []
+    make_adam = deepprior.fitting.make_adam
+    monkeypatch.setattr(deepprior.fitting, "make_adam", lambda *a: built.append(make_adam(*a)) or built[-1])
+    y = torch.rand(1, 3, 17, 19)
+    restore(y, tiny_preset(iters=2), rng=0, device="cpu")
+    restore(y, tiny_preset(iters=2, betas=(0.8, 0.95)), rng=0, device="cpu")
+    assert [opt.param_groups[0]["betas"] for opt in built] == [(0.9, 0.999), (0.8, 0.95)]
+    with pytest.raises(ValueError, match="betas"):
+        restore(y, tiny_preset(iters=1, betas=(0.9, 1.0)), rng=0, device="cpu")
+
+
 def test_ema_warmup_fades_the_first_outputs_and_then_is_the_papers_average():
     from deepprior.fitting import ema_weight
 

@@ -49,8 +49,11 @@ def ema_weight(ema: float, step: int, warmup: bool = False) -> float:
     return min(ema, (1 + step) / (10 + step)) if warmup else ema
 
 
-def make_adam(params, lr: float) -> torch.optim.Adam:
+def make_adam(params, lr: float, betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Adam:
     """Adam with the fused kernel (one call updates every tensor) where PyTorch has it.
+
+    ``betas`` are Adam's decay rates of its running mean of gradients and of their squares
+    (PyTorch's and the paper's default: 0.9 and 0.999).
 
     The plain per-tensor loop launches ~10 small ops per parameter tensor and step.  Measured
     (``python -m benchmarks.speed``, rows ``eager`` / ``fused_adam``): no gain beyond this machine's
@@ -59,9 +62,9 @@ def make_adam(params, lr: float) -> torch.optim.Adam:
     (``tests/test_fitting.py::test_fused_adam_matches_the_loop``).
     """
     try:
-        return torch.optim.Adam(params, lr=lr, fused=True)
+        return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
     except (RuntimeError, ValueError, TypeError):  # a device or dtype without the fused kernel
-        return torch.optim.Adam(params, lr=lr, foreach=True)
+        return torch.optim.Adam(params, lr=lr, betas=betas, foreach=True)
 
 
 def psnr(x: torch.Tensor, ref: torch.Tensor, data_range: float = 1.0) -> float:
@@ -230,6 +233,7 @@ def fit(
     lr: float = 0.01,
     lr_final: float | None = None,
     lr_decay_steps: int = 0,
+    betas: tuple[float, float] = (0.9, 0.999),
     jitter: float = 1.0 / 30,
     jitter_kind: str = "gaussian",
     jitter_warmup: int = 0,
@@ -267,7 +271,7 @@ def fit(
         The measurement, shaped like ``forward(network(z))``.
     iters : int
         Maximum number of Adam steps.
-    lr, lr_final, lr_decay_steps, jitter, jitter_kind, jitter_warmup, ema, ema_warmup, backtrack, backtrack_db
+    lr, lr_final, lr_decay_steps, betas, jitter, jitter_kind, jitter_warmup, ema, ema_warmup, backtrack, backtrack_db
         See :class:`deepprior.presets.Preset` (:func:`learning_rate` gives the decay,
         :func:`jitter_level` the jitter's rise).
     crop : (top, left, height, width), optional
@@ -351,6 +355,8 @@ def fit(
         raise ValueError(f"checkpoint_every must be >= 0, got {checkpoint_every}")
     if jitter_warmup < 0:
         raise ValueError(f"jitter_warmup must be >= 0, got {jitter_warmup}")
+    if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
+        raise ValueError(f"betas must be two numbers in [0, 1), got {betas}")
     if precision not in ("fp32", "bf16"):
         raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
     device = z.device
@@ -391,7 +397,7 @@ def fit(
     if reference is not None:
         reference = reference.to(device=device, dtype=torch.float32)
     params = [p for p in network.parameters()]
-    optimizer = make_adam(params, lr)
+    optimizer = make_adam(params, lr, tuple(betas))
     # the last good weights (and BatchNorm buffers), for backtracking and non-finite losses
     live = list(network.state_dict(keep_vars=True).values())
     snapshot = [t.detach().clone() for t in live]

@@ -313,6 +313,7 @@ def restore(
         lr=preset.lr,
         lr_final=preset.lr_final,
         lr_decay_steps=preset.lr_decay_steps,
+        betas=preset.betas,
         jitter=preset.jitter,
         jitter_kind=preset.jitter_kind,
         jitter_warmup=preset.jitter_warmup,
