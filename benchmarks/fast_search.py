@@ -114,6 +114,14 @@ def candidates(task: str) -> dict[str, tuple[str, dict, int, str]]:
         # a longer average: the outputs of steps with other hidden pixels are an ensemble
         c["blindspot-ema998"] = (bs, {"ema": 0.998}, 2000, "the same (0.8 shown), average weight 0.998 "
                                  "(with warm-up: 1 - 9 / (10 + step) up to step 4490)")
+        for b1, b2 in ((0.9, 0.99), (0.8, 0.9)):  # Adam's memories, as sr-x4-fast's (fast-b8-90)
+            c[f"blindspot-b{b1 * 10:.0f}-{b2 * 100:.0f}"] = (bs, {"betas": (b1, b2)}, 2000,
+                                                              f"the same (0.8 shown), Adam's betas {b1:g}, {b2:g}")
+    if task == "denoise":  # DIP-SURE (presets.py, denoise-sure), the default up to sigma 30
+        c["sure"] = ("denoise-sure", {}, 1000, "`denoise-sure`: SURE loss, the noisy image as input")
+        for b1, b2 in ((0.9, 0.99), (0.8, 0.9)):
+            c[f"sure-b{b1 * 10:.0f}-{b2 * 100:.0f}"] = ("denoise-sure", {"betas": (b1, b2)}, 1000,
+                                                         f"`denoise-sure` with Adam's betas {b1:g}, {b2:g}")
     # Deep Decoder (Heckel & Hand 2019): 1x1 convolutions, bilinear upsampling, no jitter
     for width, levels in ((64, 5), (64, 4), (128, 4)):
         dd = {"network": _dd(width, levels), "input_depth": width, "jitter": 0.0, "backtrack": False}

@@ -277,8 +277,12 @@ PRESETS["denoise-sure"] = PRESETS["denoise-small"].replace(
 # missing (python -m benchmarks.fast_search run --task inpaint; BENCHMARKS.md): showing 0.8 of the
 # known pixels rises fastest (31.15 and 31.82 dB at step 1000; 0.7 and 0.5: 0.02-1.04 dB lower) and
 # peaks at 32.06 and 32.07 dB by step 2000 (inpaint-small: 29.07 and 30.61); a cosine decay of the
-# learning rate lost 0.2-0.5 dB.  Needs a known pixel near every missing one: the inpainting
-# default for such masks only (masks.is_scattered), not for holes or thick strokes.
+# learning rate lost 0.2-0.5 dB.  Adam's betas 0.8 and 0.9 (as sr-x4-fast's; PyTorch's: 0.9 and
+# 0.999) reach at step 500 what the default betas reach at step 1000 (31.38 and 31.84 dB), peaks
+# 32.37 and 32.17 dB (blindspot-b8-90; held-out, python -m benchmarks.fast --task inpaint:
+# Cameraman256 30.1x, was 12.2x; house still short of the bar).  Needs a known pixel near every
+# missing one: the inpainting default for such masks only (masks.is_scattered), not for holes or
+# thick strokes.
 PRESETS["inpaint-blindspot"] = PRESETS["inpaint-small"].replace(
     name="inpaint-blindspot",
     description="Scattered missing pixels (e.g. 50 %), blind-spot fit on the masked image, small network; "
@@ -290,6 +294,7 @@ PRESETS["inpaint-blindspot"] = PRESETS["inpaint-small"].replace(
     ema=0.99,  # denoising.ipynb's weight (restoration.ipynb, whose recipe inpaint-small follows, has none)
     ema_warmup=True,
     backtrack=False,
+    betas=(0.8, 0.9),
     iters=2000,
 )
 
