@@ -97,6 +97,11 @@ def candidates(task: str) -> dict[str, tuple[str, dict, int, str]]:
         for b1, b2 in ((0.9, 0.99), (0.8, 0.95), (0.8, 0.9), (0.8, 0.8), (0.7, 0.9)):
             c[f"fast-b{b1 * 10:.0f}-{b2 * 100:.0f}"] = ("sr-x4-fast", {"betas": (b1, b2)}, 1600,
                                                          f"`sr-x4-fast` with Adam's betas {b1:g}, {b2:g}")
+        # the jitter again, with Adam's betas 0.8 / 0.9 (sr-x4-fast since fast-b8-90)
+        c["fast-b-j30"] = ("sr-x4-fast", {"jitter": 1 / 30}, 1000, "`sr-x4-fast` (betas 0.8, 0.9) with the jitter "
+                           "rising to the paper's 1/30")
+        c["fast-b-jw50"] = ("sr-x4-fast", {"jitter_warmup": 50}, 1000, "`sr-x4-fast` (betas 0.8, 0.9) with the jitter "
+                            "rising over 50 steps")
         # the narrower full-size level again, with sr-x4-fast's jitter (rising to 1/20)
         c["fast-16-32-64-64"] = ("sr-x4-fast", {"network": _net(channels_down=(16, 32, 64, 64), channels_up=(
             16, 32, 64, 64), channels_skip=(4, 4, 4, 4))}, 1600, "`sr-x4-fast` on skip 16/32/64/64")

@@ -488,8 +488,8 @@ def parse_job(body: dict, *, device_kind: str, max_bytes: int, max_pixels: int) 
 
 
 def default_presets(device_kind: str) -> dict:
-    """The preset each task starts with: the paper's recipes on a GPU, the small ones on a CPU
-    (super-resolution x2/x4: ``sr-x4-fast``, the small one with averaging).
+    """The preset each task starts with: the paper's recipes on a GPU, the small ones on a CPU;
+    super-resolution x2/x4 starts with ``sr-x4-fast`` on both (the CLI's default).
 
     Denoising's is the one for noise above 30 (0..255): a request without a preset gets
     ``denoise-sure`` where the noise is lower (:func:`parse_job`, as the CLI).  Inpainting's is the
@@ -500,8 +500,8 @@ def default_presets(device_kind: str) -> dict:
     names = {
         "denoise": ("denoise-small", "denoise-paper"),
         "deblock": ("deblock-small", "deblock-paper"),
-        "sr2": ("sr-x4-fast", "sr-x4-paper"),
-        "sr4": ("sr-x4-fast", "sr-x4-paper"),
+        "sr2": ("sr-x4-fast", "sr-x4-fast"),
+        "sr4": ("sr-x4-fast", "sr-x4-fast"),
         "sr8": ("sr-x8-small", "sr-x8-paper"),
         "inpaint": ("inpaint-small", "inpaint-text-paper"),
     }
