@@ -82,7 +82,7 @@ def candidates(task: str) -> dict[str, tuple[str, dict, int, str]]:
         c["fast-z8"] = ("sr-x4-fast", {"jitter": 1 / 30, "input_depth": 8}, 1600,
                         "fast-jw100 with 8 input channels (paper: 32)")
         c["fast-j20"] = ("sr-x4-fast", {"jitter": 1 / 20, "jitter_warmup": 100}, 1600,
-                         "fast-jw100 with the jitter rising to 1/20 (paper: 1/30): `sr-x4-fast` now")
+                         "fast-jw100 with the jitter rising to 1/20 (paper: 1/30): `sr-x4-fast` before its betas")
         c["fast-j15"] = ("sr-x4-fast", {"jitter": 1 / 15}, 1600, "`sr-x4-fast` with the jitter rising to 1/15")
         # bfloat16 autocast where the CPU has it natively (AVX512-BF16 here): ~1.6x per step at 128 px
         c["fast-bf16"] = ("sr-x4-fast", {"precision": "auto"}, 1600,
@@ -98,16 +98,19 @@ def candidates(task: str) -> dict[str, tuple[str, dict, int, str]]:
             c[f"fast-b{b1 * 10:.0f}-{b2 * 100:.0f}"] = ("sr-x4-fast", {"betas": (b1, b2)}, 1600,
                                                          f"`sr-x4-fast` with Adam's betas {b1:g}, {b2:g}")
         # the jitter again, with Adam's betas 0.8 / 0.9 (sr-x4-fast since fast-b8-90)
-        c["fast-b-j30"] = ("sr-x4-fast", {"jitter": 1 / 30}, 1000, "`sr-x4-fast` (betas 0.8, 0.9) with the jitter "
+        c["fast-b-j30"] = ("sr-x4-fast", {"jitter": 1 / 30, "betas": (0.8, 0.9)}, 1000,
+                           "`sr-x4-fast` (betas 0.8, 0.9) with the jitter "
                            "rising to the paper's 1/30")
-        c["fast-b-jw50"] = ("sr-x4-fast", {"jitter_warmup": 50}, 1000, "`sr-x4-fast` (betas 0.8, 0.9) with the jitter "
+        c["fast-b-jw50"] = ("sr-x4-fast", {"jitter_warmup": 50, "betas": (0.8, 0.9)}, 1000,
+                            "`sr-x4-fast` (betas 0.8, 0.9) with the jitter "
                             "rising over 50 steps")
         # the narrower full-size level again, with sr-x4-fast's jitter (rising to 1/20)
         c["fast-16-32-64-64"] = ("sr-x4-fast", {"network": _net(channels_down=(16, 32, 64, 64), channels_up=(
             16, 32, 64, 64), channels_skip=(4, 4, 4, 4))}, 1600, "`sr-x4-fast` on skip 16/32/64/64")
     if task == "inpaint":  # blind-spot fits (presets.py, inpaint-blindspot): share of known pixels shown
         bs = "inpaint-blindspot"
-        c["blindspot"] = (bs, {}, 2000, f"`{bs}`: blind-spot fit, 0.8 of the known pixels shown per step")
+        c["blindspot"] = (bs, {}, 2000, f"`{bs}`: blind-spot fit, 0.8 of the known pixels shown per step "
+                          "(PyTorch's betas, as the preset was then)")
         for keep in (0.7, 0.5):
             c[f"blindspot-k{keep * 10:02.0f}"] = (bs, {"blindspot_keep": keep}, 2000, f"the same, {keep:g} shown")
         c["blindspot-cos01"] = (bs, {"lr_final": 0.001, "lr_decay_steps": 2000}, 2000,
@@ -119,6 +122,12 @@ def candidates(task: str) -> dict[str, tuple[str, dict, int, str]]:
         # a longer average: the outputs of steps with other hidden pixels are an ensemble
         c["blindspot-ema998"] = (bs, {"ema": 0.998}, 2000, "the same (0.8 shown), average weight 0.998 "
                                  "(with warm-up: 1 - 9 / (10 + step) up to step 4490)")
+        # with Adam's betas 0.8 / 0.9 (inpaint-blindspot since blindspot-b8-90): more pixels shown, a wider network
+        c["blindspot-b-k09"] = (bs, {"blindspot_keep": 0.9, "betas": (0.8, 0.9)}, 2000,
+                                "`inpaint-blindspot` (betas 0.8, 0.9), 0.9 shown")
+        wide = _net(channels_down=(48, 48, 96, 96), channels_up=(48, 48, 96, 96), channels_skip=(4, 4, 4, 4))
+        c["blindspot-b-48"] = (bs, {"betas": (0.8, 0.9), "network": wide}, 2000,
+                               "`inpaint-blindspot` (betas 0.8, 0.9) on skip 48/48/96/96")
         for b1, b2 in ((0.9, 0.99), (0.8, 0.9)):  # Adam's memories, as sr-x4-fast's (fast-b8-90)
             c[f"blindspot-b{b1 * 10:.0f}-{b2 * 100:.0f}"] = (bs, {"betas": (b1, b2)}, 2000,
                                                               f"the same (0.8 shown), Adam's betas {b1:g}, {b2:g}")
@@ -127,6 +136,11 @@ def candidates(task: str) -> dict[str, tuple[str, dict, int, str]]:
         for b1, b2 in ((0.9, 0.99), (0.8, 0.9)):
             c[f"sure-b{b1 * 10:.0f}-{b2 * 100:.0f}"] = ("denoise-sure", {"betas": (b1, b2)}, 1000,
                                                          f"`denoise-sure` with Adam's betas {b1:g}, {b2:g}")
+    # the candidates on sr-x4-fast and inpaint-blindspot were measured before those presets took Adam's
+    # betas 0.8 / 0.9; those that do not set the betas keep PyTorch's (0.9 / 0.999), as then
+    for name, (base, changes, steps, what) in list(c.items()):
+        if base in ("sr-x4-fast", "inpaint-blindspot") and "betas" not in changes:
+            c[name] = (base, {"betas": (0.9, 0.999), **changes}, steps, what)
     # Deep Decoder (Heckel & Hand 2019): 1x1 convolutions, bilinear upsampling, no jitter
     for width, levels in ((64, 5), (64, 4), (128, 4)):
         dd = {"network": _dd(width, levels), "input_depth": width, "jitter": 0.0, "backtrack": False}

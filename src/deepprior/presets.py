@@ -233,9 +233,9 @@ for _p in [
 # of PyTorch's 0.9 and 0.999 (shorter memories of the gradient and its square): 20.2x and 25.2x,
 # peaks 0.1-0.2 dB higher again (fast-b8-90; 0.9/0.99: 14.3x and 18.7x; 0.8/0.95: 17.2x and 19.2x;
 # 0.8/0.8: 22.2x and 21.8x).  1500 steps: past both tune images' bar, the average still rising.
-# Held-out crops (python -m benchmarks.fast --task sr): baby 20.9x, butterfly 25.0x, bridge 18.8x
-# (with the paper's betas: 9.9x, 11.9x, 13.8x); against the paper preset timed back to back with
-# each fit (this machine's speed drifts), 23.4x, 27.0x and 22.1x.  So it is SR's default for x2 and x4
+# Held-out crops (python -m benchmarks.fast --task sr): baby 20.9x, butterfly 25.0x, bridge 18.8x;
+# a second run 19.7x, 22.2x, 18.9x (with the paper's betas: 9.9x, 11.9x, 13.8x); against the paper
+# preset timed back to back with each fit (this machine's speed drifts), 22.1-27.0x.  So it is SR's default for x2 and x4
 # (default_preset); on a x2 bird crop it rises to its 1500th step (37.68 dB), no collapse.
 PRESETS["sr-x4-fast"] = PRESETS["sr-x4-small"].replace(
     name="sr-x4-fast",
