@@ -271,9 +271,10 @@ def fit(
         The measurement, shaped like ``forward(network(z))``.
     iters : int
         Maximum number of Adam steps.
-    lr, lr_final, lr_decay_steps, betas, jitter, jitter_kind, jitter_warmup, ema, ema_warmup, backtrack, backtrack_db
-        See :class:`deepprior.presets.Preset` (:func:`learning_rate` gives the decay,
-        :func:`jitter_level` the jitter's rise).
+    lr, lr_final, lr_decay_steps, betas
+        Adam's settings: see :class:`deepprior.presets.Preset` (:func:`learning_rate` gives the decay).
+    jitter, jitter_kind, jitter_warmup, ema, ema_warmup, backtrack, backtrack_db
+        See :class:`deepprior.presets.Preset` (:func:`jitter_level` gives the jitter's rise).
     crop : (top, left, height, width), optional
         The region of the output that is the image (the rest is padding).
     reference : tensor (1, C, height, width), optional

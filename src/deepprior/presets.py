@@ -235,8 +235,9 @@ for _p in [
 # 0.8/0.8: 22.2x and 21.8x).  1500 steps: past both tune images' bar, the average still rising.
 # Held-out crops (python -m benchmarks.fast --task sr): baby 20.9x, butterfly 25.0x, bridge 18.8x;
 # a second run 19.7x, 22.2x, 18.9x (with the paper's betas: 9.9x, 11.9x, 13.8x); against the paper
-# preset timed back to back with each fit (this machine's speed drifts), 22.1-27.0x.  So it is SR's default for x2 and x4
-# (default_preset); on a x2 bird crop it rises to its 1500th step (37.68 dB), no collapse.
+# preset timed back to back with each fit (this machine's speed drifts), 22.1-27.0x.  So it is
+# SR's default for x2 and x4 (default_preset); on a x2 bird crop it rises to its 1500th step
+# (37.68 dB), no collapse.
 PRESETS["sr-x4-fast"] = PRESETS["sr-x4-small"].replace(
     name="sr-x4-fast",
     description="Super-resolution x4 (also x2), small network, averaged outputs, Adam betas 0.8/0.9; "
@@ -321,8 +322,8 @@ def default_preset(task: str, *, scale: int | None = None, sigma: float | None =
     """Name of the default preset of a task.
 
     ``sr``: by ``scale``: ``sr-x4-fast`` for x2 and x4 (the paper's x4 quality about 20x sooner on
-    held-out crops: BENCHMARKS.md, "fast presets"), ``sr-x8-paper`` for x8.  ``denoise``: by the noise level ``sigma`` (image
-    scale [0, 1]): ``denoise-sure`` up to :data:`SURE_MAX_SIGMA`, ``denoise-paper`` above it or when
+    held-out crops: BENCHMARKS.md), ``sr-x8-paper`` for x8.  ``denoise``: by the noise level
+    ``sigma`` (image scale [0, 1]): ``denoise-sure`` up to :data:`SURE_MAX_SIGMA`, ``denoise-paper`` above it or when
     ``sigma`` is None (unknown; e.g. a flat image, with no texture to estimate it from) or not positive.
     ``inpaint``: ``inpaint-blindspot`` when the missing pixels are ``scattered``
     (:func:`deepprior.masks.is_scattered`), else ``inpaint-text-paper``.
