@@ -123,7 +123,7 @@ def used_lines(table: str, tier: str, rows: list[dict], meta: dict, csv_path: Pa
     if tier != "full":
         lines.append(f"- **{tier.capitalize()} tier, indicative only**: centre crops, the reduced `*-small` presets "
                      "(and the fast defaults where the CLI picks them: `denoise-sure` at sigma 25, "
-                     "`inpaint-blindspot`) "
+                     "`inpaint-blindspot`, `sr-x4-fast`) "
                      "and fewer steps; the paper's figures (whole images, the paper's networks) are shown "
                      "for orientation, not as a like-for-like comparison.")
     return lines
