@@ -44,6 +44,18 @@ def test_super_resolution_beats_nearest_neighbour_upscaling(data_dir):
     assert gain > 1.0, gain
 
 
+def test_the_default_super_resolution_preset_beats_nearest_neighbour_upscaling(data_dir):
+    # x4's default is sr-x4-fast (small network, averaged outputs, Adam betas 0.8 / 0.9), on an odd size
+    hr = crop("set5/butterfly.png", 68)[:, :60]
+    x = torch.from_numpy(np.ascontiguousarray(hr.transpose(2, 0, 1)))[None]
+    lr = Downsampler(4)(x)[0].numpy().transpose(1, 2, 0)
+    out = deepprior.super_resolve(lr, 4, iters=200, rng=0, device="cpu")
+    assert out.shape == hr.shape
+    nearest = lr.repeat(4, axis=0).repeat(4, axis=1)
+    gain = psnr(out, hr) - psnr(nearest, hr)
+    assert gain > 3.0, gain  # measured: 5.2 dB (seeds 0 and 1)
+
+
 def test_inpainting_beats_mean_filled_holes(data_dir):
     clean = crop("inpainting11/house.png", 48, gray=True)[:, :, 0]
     fill = random_pixels_mask(clean.shape, 0.5, rng=0)
