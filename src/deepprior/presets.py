@@ -231,7 +231,7 @@ for _p in [
 # (over 200: 14.6x and 8.4x); rising to 1/20 instead of the paper's 1/30, 10.8x and 14.1x, with
 # peaks 0.2 and 0.1 dB higher (fast-j20; 1/15: 8.7x and 8.3x).  Adam's betas 0.8 and 0.9 instead
 # of PyTorch's 0.9 and 0.999 (shorter memories of the gradient and its square): 20.2x and 25.2x,
-# peaks 0.1-0.2 dB higher again (fast-b8-90; 0.9/0.99: 14.3x and 18.7x; 0.8/0.95: 17.2x and 19.2x;
+# peaks 0.16 and 0.01 dB higher (fast-b8-90; 0.9/0.99: 14.3x and 18.7x; 0.8/0.95: 17.2x and 19.2x;
 # 0.8/0.8: 22.2x and 21.8x).  1500 steps: past both tune images' bar, the average still rising.
 # Held-out crops (python -m benchmarks.fast --task sr): baby 20.9x, butterfly 25.0x, bridge 18.8x;
 # a second run 19.7x, 22.2x, 18.9x (with the paper's betas: 9.9x, 11.9x, 13.8x); against the paper
