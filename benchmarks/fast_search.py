@@ -84,7 +84,8 @@ def candidates(task: str) -> dict[str, tuple[str, dict, int, str]]:
         c["fast-j20"] = ("sr-x4-fast", {"jitter": 1 / 20, "jitter_warmup": 100}, 1600,
                          "fast-jw100 with the jitter rising to 1/20 (paper: 1/30): `sr-x4-fast` before its betas")
         c["fast-j15"] = ("sr-x4-fast", {"jitter": 1 / 15}, 1600, "`sr-x4-fast` with the jitter rising to 1/15")
-        # bfloat16 autocast where the CPU has it natively (AVX512-BF16 here): ~1.6x per step at 128 px
+        # bfloat16 autocast where the CPU has it natively (AVX512-BF16 here): 1.6x per step at 128 px in
+        # benchmarks.speed, 1.2x within a fit
         c["fast-bf16"] = ("sr-x4-fast", {"precision": "auto"}, 1600,
                           "`sr-x4-fast` in bfloat16 autocast (`precision=\"auto\"`: bf16 on this CPU)")
         # a narrower full-size level: its decoder convolution is half of the network's arithmetic
@@ -99,11 +100,9 @@ def candidates(task: str) -> dict[str, tuple[str, dict, int, str]]:
                                                          f"`sr-x4-fast` with Adam's betas {b1:g}, {b2:g}")
         # the jitter again, with Adam's betas 0.8 / 0.9 (sr-x4-fast since fast-b8-90)
         c["fast-b-j30"] = ("sr-x4-fast", {"jitter": 1 / 30, "betas": (0.8, 0.9)}, 1000,
-                           "`sr-x4-fast` (betas 0.8, 0.9) with the jitter "
-                           "rising to the paper's 1/30")
+                           "`sr-x4-fast` (betas 0.8, 0.9) with the jitter rising to the paper's 1/30")
         c["fast-b-jw50"] = ("sr-x4-fast", {"jitter_warmup": 50, "betas": (0.8, 0.9)}, 1000,
-                            "`sr-x4-fast` (betas 0.8, 0.9) with the jitter "
-                            "rising over 50 steps")
+                            "`sr-x4-fast` (betas 0.8, 0.9) with the jitter rising over 50 steps")
         # the narrower full-size level again, with sr-x4-fast's jitter (rising to 1/20)
         c["fast-16-32-64-64"] = ("sr-x4-fast", {"network": _net(channels_down=(16, 32, 64, 64), channels_up=(
             16, 32, 64, 64), channels_skip=(4, 4, 4, 4))}, 1600, "`sr-x4-fast` on skip 16/32/64/64")
