@@ -81,6 +81,37 @@ def test_sure_needs_the_measurement_as_input():
         fit(Scale(1), y.clone(), Identity(), y, iters=1, sure_sigma=0.0)
 
 
+def test_sure_needs_full_fp32():
+    # bf16 (and on CUDA TF32, which fit turns off for SURE: results/gpu/2026-11-27-run4) round the
+    # two outputs 1e-3 apart whose difference is the divergence
+    y = torch.rand(1, 3, 16, 16)
+    with pytest.raises(ValueError, match="fp32"):
+        fit(Scale(1), y.clone(), Identity(), y, iters=1, sure_sigma=0.1, precision="bf16")
+    img = y[0].permute(1, 2, 0).numpy()
+    with pytest.raises(InputError, match="needs fp32"):
+        deepprior.run_task("denoise", img, preset=deepprior.get_preset("denoise-sure").replace(precision="bf16"),
+                           iters=1, device="cpu", sigma=0.1)
+    # "auto" (bf16 where native) runs a SURE fit in fp32
+    r = deepprior.run_task("denoise", img, preset=deepprior.get_preset("denoise-sure").replace(precision="auto"),
+                           iters=1, device="cpu", sigma=0.1, stop="fixed")
+    assert r.image.shape == img.shape
+
+
+def test_no_tf32_switch_restores_cudnns_setting():
+    from deepprior.fitting import _NoTF32
+
+    before = torch.backends.cudnn.allow_tf32
+    try:
+        torch.backends.cudnn.allow_tf32 = True
+        with _NoTF32(True):
+            assert torch.backends.cudnn.allow_tf32 is False
+        assert torch.backends.cudnn.allow_tf32 is True
+        with _NoTF32(False):
+            assert torch.backends.cudnn.allow_tf32 is True
+    finally:
+        torch.backends.cudnn.allow_tf32 = before
+
+
 def test_denoise_sure_beats_the_noisy_input_on_an_odd_crop(data_dir):
     clean = crop("set14/pepper.png", (37, 45))
     noisy = add_noise(clean, 25, rng=0)

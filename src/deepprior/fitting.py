@@ -217,6 +217,30 @@ def jitter_level(step: int, jitter: float, warmup: int) -> float:
     return jitter * min(step / warmup, 1.0) if warmup > 0 else jitter
 
 
+class _NoTF32:
+    """Within: cuDNN's fp32 convolutions in full fp32, not TF32 (their 10-bit mantissa; cuDNN's
+    default on Ampere and later GPUs).  A SURE fit needs it: its divergence is a finite difference
+    of two outputs 1e-3 apart, which TF32's rounding (~5e-4 relative) swamps.  On an H100, the
+    512x512 F16 at sigma 25 (python -m benchmarks.gpu --parts target --candidates denoise-sure
+    denoise-sure@notf32 --run-through --no-cli): with TF32 the fit stalled near 32.0 dB and ended at
+    30.88 dB at its 700 steps; without, it rose to 32.59 dB, at 1.7x the time per step."""
+
+    def __init__(self, active: bool):
+        self.active = active
+        self.before = None
+
+    def __enter__(self):
+        if self.active:
+            self.before = torch.backends.cudnn.allow_tf32
+            torch.backends.cudnn.allow_tf32 = False
+        return self
+
+    def __exit__(self, *exc):
+        if self.active and self.before is not None:
+            torch.backends.cudnn.allow_tf32, self.before = self.before, None
+        return False
+
+
 def _ungraph(network: nn.Module, graphed: bool) -> None:
     """Undo ``torch.cuda.make_graphed_callables(network)``: it sets ``forward`` on the instance."""
     if graphed:
@@ -331,7 +355,8 @@ def fit(
         divergence ``div = b . (f(x + eps b) - f(x)) / eps``: the penalty on the divergence keeps
         the network from copying its noisy input.  ``state.loss`` stays the data term.
     sure_epsilon : float
-        The finite-difference step of the divergence (image scale; default 1e-3).
+        The finite-difference step of the divergence (image scale; default 1e-3).  On CUDA a SURE
+        fit runs its convolutions in full fp32, without TF32 (see ``_NoTF32``).
     blindspot_keep : float, optional
         Fit as a blind-spot network (inpainting of scattered missing pixels; after Self2Self, Quan
         et al., CVPR 2020, and Noise2Self, Batson and Royer, ICML 2019): ``forward`` must be a
@@ -378,6 +403,8 @@ def fit(
     if sure:
         if not (math.isfinite(sure_sigma) and sure_sigma > 0) or not sure_epsilon > 0:
             raise ValueError(f"SURE needs sigma > 0 and epsilon > 0, got {sure_sigma} and {sure_epsilon}")
+        if precision != "fp32":  # bf16's 8-bit mantissa swamps the divergence's finite difference
+            raise ValueError("a SURE fit needs precision='fp32'")
         if z.shape != y.shape:
             raise ValueError(f"a SURE fit feeds the measurement to the network: z must be shaped like y "
                              f"{tuple(y.shape)}, got {tuple(z.shape)}")
@@ -467,14 +494,22 @@ def fit(
     out = None
     start = time.perf_counter() - elapsed_before
     network.train()
+    exact = _NoTF32(sure and device.type == "cuda")
+    exact.__enter__()  # left in fit's two exits below, after the final pass
     if cuda_graph:
         # captured on a copy of z; its warm-up passes change only BatchNorm's running statistics,
         # which a network in train mode never reads.  _ungraph puts the class's forward back.
         sample = torch.cat([z, z]) if sure else blindspot_input(z, known) if blindspot else z.clone()
-        torch.cuda.make_graphed_callables(network, (sample,))
         # torch >= 2.10 warns that the parameters' gradient accumulators, made while capturing on
-        # a side stream, now receive gradients on the main one; autograd synchronises the two
+        # a side stream, now receive gradients on the main one; autograd synchronises the two.  Set
+        # before the capture, whose own backward passes warn too.
         warnings.filterwarnings("ignore", message="The AccumulateGrad node's stream does not match")
+        try:
+            torch.cuda.make_graphed_callables(network, (sample,))
+        except BaseException:
+            _ungraph(network, cuda_graph)
+            exact.__exit__()
+            raise
     try:
         for step in range(start_step + 1, iters + 1):
             if jitter > 0:
@@ -575,6 +610,7 @@ def fit(
         stop_reason = "interrupted"
     except BaseException:
         _ungraph(network, cuda_graph)
+        exact.__exit__()
         raise
 
     try:
@@ -596,6 +632,7 @@ def fit(
                     final = run_network(z)
     finally:
         _ungraph(network, cuda_graph)
+        exact.__exit__()
     image = (stop.best if final is None else cropped(final)).clamp(0, 1)
     return FitResult(
         image=image,

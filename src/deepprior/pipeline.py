@@ -270,6 +270,9 @@ def restore(
     forward = forward.to(dev)
 
     sure_sigma = _sure_sigma(preset, y, sigma, forward)
+    if sure_sigma is not None and preset.precision == "bf16":
+        raise InputError(f"{preset.name!r} fits with SURE, which needs fp32 (bf16's rounding swamps its divergence "
+                         "estimate): drop --precision bf16")
     cpu_gen = torch.Generator().manual_seed(seed)
     blindspot = preset.loss == "blindspot"
     depth = c if preset.input == "measurement" else 2 if preset.input == "meshgrid" else preset.input_depth
@@ -304,6 +307,8 @@ def restore(
         jitter_gen = torch.Generator(device=dev).manual_seed(seed + 1)
     ref = None if reference is None else reference.to(dev)
     precision = resolve_precision(preset.precision, dev)
+    if sure_sigma is not None:  # "auto" too: fp32, and on CUDA without TF32 (fitting._NoTF32)
+        precision = "fp32"
     result = fit(
         net,
         z,
