@@ -239,27 +239,37 @@ def test_cuda_graph_needs_cuda_and_fp32():
     assert "forward" not in net.__dict__
 
 
+def _assert_graph_matches_eager(eager, graphed):
+    """The first step (the same weights: the forward alone) agrees to float rounding; later steps as
+    closely as two eager fits on a GPU agree.  Those are not bit-identical: cuDNN and the backward of
+    reflection padding and bilinear upsampling accumulate in a varying order, and Adam's first steps
+    (about lr per weight whatever the gradient's size) amplify the rounding.  Measured on an H100
+    (python -m benchmarks.gpu_graphs; results/gpu/graphs.json), over 3 steps of these fits two eager
+    runs differed by up to 5.6e-4 in loss and 0.034 in image RMSE, graph and eager by as much."""
+    le, lg = eager.history["loss"], graphed.history["loss"]
+    assert abs(le[0] - lg[0]) <= 1e-5 * le[0], (le[0], lg[0])
+    torch.testing.assert_close(le, lg, rtol=3e-3, atol=0)
+    rmse = float((eager.image - graphed.image).pow(2).mean().sqrt())
+    assert rmse < 0.1, f"graphed and eager images differ by RMSE {rmse:.3g}"
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("backtrack_at", [None, 2])
 def test_cuda_graph_fit_matches_the_eager_fit_and_gives_the_network_back(backtrack_at):
-    # The graphed network runs the eager network's kernels, so a few steps agree to float rounding.
-    # Only a few: over tens of steps cuDNN's non-deterministic backward and Adam's division by
-    # sqrt(v) (near-zero gradients, e.g. of biases that BatchNorm cancels, move by +-lr either way)
-    # amplify rounding (graph vs eager differed by 1.8e-2 after 60 steps on an H100).
+    # The graphed network runs the eager network's kernels (tolerances: _assert_graph_matches_eager).
     # A rejected step (backtracking) is covered too; the network gets its own forward back.
     runs = []
     for graph in (False, True):
         torch.manual_seed(0)
         net = SkipNet(4, 3, TINY).cuda()
-        z = make_input("noise", 4, 37, 31, generator=torch.Generator().manual_seed(0)).cuda()
-        y = torch.rand(1, 3, 37, 31, generator=torch.Generator().manual_seed(2)).cuda()
+        z = make_input("noise", 4, 48, 32, generator=torch.Generator().manual_seed(0)).cuda()
+        y = torch.rand(1, 3, 48, 32, generator=torch.Generator().manual_seed(2)).cuda()
         A = Identity() if backtrack_at is None else _Spike({backtrack_at})
         r = fit(net, z, A, y, iters=3, ema=None, generator=torch.Generator("cuda").manual_seed(1), cuda_graph=graph)
         runs.append(r)
         assert "forward" not in net.__dict__
         assert r.backtracks == (0 if backtrack_at is None else 1)
-    torch.testing.assert_close(runs[0].history["loss"], runs[1].history["loss"], rtol=1e-3, atol=0)
-    torch.testing.assert_close(runs[0].image, runs[1].image, rtol=0, atol=1e-3)
+    _assert_graph_matches_eager(*runs)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -273,18 +283,27 @@ def test_cuda_graph_sure_and_blindspot_fits_match_the_eager_fit(kind):
     runs = []
     for graph in (False, True):
         torch.manual_seed(0)
-        y = torch.rand(1, 3, 37, 31, generator=torch.Generator().manual_seed(2)).cuda()
+        y = torch.rand(1, 3, 48, 32, generator=torch.Generator().manual_seed(2)).cuda()
         if kind == "sure":
             net, A, kw = SkipNet(3, 3, TINY).cuda(), Identity(), dict(ema=None, sure_sigma=0.1)
         else:
-            known = (torch.rand(1, 1, 37, 31, generator=torch.Generator().manual_seed(3)) < 0.5).float().cuda()
+            known = (torch.rand(1, 1, 48, 32, generator=torch.Generator().manual_seed(3)) < 0.5).float().cuda()
             net, A, kw = SkipNet(4, 3, TINY).cuda(), Mask(known), dict(backtrack=False, blindspot_keep=0.8)
         r = fit(net, y.clone(), A, y, iters=3, jitter=0.0, generator=torch.Generator("cuda").manual_seed(1),
                 cuda_graph=graph, **kw)
         runs.append(r)
         assert "forward" not in net.__dict__
-    torch.testing.assert_close(runs[0].history["loss"], runs[1].history["loss"], rtol=1e-3, atol=0)
-    torch.testing.assert_close(runs[0].image, runs[1].image, rtol=0, atol=1e-3)
+    _assert_graph_matches_eager(*runs)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_sure_fit_on_cuda_runs_without_tf32_and_puts_the_setting_back():
+    seen = []
+    y = torch.rand(1, 3, 48, 32, generator=torch.Generator().manual_seed(2)).cuda()
+    before = torch.backends.cudnn.allow_tf32
+    fit(SkipNet(3, 3, TINY).cuda(), y.clone(), Identity(), y, iters=2, jitter=0.0, ema=None, sure_sigma=0.1,
+        cuda_graph=True, callback=lambda step, state: seen.append(torch.backends.cudnn.allow_tf32))
+    assert seen == [False, False] and torch.backends.cudnn.allow_tf32 == before
 
 
 def test_learning_rate_decays_by_a_cosine_and_then_stays():
