@@ -135,6 +135,11 @@ def candidates(task: str) -> dict[str, tuple[str, dict, int, str]]:
         for b1, b2 in ((0.9, 0.99), (0.8, 0.9)):
             c[f"sure-b{b1 * 10:.0f}-{b2 * 100:.0f}"] = ("denoise-sure", {"betas": (b1, b2)}, 1000,
                                                          f"`denoise-sure` with Adam's betas {b1:g}, {b2:g}")
+        # a larger finite-difference step for the divergence: its difference would stand above TF32's
+        # rounding on a GPU (which swamps it at 1e-3, fitting._NoTF32); here, in exact fp32, its bias
+        for eps in (3e-3, 1e-2):
+            c[f"sure-eps{eps * 1000:g}e-3"] = ("denoise-sure", {"sure_epsilon": eps}, 1000,
+                                               f"`denoise-sure`, divergence step {eps:g} (default 1e-3)")
     # the candidates on sr-x4-fast and inpaint-blindspot were measured before those presets took Adam's
     # betas 0.8 / 0.9; those that do not set the betas keep PyTorch's (0.9 / 0.999), as then
     for name, (base, changes, steps, what) in list(c.items()):
