@@ -258,6 +258,10 @@ def build(results: Path, output: Path) -> str:
                         ("fast-sr-sr-x4-small.md",
                          "A faster preset at the paper preset's quality: super-resolution x4, `sr-x4-small`"),
                         ("fast-inpaint.md", "A faster preset at the paper preset's quality: inpainting (the default)"),
+                        *((f"fast-{t}-tuned.md", "A faster preset at the paper preset's quality, the allocator "
+                           f"tuned as the CLI runs: {what}") for t, what in (("denoise", "denoising"),
+                                                                            ("sr", "super-resolution x4"),
+                                                                            ("inpaint", "inpainting"))),
                         ("fast-inpaint-inpaint-small.md",
                          "A faster preset at the paper preset's quality: inpainting, `inpaint-small`"),
                         ("fast-search-inpaint.md", "Searching for faster inpainting presets (tune images)"),

@@ -90,6 +90,7 @@ class Variant:
     tolerance: float | None = None  # max |diff| vs eager it must stay within (None: --tolerance)
     default: bool = True  # run when --variants is not given
     cuda_graph: bool = False  # deepprior.fitting.fit(cuda_graph=...): CUDA only
+    tuned_allocator: bool = False  # deepprior.runtime.tune_allocator() in the child process (as the CLI)
 
 
 def _eager(net, z, y):
@@ -119,6 +120,12 @@ VARIANTS: dict[str, Variant] = {
         Variant("fused_adam", "eager + Adam's fused kernel (deepprior.fitting.make_adam)", _eager),
         Variant("channels_last", "fused Adam + the network and tensors in channels_last (NHWC) memory format",
                 _channels_last),
+        # what the CLI runs: glibc's malloc reusing freed blocks instead of mapping each step's
+        # tensors anew (deepprior.runtime); eager_tuned shows what the allocator alone gives
+        Variant("channels_last_tuned", "channels_last + the allocator tuned (deepprior.runtime.tune_allocator; "
+                "what the CLI runs)", _channels_last, tuned_allocator=True),
+        Variant("fused_adam_tuned", "fused Adam (NCHW) + the allocator tuned", _eager, tuned_allocator=True),
+        Variant("eager_tuned", "plain eager with the allocator tuned", _eager, adam="loop", tuned_allocator=True),
         # not run by default: measured at 256 (8 steps, back to back on a 2-core CPU) 1.065 s/step
         # against channels_last's 1.046, and ~90 s of compilation; the convolutions are ~2/3 of
         # the step and inductor leaves them to oneDNN
@@ -273,6 +280,10 @@ def worker(spec: dict) -> dict:
     if spec.get("threads"):
         torch.set_num_threads(spec["threads"])
     device, size, variant = spec["device"], spec["size"], VARIANTS[spec["variant"]]
+    if variant.tuned_allocator:
+        from deepprior.runtime import tune_allocator
+
+        tune_allocator()
     if variant.adam == "loop":  # this fresh process only: the plain optimiser of the original code
         import deepprior.fitting
 
@@ -448,7 +459,9 @@ def markdown(result: dict, tolerance: float) -> str:
     if result.get("ttq"):
         t0 = result["ttq"][0]
         lines += ["", f"Time to quality: F16 centre crop {t0['crop']}x{t0['crop']}, sigma 25, target "
-                  f"{t0['target_db']:g} dB (averaged output), cap {t0['cap_steps']} steps.", "",
+                  f"{t0['target_db']:g} dB (averaged output), cap {t0['cap_steps']} steps"
+                  + (", the allocator tuned as the CLI runs (`deepprior.runtime`)"
+                     if result["meta"].get("ttq_allocator_tuned") else "") + ".", "",
                   "| preset | steps | seconds | PSNR at stop (dB) |", "|---|---:|---:|---:|"]
         for t in result["ttq"]:
             if t["reached"]:
@@ -553,6 +566,9 @@ def main(argv=None) -> int:
 
     ttq = []
     if args.ttq:
+        from deepprior.runtime import tune_allocator
+
+        meta["ttq_allocator_tuned"] = tune_allocator()  # as the CLI runs them
         for name in args.ttq_presets:
             t = time_to_quality(name, args.ttq_crop, args.target_db, args.ttq_cap, args.device)
             ttq.append(t)

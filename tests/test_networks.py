@@ -88,11 +88,10 @@ def test_deep_decoder_upsamples_a_small_input_with_1x1_convolutions():
     assert input_size(NetworkConfig(), 96, 160) == (96, 160)
 
 
-def test_channels_last_only_for_networks_it_speeds_up_on_the_cpu():
+def test_channels_last_on_the_cpu_and_cuda_for_every_network_measured():
     from deepprior.pipeline import prefers_channels_last
 
-    cpu = torch.device("cpu")
-    assert prefers_channels_last(PRESETS["denoise-paper"].network, cpu)
-    assert not prefers_channels_last(PRESETS["denoise-small"].network, cpu)
-    assert prefers_channels_last(decoder_config(64, 5), cpu)
-    assert prefers_channels_last(PRESETS["denoise-small"].network, torch.device("cuda"))
+    for dev in (torch.device("cpu"), torch.device("cuda")):
+        for cfg in (PRESETS["denoise-paper"].network, PRESETS["denoise-small"].network, decoder_config(64, 5)):
+            assert prefers_channels_last(cfg, dev)
+    assert not prefers_channels_last(PRESETS["denoise-small"].network, torch.device("meta"))

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 # Autograd's saved tensors are not all: during the backward pass gradients of activations are alive
 # too.  Measured peak / estimate before this factor (python -m benchmarks.memory, CPU, fp32, minus
@@ -47,6 +47,13 @@ class Estimate:
     @property
     def gib(self) -> float:
         return self.bytes / GIB
+
+    def scaled(self, factor: float) -> "Estimate":
+        """The memory figures times ``factor`` (e.g. :data:`deepprior.runtime.TUNED_MEMORY_FACTOR`)."""
+        if factor == 1:
+            return self
+        return replace(self, activation_bytes=int(self.activation_bytes * factor),
+                       state_bytes=int(self.state_bytes * factor), bytes=int(self.bytes * factor))
 
     def summary(self) -> dict:
         """The figures a sidecar records."""

@@ -78,6 +78,7 @@ class Settings:
     check_memory: bool = True
     tile: int | None = None  # restore overlapping tiles of this side (deepprior.tiles)
     tile_overlap: int = 32
+    tune_allocator: bool = True  # deepprior.runtime: glibc's malloc reuses freed blocks (faster CPU steps)
 
     @property
     def sigma_scaled(self) -> float | None:
@@ -406,6 +407,10 @@ def compute(job: Job, loaded: Loaded, settings: Settings, callbacks=(), announce
 
     if settings.threads:
         torch.set_num_threads(settings.threads)
+    if settings.tune_allocator:
+        from .runtime import tune_allocator
+
+        tune_allocator()
     start = _start_state(job, settings, loaded.fingerprint)
     seed = start["fingerprint"]["seed"] if start is not None else resolve_seed(settings.seed)
     fp = dict(loaded.fingerprint, seed=seed)

@@ -102,16 +102,16 @@ def resolve_seed(rng=None) -> int:
 def prefers_channels_last(config, device) -> bool:
     """Whether the network runs faster in channels-last (NHWC) memory format on ``device``.
 
-    Measured with ``python -m benchmarks.speed --preset P --sizes S --variants fused_adam
-    channels_last`` on a 2-core CPU: the paper network (128 channels) gains 1.05x at 128 px and
-    1.16-1.36x at 256 and 512 (the speed table); the small one (32 channels at the full-size level) loses
-    (0.93x at 128, 0.81x at 256); a 64-channel Deep Decoder gains 1.7x at 128.  On the CPU, then,
-    only for networks whose full-size level (``channels_up[0]``) is at least 64 channels wide; on
-    CUDA always.
+    Measured with ``python -m benchmarks.speed [--preset denoise-small] --sizes ... --variants
+    fused_adam channels_last fused_adam_tuned channels_last_tuned`` on a 2-core CPU (2026-11-27):
+    the paper network (128 channels) 1.28x at 256 px and 1.47x at 512 with the allocator as it
+    comes, 1.09x and 0.96x with it tuned (:mod:`deepprior.runtime`, as the CLI runs); the small
+    one (32 channels at the full-size level) 1.09-1.13x at 128 and 256 px either way, in two runs
+    (an earlier measurement, 0.81x at 256, predates the jitter's plain buffer in
+    :func:`deepprior.fitting.fit`); a 64-channel Deep Decoder 1.7x at 128.  So always, on the CPU
+    as on CUDA.  ``config`` is kept for networks that may prefer otherwise.
     """
-    if device.type == "cuda":
-        return True
-    return device.type == "cpu" and config.channels_up[0] >= 64
+    return device.type in ("cpu", "cuda")
 
 
 def pad_reflect(x: torch.Tensor, top: int, bottom: int, left: int, right: int) -> torch.Tensor:
@@ -290,6 +290,10 @@ def restore(
         net = build_network(cfg, net_depth, c)
     cost = estimate(net, net_depth, c, hp, wp, multiple=size_multiple(cfg), window=getattr(stop, "window", 0),
                     input_divisor=hp // zh, batch=2 if sure_sigma else 1)
+    if dev.type == "cpu":
+        from .runtime import memory_factor
+
+        cost = cost.scaled(memory_factor())  # the allocator tuned keeps freed blocks (deepprior.runtime)
     if announce is not None:
         announce(cost)
     free = available_bytes(dev) if check_memory else None

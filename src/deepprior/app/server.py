@@ -357,6 +357,9 @@ class JobQueue:
 def run_job(job: Job, device: str) -> None:
     """Run one job to the end (or to its stop), filling its previews, result and sidecar."""
     from ..api import run_task
+    from ..runtime import tune_allocator
+
+    tune_allocator()  # this process is the app's own (deepprior.runtime)
 
     def on_step(step, state):
         with job.lock:
