@@ -160,11 +160,12 @@ def graph_matches_eager(size: int = 64) -> dict:
 
 def _resolve(candidate: str):
     """``NAME`` (a preset), ``NAME@bf16`` (in bf16), ``NAME@notf32`` (fp32 convolutions without
-    TF32, cuDNN's default on Ampere and later; in process only) or ``search:NAME`` (a denoising
-    candidate of :mod:`benchmarks.fast_search`, e.g. ``search:sure-b8-90``; in process only)."""
+    TF32, cuDNN's default on Ampere and later; in process only), ``NAME@tf32`` (a SURE fit with TF32
+    kept, as before fitting._NoTF32; in process only) or ``search:NAME`` (a denoising candidate of
+    :mod:`benchmarks.fast_search`, e.g. ``search:sure-b8-90``; in process only)."""
     from deepprior.presets import get_preset
 
-    candidate = candidate.removesuffix("@notf32")
+    candidate = candidate.removesuffix("@notf32").removesuffix("@tf32")
     if candidate.startswith("search:"):
         from benchmarks.fast_search import candidates
 
@@ -172,6 +173,25 @@ def _resolve(candidate: str):
         return get_preset(base).replace(**changes)
     name, _, precision = candidate.partition("@")
     return get_preset(name).replace(**({"precision": precision} if precision else {}))
+
+
+def _sure_keeps_tf32():
+    """Within: a SURE fit keeps cuDNN's TF32, as deepprior did before ``fitting._NoTF32`` (this
+    benchmark's ``@tf32`` candidates, to measure what that switch changes)."""
+    import contextlib
+
+    from deepprior import fitting
+
+    @contextlib.contextmanager
+    def keep():
+        original = fitting._NoTF32.__init__
+        fitting._NoTF32.__init__ = lambda self, active: original(self, False)
+        try:
+            yield
+        finally:
+            fitting._NoTF32.__init__ = original
+
+    return keep()
 
 
 def _fit_curve(preset: str, noisy, clean, steps: int, seconds: float, device: str, target: float | None = None,
@@ -187,7 +207,7 @@ def _fit_curve(preset: str, noisy, clean, steps: int, seconds: float, device: st
     p = _resolve(preset)
     p = p.replace(iters=steps) if steps else p
     strict = torch.backends.cudnn.flags(enabled=True, allow_tf32=False) if preset.endswith("@notf32") \
-        else contextlib.nullcontext()
+        else _sure_keeps_tf32() if preset.endswith("@tf32") else contextlib.nullcontext()
     curve: list[tuple[int, float, float]] = []
 
     def record(step, state):
@@ -284,7 +304,7 @@ def target(out: Path, image: Path, ref_steps: int, ref_seconds: float, candidate
     if cli_paper:
         plan.append(("denoise-paper", ["--stop", "auto", "--time-budget", "60"], True))
     for c in candidates:
-        if c.startswith("search:") or c.endswith("@notf32"):
+        if c.startswith("search:") or c.endswith(("@notf32", "@tf32")):
             continue
         fit = next(r for r in result["candidates"] if r["preset"] == c)
         if _resolve(c).loss != "sure":  # SURE's fits stop at a fixed count ("auto" runs to --iters)

@@ -83,3 +83,14 @@ def test_gpu_script_runs_its_checks_on_the_cpu(tmp_path):
 
     res = gpu.smoke(tmp_path, "cpu")
     assert res["all_ok"], [r for r in res["rows"] if not r["ok"]]
+
+
+def test_gpu_scripts_tf32_candidates_leave_the_fit_as_it_was():
+    # `NAME@tf32` measures a SURE fit as it ran before fitting._NoTF32, in that block only
+    from benchmarks import gpu
+    from deepprior import fitting
+
+    before = fitting._NoTF32.__init__
+    with gpu._sure_keeps_tf32():
+        assert not fitting._NoTF32(True).active
+    assert fitting._NoTF32.__init__ is before and fitting._NoTF32(True).active

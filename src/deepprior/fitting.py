@@ -221,9 +221,10 @@ class _NoTF32:
     """Within: cuDNN's fp32 convolutions in full fp32, not TF32 (their 10-bit mantissa; cuDNN's
     default on Ampere and later GPUs).  A SURE fit needs it: its divergence is a finite difference
     of two outputs 1e-3 apart, which TF32's rounding (~5e-4 relative) swamps.  On an H100, the
-    512x512 F16 at sigma 25 (python -m benchmarks.gpu --parts target --candidates denoise-sure
-    denoise-sure@notf32 --run-through --no-cli): with TF32 the fit stalled near 32.0 dB and ended at
-    30.88 dB at its 700 steps; without, it rose to 32.59 dB, at 1.7x the time per step."""
+    512x512 F16 at sigma 25 (python -m benchmarks.gpu --parts target --candidates denoise-sure@tf32
+    denoise-sure --run-through --no-cli; measured before this switch, as denoise-sure and
+    denoise-sure@notf32): with TF32 the fit stalled near 32.0 dB and ended at 30.88 dB at its 700
+    steps; without, it rose to 32.59 dB, at 1.7x the time per step."""
 
     def __init__(self, active: bool):
         self.active = active
