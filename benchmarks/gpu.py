@@ -37,6 +37,7 @@ out on a machine without a GPU.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import subprocess
 import sys
@@ -178,8 +179,6 @@ def _resolve(candidate: str):
 def _sure_keeps_tf32():
     """Within: a SURE fit keeps cuDNN's TF32, as deepprior did before ``fitting._NoTF32`` (this
     benchmark's ``@tf32`` candidates, to measure what that switch changes)."""
-    import contextlib
-
     from deepprior import fitting
 
     @contextlib.contextmanager
@@ -198,8 +197,6 @@ def _fit_curve(preset: str, noisy, clean, steps: int, seconds: float, device: st
                stop_at_target: bool = True) -> dict:
     """Run ``preset`` (see :func:`_resolve`) on the GPU; PSNR of the returned image per step.
     ``steps`` None: the preset's own."""
-    import contextlib
-
     import torch
 
     from deepprior.pipeline import restore
@@ -357,7 +354,8 @@ def startup(out: Path, device: str) -> dict:
 
     buf = io.StringIO()
     pstats.Stats(str(tmp / "p.prof"), stream=buf).sort_stats("cumulative").print_stats(40)
-    text = "\n".join(line[:150] for line in buf.getvalue().splitlines() if "/" in line or "{" in line)
+    text = "\n".join(line[:150] for line in buf.getvalue().replace(f"{REPO}/", "").splitlines()
+                     if "/" in line or "{" in line)
     print(f"CLI one step: {wall:.2f} s from process start; python + torch + CUDA context + imports: {bare:.2f} s")
     print(text[:6000], flush=True)
     import os

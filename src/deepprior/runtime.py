@@ -18,7 +18,6 @@ process alone unless you call it (a notebook's memory then stays at its peak unt
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import sys
 
 # glibc's mallopt() parameters (malloc.h)
@@ -34,16 +33,19 @@ TUNED_MEMORY_FACTOR = 1.4
 
 _tuned = [False]  # whether tune_allocator took effect in this process (malloc has no getter)
 
+
 def tune_allocator() -> bool:
     """Make glibc's malloc reuse large freed blocks (see the module's doc).  Idempotent.
 
     Returns True where it took effect (Linux with glibc), False elsewhere (macOS, Windows, musl),
     where it changes nothing.
     """
+    if _tuned[0]:
+        return True
     if not sys.platform.startswith("linux"):
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = ctypes.CDLL(None)  # the C library this process runs with
         if not hasattr(libc, "gnu_get_libc_version"):  # musl's mallopt is a stub
             return False
         _tuned[0] = bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, _TRIM))
