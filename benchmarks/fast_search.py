@@ -103,6 +103,11 @@ def candidates(task: str) -> dict[str, tuple[str, dict, int, str]]:
                            "`sr-x4-fast` (betas 0.8, 0.9) with the jitter rising to the paper's 1/30")
         c["fast-b-jw50"] = ("sr-x4-fast", {"jitter_warmup": 50, "betas": (0.8, 0.9)}, 1000,
                             "`sr-x4-fast` (betas 0.8, 0.9) with the jitter rising over 50 steps")
+        # both, and a level between (rerun with the allocator tuned, after the small network moved to
+        # channels-last: fast-search-sr-rerun.md)
+        c["fast-b-j30-jw50"] = ("sr-x4-fast", {"jitter": 1 / 30, "jitter_warmup": 50}, 1000,
+                                "`sr-x4-fast` with the jitter rising to the paper's 1/30 over 50 steps")
+        c["fast-b-j25"] = ("sr-x4-fast", {"jitter": 1 / 25}, 1000, "`sr-x4-fast` with the jitter rising to 1/25")
         # the narrower full-size level again, with sr-x4-fast's jitter (rising to 1/20)
         c["fast-16-32-64-64"] = ("sr-x4-fast", {"network": _net(channels_down=(16, 32, 64, 64), channels_up=(
             16, 32, 64, 64), channels_skip=(4, 4, 4, 4))}, 1600, "`sr-x4-fast` on skip 16/32/64/64")
@@ -177,6 +182,10 @@ def load() -> dict:
 
 
 def cmd_run(args) -> None:
+    if args.tune_allocator:  # as the CLI runs (deepprior.runtime)
+        from deepprior.runtime import tune_allocator
+
+        tune_allocator()
     cache = load()
     names = args.candidates or list(candidates(args.task))
     for name in names:
@@ -185,7 +194,7 @@ def cmd_run(args) -> None:
             if key in cache and not args.force:
                 continue
             t0 = time.perf_counter()
-            cache[key] = record(args.task, name, image)
+            cache[key] = record(args.task, name, image) | {"tuned": args.tune_allocator}
             CACHE.parent.mkdir(parents=True, exist_ok=True)
             CACHE.write_text(json.dumps(cache))
             v = cache[key]["values"]
@@ -203,8 +212,12 @@ def time_to(rec: dict, target: float) -> tuple[float, int] | None:
 def cmd_report(args) -> None:
     cache = load()
     images = TUNE[args.task]
-    lines = [f"Reproduce: `python -m benchmarks.fast_search run --task {args.task} && python -m benchmarks.fast_search "
-             f"report --task {args.task}` (tune images {', '.join(images)}, 128 px crops, the quick tier's degradation "
+    only = f" --candidates {' '.join(args.candidates)}" if args.candidates else ""
+    tuned = " --tune-allocator" if args.tune_allocator else ""
+    out = RESULTS / (args.out or f"fast-search-{args.task}.md")
+    lines = [f"Reproduce: `python -m benchmarks.fast_search run --task {args.task}{only}{tuned} && python -m "
+             f"benchmarks.fast_search report --task {args.task}{only}{' --out ' + out.name if args.out else ''}` "
+             f"(tune images {', '.join(images)}, 128 px crops, the quick tier's degradation "
              f"and seeds; per cell: the time and step at which the candidate's returned image comes within "
              f"{MARGIN_DB} dB of the paper preset's best on that image, and the speed-up over the paper preset's time "
              "to its best; or, when it never does, its peak; then its milliseconds per step; where the paper preset "
@@ -212,6 +225,8 @@ def cmd_report(args) -> None:
              "1000 and the peak).", "",
              "| candidate | " + " | ".join(images) + " |", "|---|" + "---|" * len(images)]
     for name, (_, _, _, what) in candidates(args.task).items():
+        if args.candidates and name not in args.candidates:
+            continue
         if not any(f"{args.task}|{name}|{image}" in cache for image in images):
             continue  # not run for this task
         cells = []
@@ -240,7 +255,6 @@ def cmd_report(args) -> None:
             else:
                 cells.append(f"{hit[0]:.0f} s @ {hit[1]}: **{ref['times'][k] / hit[0]:.1f}x**; {per:.0f} ms/step")
         lines.append(f"| {name}: {what} | " + " | ".join(cells) + " |")
-    out = RESULTS / f"fast-search-{args.task}.md"
     out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
@@ -305,8 +319,12 @@ def main(argv=None) -> None:
     r.add_argument("--task", default="denoise", choices=list(TUNE))
     r.add_argument("--candidates", nargs="*")
     r.add_argument("--force", action="store_true")
+    r.add_argument("--tune-allocator", action="store_true", help="tune the C allocator first, as the CLI does")
     p = sub.add_parser("report")
     p.add_argument("--task", default="denoise", choices=list(TUNE))
+    p.add_argument("--candidates", nargs="*", help="only these (default: every candidate run)")
+    p.add_argument("--tune-allocator", action="store_true", help="say in the command line that the run was tuned")
+    p.add_argument("--out", help="file name under benchmarks/results (default: fast-search-TASK.md)")
     q = sub.add_parser("seeds", help="several seeds averaged (see cmd_seeds)")
     q.add_argument("--task", default="denoise", choices=list(TUNE))
     q.add_argument("--seeds", type=int, default=3)

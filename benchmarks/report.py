@@ -267,6 +267,8 @@ def build(results: Path, output: Path) -> str:
                         ("fast-search-inpaint.md", "Searching for faster inpainting presets (tune images)"),
                         ("fast-search-denoise.md", "Searching for faster denoising presets (tune images)"),
                         ("fast-search-sr.md", "Searching for faster super-resolution presets (tune images)"),
+                        ("fast-search-sr-rerun.md", "Super-resolution: the jitter's level again (tune images, "
+                         "the allocator tuned)"),
                         ("fast-seeds-denoise.md", "Several seeds averaged (denoising, tune images)"),
                         ("sure.md", "SURE: a stopping rule, and a loss (DIP-SURE)"),
                         ("gpu.md", "GPU (CUDA)")):
