@@ -248,7 +248,8 @@ def build(results: Path, output: Path) -> str:
         lines += ["", "## Speed", "", "Reproduce: `python -m benchmarks.speed --sizes 256 512 --steps 16 --warmup 3 "
                   "--ttq --out benchmarks/results/speed.json --markdown benchmarks/results/speed.md`", "",
                   *speed.read_text().strip().splitlines(), ""]
-    for name, title in (("stopping.md", "Automatic stopping"), ("memory.md", "Memory of big photos"),
+    for name, title in (("speed-layout.md", "Speed: NCHW or channels-last for the paper network, the allocator tuned"),
+                        ("stopping.md", "Automatic stopping"), ("memory.md", "Memory of big photos"),
                         ("precision.md", "bfloat16: speed and quality"), ("tiles.md", "Tiles"),
                         ("fast-denoise.md", "A faster preset at the paper preset's quality: denoising (the default)"),
                         ("fast-denoise-denoise-small.md",

@@ -448,11 +448,15 @@ def markdown(result: dict, tolerance: float) -> str:
         diff = r.get("max_abs_diff_vs_eager")
         tol = VARIANTS[r["variant"]].tolerance if r["variant"] in VARIANTS else None
         tol = tolerance if tol is None else tol
-        diff_s = "(reference)" if diff is None else f"{diff:.1e} {'ok' if diff <= tol else 'FAIL'} (tol {tol:g})"
+        if diff is None:  # the baseline itself, or no baseline in this run
+            diff_s = "(reference)" if r["variant"] == BASELINE else "–"
+        else:
+            diff_s = f"{diff:.1e} {'ok' if diff <= tol else 'FAIL'} (tol {tol:g})"
+        speedup = f"{r['speedup_vs_eager']:.2f}x" if "speedup_vs_eager" in r else "–"  # no baseline in this run
         lines.append(
             f"| {r['size']} | {r['variant']} | {fl / 1e9:.1f} | {r['seconds_per_step']:.3f} | "
             f"{r.get('achieved_gflops', float('nan')):.1f} | {100 * r.get('fraction_of_sgemm_peak', float('nan')):.1f} | "
-            f"{r.get('speedup_vs_eager', float('nan')):.2f}x | {r['peak_memory_mib']:.0f} | {diff_s} |"
+            f"{speedup} | {r['peak_memory_mib']:.0f} | {diff_s} |"
             if fl else
             f"| {r['size']} | {r['variant']} | ? | {r['seconds_per_step']:.3f} | | | | {r['peak_memory_mib']:.0f} | {diff_s} |"
         )

@@ -105,8 +105,9 @@ def prefers_channels_last(config, device) -> bool:
     Measured with ``python -m benchmarks.speed [--preset denoise-small] --sizes ... --variants
     fused_adam channels_last fused_adam_tuned channels_last_tuned`` on a 2-core CPU (2026-11-27):
     the paper network (128 channels) 1.18-1.28x at 256 px and 1.26-1.47x at 512 with the allocator
-    as it comes, 0.97-1.09x and 0.89-0.96x with it tuned (:mod:`deepprior.runtime`, as the CLI
-    runs; two runs: NCHW is as fast or faster there, left to measure further); the small
+    as it comes; with it tuned (:mod:`deepprior.runtime`, as the CLI runs) 0.97-1.11x at 256 and
+    0.89-1.00x at 512 over four runs (BENCHMARKS.md, "NCHW or channels-last": NCHW up to 12 %
+    faster at 512, no consistent winner at 256); the small
     one (32 channels at the full-size level) 1.09-1.13x at 128 and 256 px either way, in two runs
     (an earlier measurement, 0.81x at 256, predates the jitter's plain buffer in
     :func:`deepprior.fitting.fit`); a 64-channel Deep Decoder 1.7x at 128.  So always, on the CPU
