@@ -64,6 +64,45 @@ def test_the_fit_scores_hidden_known_pixels_only_and_keeps_the_known_pixels():
     torch.testing.assert_close(r.image * known, y.clamp(0, 1) * known)
 
 
+class Ramp(nn.Module):
+    """f(x) = a fixed pattern that is not symmetric under any flip (plus a learnt offset)."""
+
+    def __init__(self, shape):
+        super().__init__()
+        self.register_buffer("pattern", torch.arange(float(np.prod(shape))).reshape(shape) / np.prod(shape))
+        self.b = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        return self.pattern + self.b
+
+
+def test_flips_feed_the_network_flipped_inputs_and_flip_its_output_back():
+    """With ``blindspot_flips`` each step's output is the network's flipped back: for a fixed
+    pattern, its missing pixels show the pattern in all four orientations over the steps (and only
+    those); without flips, only the pattern as it is."""
+    from deepprior.fitting import FLIPS
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.rand(1, 3, 9, 7, generator=g)
+    known = (torch.rand(1, 1, 9, 7, generator=g) < 0.5).float()
+    missing = (1 - known).expand_as(y) > 0
+    for flips, expected in ((True, set(range(4))), (False, {0})):
+        net = Ramp(y.shape)
+        seen = set()
+
+        def which(step, s, net=net, seen=seen):
+            for k, dims in enumerate(FLIPS):
+                flipped = net.pattern.flip(dims) if dims else net.pattern
+                if torch.allclose(s.output[missing], flipped[missing], atol=1e-6):
+                    seen.add(k)
+                    return
+            raise AssertionError(f"step {step}: the output is no flip of the network's")
+
+        fit(net, y * known, Mask(known), y * known, iters=40, lr=1e-9, jitter=0.0, ema=None, backtrack=False,
+            blindspot_keep=0.8, blindspot_flips=flips, generator=torch.Generator().manual_seed(1), callback=which)
+        assert seen == expected
+
+
 def test_blindspot_fit_checks_its_arguments():
     y = torch.rand(1, 3, 16, 16)
     known = torch.ones(1, 1, 16, 16)

@@ -271,6 +271,10 @@ def _jitter_generator(generator: torch.Generator | None, device: torch.device) -
     return None  # other devices: no generator state to save (resume is then not bit-identical)
 
 
+#: a blind-spot fit's flips (``blindspot_flips``): none, left-right, upside down, both
+FLIPS = ((), (-1,), (-2,), (-2, -1))
+
+
 def blindspot_input(z: torch.Tensor, shown: torch.Tensor) -> torch.Tensor:
     """A blind-spot network's input: the shown pixels of ``z`` (the others zero) and the mask of
     the shown pixels (1 or C channels), stacked along the channels."""
@@ -357,6 +361,7 @@ def fit(
     sure_sigma: float | None = None,
     sure_epsilon: float = 1e-3,
     blindspot_keep: float | None = None,
+    blindspot_flips: bool = False,
 ) -> FitResult:
     """Fit ``network`` so that ``forward(network(z))`` matches ``y``; return the restored image.
 
@@ -445,6 +450,10 @@ def fit(
         known pixels is then replaced by ``y`` (in ``state.output``, the average and the result:
         the returned image keeps the known pixels exactly).  ``state.loss`` is the hidden pixels'
         mean squared error.
+    blindspot_flips : bool
+        A blind-spot fit's data augmentation (Self2Self's flips): every step feeds the network its
+        input flipped left-right, upside down, both or neither (one of the four at random) and flips
+        its output back, so the average is over the four orientations too.
 
     Returns
     -------
@@ -614,7 +623,11 @@ def fit(
             elif blindspot:
                 shown_buf.uniform_(0.0, 1.0, generator=jitter_gen)
                 shown = known * (shown_buf < blindspot_keep)
-                raw = run_network(blindspot_input(net_in, shown))
+                if blindspot_flips:
+                    dims = FLIPS[int(torch.randint(4, (1,), generator=jitter_gen, device=device))]
+                    raw = run_network(blindspot_input(net_in, shown).flip(dims)).flip(dims)
+                else:
+                    raw = run_network(blindspot_input(net_in, shown))
                 hidden = known - shown  # 1 on the known pixels the network did not see
                 count = hidden.sum() * (raw.shape[1] if hidden.shape[1] == 1 else 1)
                 objective = loss_t = ((raw - y).pow(2) * hidden).sum() / count.clamp(min=1)

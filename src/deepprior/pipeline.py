@@ -347,6 +347,7 @@ def restore(
         sure_sigma=sure_sigma,
         sure_epsilon=preset.sure_epsilon,
         blindspot_keep=preset.blindspot_keep if blindspot else None,
+        blindspot_flips=preset.blindspot_flips,
     )
     return Restoration(
         image=result.image, fit=result, preset=preset, seed=seed, device=str(dev), padded_size=(hp, wp),

@@ -53,6 +53,7 @@ class Preset:
     loss: str = "mse"
     sure_epsilon: float = 1e-3  # finite-difference step of SURE's Monte-Carlo divergence
     blindspot_keep: float = 0.8  # share of the known pixels a blind-spot fit shows the network per step
+    blindspot_flips: bool = False  # a blind-spot fit sees its input flipped at random (fitting.fit)
     # cosine decay of the learning rate from lr to lr_final over the first lr_decay_steps steps,
     # then lr_final (None: constant, as the paper); a fast-preset experiment (benchmarks/fast_search.py)
     lr_final: float | None = None
