@@ -135,6 +135,11 @@ def candidates(task: str) -> dict[str, tuple[str, dict, int, str]]:
         for b1, b2 in ((0.9, 0.99), (0.8, 0.9)):  # Adam's memories, as sr-x4-fast's (fast-b8-90)
             c[f"blindspot-b{b1 * 10:.0f}-{b2 * 100:.0f}"] = (bs, {"betas": (b1, b2)}, 2000,
                                                               f"the same (0.8 shown), Adam's betas {b1:g}, {b2:g}")
+        # more channels where they are cheap (the levels below full size)
+        for widths in ((32, 64, 128, 128), (32, 32, 64, 64, 128)):
+            c["blindspot-" + "-".join(map(str, widths))] = (bs, {"network": _net(
+                channels_down=widths, channels_up=widths, channels_skip=(4,) * len(widths))}, 2000,
+                f"`inpaint-blindspot` on skip {'/'.join(map(str, widths))}")
         # Self2Self's data augmentation (fitting.fit's blindspot_flips)
         c["blindspot-flips"] = (bs, {"blindspot_flips": True}, 2000, "`inpaint-blindspot` (betas 0.8, 0.9) with "
                                 "Self2Self's flips (input flipped at random each step, output flipped back)")
