@@ -266,8 +266,8 @@ def build(results: Path, output: Path) -> str:
                         ("fast-inpaint-inpaint-small.md",
                          "A faster preset at the paper preset's quality: inpainting, `inpaint-small`"),
                         ("fast-search-inpaint.md", "Searching for faster inpainting presets (tune images)"),
-                        ("fast-search-inpaint-rerun.md", "Inpainting: wider lower levels, Self2Self's flips (tune images, the allocator "
-                         "tuned)"),
+                        ("fast-search-inpaint-rerun.md", "Inpainting: wider lower levels, Self2Self's flips "
+                         "(tune images, the allocator tuned)"),
                         ("fast-search-denoise.md", "Searching for faster denoising presets (tune images)"),
                         ("fast-search-sr.md", "Searching for faster super-resolution presets (tune images)"),
                         ("fast-search-sr-rerun.md", "Super-resolution: the jitter's level again (tune images, "
