@@ -479,7 +479,10 @@ def main(argv=None) -> int:
     ap.add_argument("--report", action="store_true", help="only write --markdown from the results in --out")
     ap.add_argument("--before", type=Path, nargs="*", default=[], help="--report: earlier runs' folders, for comparison")
     ap.add_argument("--markdown", type=Path, default=REPO / "benchmarks" / "results" / "gpu.md")
-    ap.add_argument("--candidates", nargs="+", default=["denoise-sure", "search:sure-b8-90", "denoise-small"],
+    # what the next loan should measure: the default, and SURE with a larger finite-difference step
+    # with TF32 kept (TF32 rounds the input near 0.5 to ~5e-4, half the default step of 1e-3)
+    ap.add_argument("--candidates", nargs="+",
+                    default=["denoise-sure", "search:sure-eps10e-3@tf32", "search:sure-eps3e-3@tf32"],
                     help="presets, NAME@bf16, or search:NAME (a benchmarks.fast_search denoising candidate)")
     ap.add_argument("--cli-paper", action=argparse.BooleanOptionalAction, default=True,
                     help="target: also run the paper preset through the CLI (about a minute)")
