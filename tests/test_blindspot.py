@@ -9,7 +9,7 @@ from torch import nn
 import deepprior
 from deepprior.fitting import blindspot_input, fit
 from deepprior.forward import Identity, Mask
-from deepprior.masks import hole_mask, is_scattered, random_pixels_mask, strokes_mask, text_mask
+from deepprior.masks import MaskError, hole_mask, is_scattered, random_pixels_mask, strokes_mask, text_mask
 from deepprior.pipeline import InputError
 
 from helpers import crop, psnr
@@ -131,7 +131,13 @@ def test_the_default_follows_the_mask():
     assert pick(mask=scattered) == "inpaint-blindspot"
     assert pick(mask=~scattered, mask_keeps=True) == "inpaint-blindspot"  # the same mask, the other convention
     assert pick(mask=hole_mask((64, 64), rng=0)) == "inpaint-text-paper"
-    assert pick(mask=scattered, mask_dilate=2) == "inpaint-text-paper"  # grown into blobs
+    sparse = random_pixels_mask((64, 64), 0.05, rng=0)
+    assert pick(mask=sparse) == "inpaint-blindspot"
+    assert pick(mask=sparse, mask_dilate=2) == "inpaint-text-paper"  # grown into blobs (half the image)
+    with pytest.raises(MaskError, match="every pixel"):  # 50 % grown by 2 px: nothing known, no choice
+        pick(mask=scattered, mask_dilate=2)
+    with pytest.raises(MaskError, match="same size"):
+        pick(mask=scattered[:32])
     rgba = np.concatenate([img, (~scattered)[..., None].astype(np.float32)], axis=2)  # transparent = fill
     assert pick() == "inpaint-text-paper"  # no mask at all: run_task says so
     assert deepprior.choose_preset("inpaint", rgba).name == "inpaint-blindspot"

@@ -167,6 +167,14 @@ def test_mask_of_the_wrong_size(capsys, tiny, tmp_path):
     _fails(capsys, tmp_path, "inpaint", tiny, "--mask", tmp_path / "m.png", *FAST, match="same size")
 
 
+def test_a_bad_mask_fails_before_the_fit_starts(capsys, tiny, tmp_path):
+    """Without --quiet too: the one error line, no header and no progress bar before it."""
+    Image.fromarray(np.full((10, 10), 255, np.uint8)).save(tmp_path / "m.png")
+    assert run("inpaint", tiny, "--mask", tmp_path / "m.png", "--iters", "2") != 0
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("deepprior: error:") and "\n" not in err and "same size" in err, err
+
+
 def test_empty_and_full_masks(capsys, tiny, tmp_path):
     Image.fromarray(np.zeros((31, 37), np.uint8)).save(tmp_path / "empty.png")
     _fails(capsys, tmp_path, "inpaint", tiny, "--mask", tmp_path / "empty.png", *FAST, match="no pixel to fill")

@@ -125,9 +125,10 @@ def choose_preset(task: str, image, *, scale: int | None = None, sigma: float | 
     estimated from the image (:func:`deepprior.measures.estimate_noise_level`; an image too small to
     estimate it from gets the paper recipe).  Inpainting's on the mask (as :func:`run_task` takes it,
     or the image's transparent pixels): ``inpaint-blindspot`` where the missing pixels are scattered
-    (:func:`deepprior.masks.is_scattered`), else ``inpaint-text-paper``.
+    (:func:`deepprior.masks.is_scattered`), else ``inpaint-text-paper``; a mask of the wrong size, an
+    empty or a full one raises :class:`~deepprior.masks.MaskError`.
     """
-    from .masks import is_scattered
+    from .masks import check_mask, is_scattered
     from .presets import default_preset, get_preset
 
     if task == "denoise" and sigma is None:
@@ -136,6 +137,8 @@ def choose_preset(task: str, image, *, scale: int | None = None, sigma: float | 
     if task == "inpaint":
         y, _ = _to_bchw(image, channel_axis)
         fill = _fill(mask, y, mask_keeps, mask_dilate)
+        if fill is not None:  # a mask of the wrong size, or an empty one, chooses nothing
+            check_mask(fill, tuple(y.shape[-2:]))
         scattered = fill is not None and is_scattered(fill)
     return get_preset(default_preset(task, scale=scale, sigma=sigma, scattered=scattered))
 
