@@ -112,6 +112,8 @@ def test_blindspot_fit_checks_its_arguments():
         fit(CopyShown(3), y.clone(), Mask(known), y, iters=1, blindspot_keep=1.0)
     with pytest.raises(ValueError, match="shaped like y"):
         fit(CopyShown(3), torch.rand(1, 32, 16, 16), Mask(known), y, iters=1, blindspot_keep=0.8)
+    with pytest.raises(ValueError, match="blindspot_flips"):
+        fit(CopyShown(3), y.clone(), Mask(known), y, iters=1, blindspot_flips=True)
 
 
 def test_the_preset_is_for_inpainting_with_the_measurement_as_input():
@@ -121,6 +123,10 @@ def test_the_preset_is_for_inpainting_with_the_measurement_as_input():
     bad = deepprior.get_preset("inpaint-blindspot").replace(input="noise")
     with pytest.raises(InputError, match="input='measurement'"):
         deepprior.run_task("inpaint", img, mask=random_pixels_mask((16, 16), 0.5, rng=0), preset=bad, iters=1,
+                           device="cpu")
+    flipped = deepprior.get_preset("inpaint-small").replace(blindspot_flips=True)
+    with pytest.raises(InputError, match="blindspot_flips needs loss='blindspot'"):
+        deepprior.run_task("inpaint", img, mask=random_pixels_mask((16, 16), 0.5, rng=0), preset=flipped, iters=1,
                            device="cpu")
 
 

@@ -453,7 +453,8 @@ def fit(
     blindspot_flips : bool
         A blind-spot fit's data augmentation (Self2Self's flips): every step feeds the network its
         input flipped left-right, upside down, both or neither (one of the four at random) and flips
-        its output back, so the average is over the four orientations too.
+        its output back, so the average is over the four orientations too.  On the tune images it
+        slowed the fit down (BENCHMARKS.md; no preset uses it).
 
     Returns
     -------
@@ -476,6 +477,8 @@ def fit(
         raise ValueError("cuda_graph needs a CUDA device and precision='fp32'")
     sure = sure_sigma is not None
     blindspot = blindspot_keep is not None
+    if blindspot_flips and not blindspot:
+        raise ValueError("blindspot_flips needs a blind-spot fit (blindspot_keep)")
     if blindspot:
         if not 0 < blindspot_keep < 1:
             raise ValueError(f"blindspot_keep must be in (0, 1), got {blindspot_keep}")

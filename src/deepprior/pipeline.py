@@ -139,6 +139,8 @@ def _sure_sigma(preset: Preset, y: torch.Tensor, sigma: float | None, forward: F
     denoising; blind-spot: inpainting)."""
     if preset.loss not in ("mse", "sure", "blindspot"):
         raise InputError(f"preset {preset.name!r}: loss must be 'mse', 'sure' or 'blindspot', got {preset.loss!r}")
+    if preset.blindspot_flips and preset.loss != "blindspot":
+        raise InputError(f"preset {preset.name!r}: blindspot_flips needs loss='blindspot'")
     if preset.loss == "blindspot":
         if preset.input != "measurement":
             raise InputError(f"preset {preset.name!r}: a blind-spot fit needs input='measurement'")
