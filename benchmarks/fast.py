@@ -109,10 +109,23 @@ def step_seconds(task: FastTask, image: str, preset, steps: int) -> float:
     return (times[-1] - times[4]) / steps
 
 
+def _resolve(task: str, candidate: str):
+    """A preset's name, "default", or ``search:NAME``: a candidate of :mod:`benchmarks.fast_search`
+    (found on the tune images), to confirm on these held-out crops."""
+    if not candidate.startswith("search:"):
+        return candidate
+    import deepprior
+    from benchmarks.fast_search import candidates
+
+    base, changes, _, _ = candidates(task)[candidate.removeprefix("search:")]
+    return deepprior.get_preset(base).replace(**changes)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--task", default="denoise", choices=list(TASKS))
-    ap.add_argument("--candidate", default=None, help="preset under test (default: the default preset for each crop "
+    ap.add_argument("--candidate", default=None, help="preset under test, or search:NAME (a benchmarks.fast_search "
+                    "candidate; default: the default preset for each crop "
                     "for denoising and inpainting, sr-x4-fast for SR)")
     ap.add_argument("--images", nargs="+", default=None)
     ap.add_argument("--rerun-reference", action="store_true")
@@ -140,7 +153,7 @@ def main(argv=None) -> None:
         if args.reference_only:
             continue
         target = ref["best_db"] - MARGIN_DB
-        cand = curve(task, image, candidate, task.cap, target=target)
+        cand = curve(task, image, _resolve(args.task, candidate), task.cap, target=target)
         reached = cand["values"][-1] >= target
         row = {"image": image, "ref": ref, "cand_steps": len(cand["values"]), "cand_seconds": cand["times"][-1],
                "cand_db": cand["values"][-1], "cand_peak": max(cand["values"]), "reached": reached,
@@ -199,7 +212,8 @@ def main(argv=None) -> None:
             lines[-1] += f" At today's speed of the reference: mean {sum(now) / len(now):.1f}x, worst {min(now):.1f}x."
     RESULTS.mkdir(parents=True, exist_ok=True)
     # the task's own candidate writes fast-<task>.md; another one fast-<task>-<candidate>.md
-    name = (f"fast-{args.task}" + (f"-{candidate}" if args.candidate and candidate != task.candidate else "")
+    name = (f"fast-{args.task}" + (f"-{candidate.replace(':', '-')}" if args.candidate and candidate != task.candidate
+                                    else "")
             + ("-tuned" if args.tune_allocator else ""))
     (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -2,6 +2,7 @@
 
     python -m benchmarks.fast_search run --task denoise --candidates paper small small-lr02 ...
     python -m benchmarks.fast_search report --task denoise
+    python -m benchmarks.fast_search final --task sr --candidates A B --images IMG ... [--steps 1500]
 
 Each candidate is a preset plus changes (below, as data).  ``run`` fits it on each tune image of
 the task (128 px crops, the quick tier's degradation and seed) for a fixed number of steps and
@@ -44,6 +45,10 @@ def _net(**kw):
 
     return NetworkConfig(**kw)
 
+
+# Adam's betas of sr-x4-fast and inpaint-blindspot as shipped; the candidates added after those presets
+# took them say so explicitly (see the end of candidates(): the others keep PyTorch's, as measured)
+SHIPPED_BETAS = {"betas": (0.8, 0.9)}
 
 TINY = dict(channels_down=(16, 32, 32, 64), channels_up=(16, 32, 32, 64), channels_skip=(4, 4, 4, 4))
 
@@ -105,13 +110,19 @@ def candidates(task: str) -> dict[str, tuple[str, dict, int, str]]:
                             "`sr-x4-fast` (betas 0.8, 0.9) with the jitter rising over 50 steps")
         # both, and a level between (rerun with the allocator tuned, after the small network moved to
         # channels-last: fast-search-sr-rerun.md)
-        c["fast-b-j30-jw50"] = ("sr-x4-fast", {"jitter": 1 / 30, "jitter_warmup": 50}, 1000,
+        c["fast-b-j30-jw50"] = ("sr-x4-fast", {"jitter": 1 / 30, "jitter_warmup": 50, **SHIPPED_BETAS}, 1000,
                                 "`sr-x4-fast` with the jitter rising to the paper's 1/30 over 50 steps")
-        c["fast-b-j25"] = ("sr-x4-fast", {"jitter": 1 / 25}, 1000, "`sr-x4-fast` with the jitter rising to 1/25")
+        c["fast-b-j25"] = ("sr-x4-fast", {"jitter": 1 / 25, **SHIPPED_BETAS}, 1000,
+                           "`sr-x4-fast` with the jitter rising to 1/25")
+        # a shorter average lags less behind a rising fit (0.99 with warm-up: ~(10 + step) / 9 steps early on)
+        c["fast-ema98"] = ("sr-x4-fast", {"ema": 0.98, **SHIPPED_BETAS}, 1000,
+                           "`sr-x4-fast` with the average's weight 0.98 "
+                           "(warm-up as before)")
         # channel counts that suit the CPU kernels: channels-last BatchNorm runs 2-3x slower per channel
         # when the count is not a multiple of 16 (the merges' 4 + 32 and 4 + 64); 16 skip channels: 48, 80
         c["fast-skip16"] = ("sr-x4-fast", {"network": _net(channels_down=(32, 32, 64, 64), channels_up=(
-            32, 32, 64, 64), channels_skip=(16,) * 4)}, 1000, "`sr-x4-fast` with 16 skip channels (paper: 4)")
+            32, 32, 64, 64), channels_skip=(16,) * 4), **SHIPPED_BETAS}, 1000,
+            "`sr-x4-fast` with 16 skip channels (paper: 4)")
         # the narrower full-size level again, with sr-x4-fast's jitter (rising to 1/20)
         c["fast-16-32-64-64"] = ("sr-x4-fast", {"network": _net(channels_down=(16, 32, 64, 64), channels_up=(
             16, 32, 64, 64), channels_skip=(4, 4, 4, 4))}, 1600, "`sr-x4-fast` on skip 16/32/64/64")
@@ -142,14 +153,15 @@ def candidates(task: str) -> dict[str, tuple[str, dict, int, str]]:
         # more channels where they are cheap (the levels below full size)
         for widths in ((32, 64, 128, 128), (32, 32, 64, 64, 128)):
             c["blindspot-" + "-".join(map(str, widths))] = (bs, {"network": _net(
-                channels_down=widths, channels_up=widths, channels_skip=(4,) * len(widths))}, 2000,
+                channels_down=widths, channels_up=widths, channels_skip=(4,) * len(widths)), **SHIPPED_BETAS}, 2000,
                 f"`inpaint-blindspot` on skip {'/'.join(map(str, widths))}")
         c["blindspot-skip16"] = (bs, {"network": _net(channels_down=(32, 32, 64, 64), channels_up=(32, 32, 64, 64),
-                                                       channels_skip=(16,) * 4)}, 2000,
+                                                       channels_skip=(16,) * 4), **SHIPPED_BETAS}, 2000,
                                  "`inpaint-blindspot` with 16 skip channels (paper: 4; multiples of 16 suit the CPU "
                                  "kernels)")
         # Self2Self's data augmentation (fitting.fit's blindspot_flips)
-        c["blindspot-flips"] = (bs, {"blindspot_flips": True}, 2000, "`inpaint-blindspot` (betas 0.8, 0.9) with "
+        c["blindspot-flips"] = (bs, {"blindspot_flips": True, **SHIPPED_BETAS}, 2000,
+                                "`inpaint-blindspot` (betas 0.8, 0.9) with "
                                 "Self2Self's flips (input flipped at random each step, output flipped back)")
     if task == "denoise":  # DIP-SURE (presets.py, denoise-sure), the default up to sigma 30
         c["sure"] = ("denoise-sure", {}, 1000, "`denoise-sure`: SURE loss, the noisy image as input")
@@ -162,7 +174,8 @@ def candidates(task: str) -> dict[str, tuple[str, dict, int, str]]:
             c[f"sure-eps{eps * 1000:g}e-3"] = ("denoise-sure", {"sure_epsilon": eps}, 1000,
                                                f"`denoise-sure`, divergence step {eps:g} (default 1e-3)")
     # the candidates on sr-x4-fast and inpaint-blindspot were measured before those presets took Adam's
-    # betas 0.8 / 0.9; those that do not set the betas keep PyTorch's (0.9 / 0.999), as then
+    # betas 0.8 / 0.9; those that do not set the betas keep PyTorch's (0.9 / 0.999), as then (the
+    # later ones set the presets' betas explicitly: SHIPPED_BETAS)
     for name, (base, changes, steps, what) in list(c.items()):
         if base in ("sr-x4-fast", "inpaint-blindspot") and "betas" not in changes:
             c[name] = (base, {"betas": (0.9, 0.999), **changes}, steps, what)
@@ -328,6 +341,38 @@ def cmd_seeds(args) -> None:
     print("\n".join(lines))
 
 
+def cmd_final(args) -> None:
+    """Where candidates end: PSNR of the returned image at a few steps and at ``--steps``, on the
+    given images (e.g. held-out crops, once a candidate has been chosen on the tune images: a
+    preset that reaches the paper's quality sooner may still end lower, which is what a user gets
+    from the preset's full run)."""
+    import deepprior
+
+    if args.tune_allocator:
+        from deepprior.runtime import tune_allocator
+
+        tune_allocator()
+    marks = [n for n in (300, 500, 700, 1000) if n < args.steps] + [args.steps]
+    cmd = (f"python -m benchmarks.fast_search final --task {args.task} --candidates {' '.join(args.candidates)} "
+           f"--images {' '.join(args.images)} --steps {args.steps}" + (" --tune-allocator" if args.tune_allocator
+                                                                       else ""))
+    lines = [f"Reproduce: `{cmd}` (128 px crops, the quick tier's degradation and seeds; PSNR of the returned "
+             "image, RGB, data range 1, untrimmed, at the steps given; the peak and its step).", "",
+             "| image | candidate | " + " | ".join(f"step {n}" for n in marks) + " | peak |",
+             "|---|---|" + "---:|" * (len(marks) + 1)]
+    for image in args.images:
+        for name in args.candidates:
+            base, changes, _, _ = candidates(args.task)[name]
+            v = curve(TASKS[args.task], image, deepprior.get_preset(base).replace(**changes), args.steps)["values"]
+            k = v.index(max(v))
+            lines.append(f"| {image} | {name} | " + " | ".join(f"{v[n - 1]:.2f}" for n in marks)
+                         + f" | {v[k]:.2f} @ {k + 1} |")
+            print(lines[-1], flush=True)
+    out = RESULTS / (args.out or f"fast-search-{args.task}-final.md")
+    out.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -346,8 +391,15 @@ def main(argv=None) -> None:
     q.add_argument("--seeds", type=int, default=3)
     q.add_argument("--steps", type=int, default=1600)
     q.add_argument("--every", type=int, default=10)
+    f = sub.add_parser("final", help="where candidates end, on any images (see cmd_final)")
+    f.add_argument("--task", default="sr", choices=list(TUNE))
+    f.add_argument("--candidates", nargs="+", required=True)
+    f.add_argument("--images", nargs="+", required=True)
+    f.add_argument("--steps", type=int, default=1500)
+    f.add_argument("--tune-allocator", action="store_true")
+    f.add_argument("--out", help="file name under benchmarks/results (default: fast-search-TASK-final.md)")
     args = ap.parse_args(argv)
-    {"run": cmd_run, "report": cmd_report, "seeds": cmd_seeds}[args.cmd](args)
+    {"run": cmd_run, "report": cmd_report, "seeds": cmd_seeds, "final": cmd_final}[args.cmd](args)
 
 
 if __name__ == "__main__":

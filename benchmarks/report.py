@@ -272,6 +272,9 @@ def build(results: Path, output: Path) -> str:
                         ("fast-search-sr.md", "Searching for faster super-resolution presets (tune images)"),
                         ("fast-search-sr-rerun.md", "Super-resolution: the jitter's level again (tune images, "
                          "the allocator tuned)"),
+                        ("fast-sr-search-fast-b-j30-jw50-tuned.md", "Super-resolution: the jitter at the "
+                         "paper's level on the held-out crops (`search:fast-b-j30-jw50`, the allocator tuned)"),
+                        ("fast-search-sr-final.md", "Super-resolution: where the candidates end (1500 steps)"),
                         ("fast-seeds-denoise.md", "Several seeds averaged (denoising, tune images)"),
                         ("sure.md", "SURE: a stopping rule, and a loss (DIP-SURE)"),
                         ("gpu.md", "GPU (CUDA)")):
