@@ -179,6 +179,12 @@ def candidates(task: str) -> dict[str, tuple[str, dict, int, str]]:
     for name, (base, changes, steps, what) in list(c.items()):
         if base in ("sr-x4-fast", "inpaint-blindspot") and "betas" not in changes:
             c[name] = (base, {"betas": (0.9, 0.999), **changes}, steps, what)
+    # and inpaint-blindspot had four skip channels until blindspot-skip16 (16): those that do not set a
+    # network keep the four, as measured
+    for name, (base, changes, steps, what) in list(c.items()):
+        if base == "inpaint-blindspot" and "network" not in changes:
+            c[name] = (base, {"network": _net(channels_down=(32, 32, 64, 64), channels_up=(32, 32, 64, 64),
+                                              channels_skip=(4,) * 4), **changes}, steps, what)
     # Deep Decoder (Heckel & Hand 2019): 1x1 convolutions, bilinear upsampling, no jitter
     for width, levels in ((64, 5), (64, 4), (128, 4)):
         dd = {"network": _dd(width, levels), "input_depth": width, "jitter": 0.0, "backtrack": False}

@@ -268,6 +268,9 @@ def build(results: Path, output: Path) -> str:
                         ("fast-search-inpaint.md", "Searching for faster inpainting presets (tune images)"),
                         ("fast-search-inpaint-rerun.md", "Inpainting: wider lower levels, Self2Self's flips "
                          "(tune images, the allocator tuned)"),
+                        ("fast-inpaint-search-blindspot-skip16-tuned.md", "Inpainting: 16 skip channels on the "
+                         "held-out crops (`search:blindspot-skip16`, the allocator tuned; `inpaint-blindspot` since)"),
+                        ("fast-search-inpaint-final.md", "Inpainting: where the candidates end (2000 steps)"),
                         ("fast-search-denoise.md", "Searching for faster denoising presets (tune images)"),
                         ("fast-search-sr.md", "Searching for faster super-resolution presets (tune images)"),
                         ("fast-search-sr-rerun.md", "Super-resolution: the jitter's level again (tune images, "
