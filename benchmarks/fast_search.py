@@ -168,6 +168,9 @@ def candidates(task: str) -> dict[str, tuple[str, dict, int, str]]:
         for b1, b2 in ((0.9, 0.99), (0.8, 0.9)):
             c[f"sure-b{b1 * 10:.0f}-{b2 * 100:.0f}"] = ("denoise-sure", {"betas": (b1, b2)}, 1000,
                                                          f"`denoise-sure` with Adam's betas {b1:g}, {b2:g}")
+        # 16 skip channels (inpaint-blindspot's since blindspot-skip16): a bigger path for the noisy input
+        c["sure-skip16"] = ("denoise-sure", {"network": _net(channels_down=(32, 32, 64, 64), channels_up=(
+            32, 32, 64, 64), channels_skip=(16,) * 4)}, 1000, "`denoise-sure` with 16 skip channels (paper: 4)")
         # a larger finite-difference step for the divergence: its difference would stand above TF32's
         # rounding on a GPU (which swamps it at 1e-3, fitting._NoTF32); here, in exact fp32, its bias
         for eps in (3e-3, 1e-2):

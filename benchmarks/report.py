@@ -272,6 +272,8 @@ def build(results: Path, output: Path) -> str:
                          "held-out crops (`search:blindspot-skip16`, the allocator tuned; `inpaint-blindspot` since)"),
                         ("fast-search-inpaint-final.md", "Inpainting: where the candidates end (2000 steps)"),
                         ("fast-search-denoise.md", "Searching for faster denoising presets (tune images)"),
+                        ("fast-search-denoise-skip16.md", "Denoising: 16 skip channels for `denoise-sure` (tune "
+                         "images, the allocator tuned)"),
                         ("fast-search-sr.md", "Searching for faster super-resolution presets (tune images)"),
                         ("fast-search-sr-rerun.md", "Super-resolution: the jitter's level again (tune images, "
                          "the allocator tuned)"),
