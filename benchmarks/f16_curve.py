@@ -1,6 +1,10 @@
 """PSNR curve of a preset on the 128x128 centre crop of the paper's F16 image with sigma=25 noise.
 
     python -m benchmarks.f16_curve [--preset denoise-paper] [--iters N] [--every 100] [--stop fixed|auto]
+                                   [--whole] [--tune-allocator]
+
+``--preset`` also takes ``search:NAME``, a denoising candidate of :mod:`benchmarks.fast_search`;
+``--whole`` fits the whole 512x512 image instead of the crop.
 
 Prints a table (step, loss, PSNR of the raw and of the averaged output against the clean crop)
 and writes benchmarks/results/f16-curve-<preset>.csv.  The noisy input's PSNR is printed first.
@@ -26,7 +30,13 @@ def main(argv=None):
     ap.add_argument("--every", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--stop", default="fixed", choices=["fixed", "auto"])
+    ap.add_argument("--whole", action="store_true", help="the whole 512x512 image, not the centre crop")
+    ap.add_argument("--tune-allocator", action="store_true", help="as the CLI does (deepprior.runtime)")
     args = ap.parse_args(argv)
+    if args.tune_allocator:
+        from deepprior.runtime import tune_allocator
+
+        tune_allocator()
 
     import torch
 
@@ -36,11 +46,19 @@ def main(argv=None):
 
     clean, _ = read_image(DATA / "paper" / "denoising" / "F16_GT.png")
     h, w = clean.shape[:2]
-    clean = clean[(h - 128) // 2 : (h + 128) // 2, (w - 128) // 2 : (w + 128) // 2, :3]
+    if not args.whole:
+        clean = clean[(h - 128) // 2 : (h + 128) // 2, (w - 128) // 2 : (w + 128) // 2]
+    clean = clean[:, :, :3]
     noisy = add_noise(clean, 25, rng=args.seed)
     p_in = 10 * np.log10(1 / np.mean((noisy - clean) ** 2))
     print(f"noisy input PSNR {p_in:.2f} dB; preset {args.preset}; torch threads {torch.get_num_threads()}")
-    res = deepprior.run_task("denoise", noisy, preset=args.preset, iters=args.iters, rng=args.seed,
+    preset = args.preset
+    if preset.startswith("search:"):
+        from benchmarks.fast_search import candidates
+
+        base, changes, _, _ = candidates("denoise")[preset.removeprefix("search:")]
+        preset = deepprior.get_preset(base).replace(**changes)
+    res = deepprior.run_task("denoise", noisy, preset=preset, iters=args.iters, rng=args.seed,
                              device="cpu", reference=clean, stop=args.stop)
     hist = res.restoration.fit.history
     if args.stop == "auto":
@@ -61,7 +79,8 @@ def main(argv=None):
         print(f"{step:>6} {loss:>10.3e} {raw:>8.2f} {avg if avg is None else round(avg, 2):>8}")
     print(f"{res.restoration.fit.seconds / max(1, res.restoration.fit.steps):.3f} s/step, "
           f"{res.restoration.fit.seconds:.0f} s in all")
-    out = Path(__file__).parent / "results" / f"f16-curve-{args.preset}.csv"
+    name = args.preset.replace(":", "-") + ("-whole" if args.whole else "")
+    out = Path(__file__).parent / "results" / f"f16-curve-{name}.csv"
     with open(out, "w", newline="") as f:
         wr = csv.writer(f)
         wr.writerow(["step", "loss", "psnr_raw", "psnr_average", "noisy_psnr", "preset", "seed", "torch"])
