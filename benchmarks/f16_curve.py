@@ -52,13 +52,9 @@ def main(argv=None):
     noisy = add_noise(clean, 25, rng=args.seed)
     p_in = 10 * np.log10(1 / np.mean((noisy - clean) ** 2))
     print(f"noisy input PSNR {p_in:.2f} dB; preset {args.preset}; torch threads {torch.get_num_threads()}")
-    preset = args.preset
-    if preset.startswith("search:"):
-        from benchmarks.fast_search import candidates
+    from benchmarks.fast_search import resolve
 
-        base, changes, _, _ = candidates("denoise")[preset.removeprefix("search:")]
-        preset = deepprior.get_preset(base).replace(**changes)
-    res = deepprior.run_task("denoise", noisy, preset=preset, iters=args.iters, rng=args.seed,
+    res = deepprior.run_task("denoise", noisy, preset=resolve("denoise", args.preset), iters=args.iters, rng=args.seed,
                              device="cpu", reference=clean, stop=args.stop)
     hist = res.restoration.fit.history
     if args.stop == "auto":

@@ -109,18 +109,6 @@ def step_seconds(task: FastTask, image: str, preset, steps: int) -> float:
     return (times[-1] - times[4]) / steps
 
 
-def _resolve(task: str, candidate: str):
-    """A preset's name, "default", or ``search:NAME``: a candidate of :mod:`benchmarks.fast_search`
-    (found on the tune images), to confirm on these held-out crops."""
-    if not candidate.startswith("search:"):
-        return candidate
-    import deepprior
-    from benchmarks.fast_search import candidates
-
-    base, changes, _, _ = candidates(task)[candidate.removeprefix("search:")]
-    return deepprior.get_preset(base).replace(**changes)
-
-
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--task", default="denoise", choices=list(TASKS))
@@ -137,6 +125,8 @@ def main(argv=None) -> None:
                     help="tune the allocator as the CLI does (deepprior.runtime) for the candidate and the "
                     "back-to-back timing alike (the cached reference ran without); writes fast-<task>-tuned.md")
     args = ap.parse_args(argv)
+    from benchmarks import fast_search  # it imports this module
+
     if args.tune_allocator:
         from deepprior.runtime import tune_allocator
 
@@ -153,7 +143,8 @@ def main(argv=None) -> None:
         if args.reference_only:
             continue
         target = ref["best_db"] - MARGIN_DB
-        cand = curve(task, image, _resolve(args.task, candidate), task.cap, target=target)
+        # search:NAME: a candidate of benchmarks.fast_search (found on the tune images), confirmed here
+        cand = curve(task, image, fast_search.resolve(args.task, candidate), task.cap, target=target)
         reached = cand["values"][-1] >= target
         row = {"image": image, "ref": ref, "cand_steps": len(cand["values"]), "cand_seconds": cand["times"][-1],
                "cand_db": cand["values"][-1], "cand_peak": max(cand["values"]), "reached": reached,

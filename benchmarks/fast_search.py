@@ -205,12 +205,26 @@ def _dd(width, levels):
     return decoder_config(width, levels)
 
 
-def record(task: str, name: str, image: str) -> dict:
-    """Fit one candidate on one tune image (as benchmarks.fast fits its crops)."""
+def preset_of(task: str, name: str):
+    """The :class:`~deepprior.presets.Preset` of candidate ``name`` of ``task``."""
     import deepprior
 
-    base, changes, steps, _ = candidates(task)[name]
-    c = curve(TASKS[task], image, deepprior.get_preset(base).replace(**changes), steps)
+    base, changes, _, _ = candidates(task)[name]
+    return deepprior.get_preset(base).replace(**changes)
+
+
+def resolve(task: str, spec):
+    """``search:NAME`` -> that candidate's preset (:func:`preset_of`); anything else as given (a
+    preset's name, "default", a Preset).  For the benchmarks that confirm a candidate elsewhere."""
+    if isinstance(spec, str) and spec.startswith("search:"):
+        return preset_of(task, spec.removeprefix("search:"))
+    return spec
+
+
+def record(task: str, name: str, image: str) -> dict:
+    """Fit one candidate on one tune image (as benchmarks.fast fits its crops)."""
+    steps = candidates(task)[name][2]
+    c = curve(TASKS[task], image, preset_of(task, name), steps)
     return {"task": task, "candidate": name, "image": image, "times": [round(t, 3) for t in c["times"]],
             "values": [round(float(v), 4) for v in c["values"]]}
 
@@ -355,8 +369,6 @@ def cmd_final(args) -> None:
     given images (e.g. held-out crops, once a candidate has been chosen on the tune images: a
     preset that reaches the paper's quality sooner may still end lower, which is what a user gets
     from the preset's full run)."""
-    import deepprior
-
     if args.tune_allocator:
         from deepprior.runtime import tune_allocator
 
@@ -371,8 +383,7 @@ def cmd_final(args) -> None:
              "|---|---|" + "---:|" * (len(marks) + 1)]
     for image in args.images:
         for name in args.candidates:
-            base, changes, _, _ = candidates(args.task)[name]
-            v = curve(TASKS[args.task], image, deepprior.get_preset(base).replace(**changes), args.steps)["values"]
+            v = curve(TASKS[args.task], image, preset_of(args.task, name), args.steps)["values"]
             k = v.index(max(v))
             lines.append(f"| {image} | {name} | " + " | ".join(f"{v[n - 1]:.2f}" for n in marks)
                          + f" | {v[k]:.2f} @ {k + 1} |")

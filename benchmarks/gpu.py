@@ -168,10 +168,9 @@ def _resolve(candidate: str):
 
     candidate = candidate.removesuffix("@notf32").removesuffix("@tf32")
     if candidate.startswith("search:"):
-        from benchmarks.fast_search import candidates
+        from benchmarks.fast_search import resolve
 
-        base, changes, _, _ = candidates("denoise")[candidate.removeprefix("search:")]
-        return get_preset(base).replace(**changes)
+        return resolve("denoise", candidate)
     name, _, precision = candidate.partition("@")
     return get_preset(name).replace(**({"precision": precision} if precision else {}))
 

@@ -32,7 +32,6 @@ def estimate_for(preset_name: str, size: int):
     from deepprior.cost import estimate
     from deepprior.networks import build_network, size_multiple
     from deepprior.presets import get_preset
-
     from deepprior.runtime import TUNED_MEMORY_FACTOR
 
     p = get_preset(preset_name)
