@@ -114,6 +114,11 @@ def candidates(task: str) -> dict[str, tuple[str, dict, int, str]]:
                                 "`sr-x4-fast` with the jitter rising to the paper's 1/30 over 50 steps")
         c["fast-b-j25"] = ("sr-x4-fast", {"jitter": 1 / 25, **SHIPPED_BETAS}, 1000,
                            "`sr-x4-fast` with the jitter rising to 1/25")
+        # a slower rise to 1/20: little jitter while the fit climbs (as the lower levels, which climb
+        # sooner), sr-x4-fast's full level for the rest (which ends higher)
+        for warm in (200, 300):
+            c[f"fast-b-jw{warm}"] = ("sr-x4-fast", {"jitter_warmup": warm, **SHIPPED_BETAS}, 1000,
+                                     f"`sr-x4-fast` with the jitter rising to 1/20 over {warm} steps")
         # a shorter average lags less behind a rising fit (0.99 with warm-up: ~(10 + step) / 9 steps early on)
         c["fast-ema98"] = ("sr-x4-fast", {"ema": 0.98, **SHIPPED_BETAS}, 1000,
                            "`sr-x4-fast` with the average's weight 0.98 "
@@ -159,6 +164,12 @@ def candidates(task: str) -> dict[str, tuple[str, dict, int, str]]:
                                                        channels_skip=(16,) * 4), **SHIPPED_BETAS}, 2000,
                                  "`inpaint-blindspot` with 16 skip channels (paper: 4; multiples of 16 suit the CPU "
                                  "kernels)")
+        # wider levels with 16 skip channels (every BatchNorm's channel count then a multiple of 16, unlike
+        # blindspot-b-48's 52 and 100): a higher ceiling for the crops the small network stops short on
+        for widths in ((48, 48, 96, 96), (48, 48, 64, 64)):
+            c["blindspot-s16-" + "-".join(map(str, widths))] = (bs, {"network": _net(
+                channels_down=widths, channels_up=widths, channels_skip=(16,) * 4), **SHIPPED_BETAS}, 2000,
+                f"`inpaint-blindspot` (16 skip channels) on skip {'/'.join(map(str, widths))}")
         # Self2Self's data augmentation (fitting.fit's blindspot_flips)
         c["blindspot-flips"] = (bs, {"blindspot_flips": True, **SHIPPED_BETAS}, 2000,
                                 "`inpaint-blindspot` (betas 0.8, 0.9) with "

@@ -271,6 +271,10 @@ def build(results: Path, output: Path) -> str:
                         ("fast-inpaint-search-blindspot-skip16-tuned.md", "Inpainting: 16 skip channels on the "
                          "held-out crops (`search:blindspot-skip16`, the allocator tuned; `inpaint-blindspot` since)"),
                         ("fast-search-inpaint-final.md", "Inpainting: where the candidates end (2000 steps)"),
+                        ("fast-search-inpaint-wide.md", "Inpainting: wider levels with 16 skip channels (tune "
+                         "images, the allocator tuned)"),
+                        ("fast-inpaint-search-blindspot-s16-48-48-64-64-tuned.md", "Inpainting: the wider "
+                         "network on house (`search:blindspot-s16-48-48-64-64`, the allocator tuned)"),
                         ("fast-search-denoise.md", "Searching for faster denoising presets (tune images)"),
                         ("fast-search-denoise-skip16.md", "Denoising: 16 skip channels for `denoise-sure` (tune "
                          "images, the allocator tuned)"),
@@ -280,6 +284,8 @@ def build(results: Path, output: Path) -> str:
                         ("fast-sr-search-fast-b-j30-jw50-tuned.md", "Super-resolution: the jitter at the "
                          "paper's level on the held-out crops (`search:fast-b-j30-jw50`, the allocator tuned)"),
                         ("fast-search-sr-final.md", "Super-resolution: where the candidates end (1500 steps)"),
+                        ("fast-search-sr-ramp.md", "Super-resolution: a slower rise of the jitter (tune images, "
+                         "the allocator tuned)"),
                         ("fast-seeds-denoise.md", "Several seeds averaged (denoising, tune images)"),
                         ("sure.md", "SURE: a stopping rule, and a loss (DIP-SURE)"),
                         ("gpu.md", "GPU (CUDA)")):
