@@ -284,6 +284,8 @@ def build(results: Path, output: Path) -> str:
                         ("fast-sr-search-fast-b-j30-jw50-tuned.md", "Super-resolution: the jitter at the "
                          "paper's level on the held-out crops (`search:fast-b-j30-jw50`, the allocator tuned)"),
                         ("fast-search-sr-final.md", "Super-resolution: where the candidates end (1500 steps)"),
+                        ("fast-search-sr-final-skip16.md", "Super-resolution: where 16 skip channels end "
+                         "(1500 steps)"),
                         ("fast-search-sr-ramp.md", "Super-resolution: a slower rise of the jitter (tune images, "
                          "the allocator tuned)"),
                         ("fast-seeds-denoise.md", "Several seeds averaged (denoising, tune images)"),
