@@ -119,6 +119,10 @@ def candidates(task: str) -> dict[str, tuple[str, dict, int, str]]:
         for warm in (200, 300):
             c[f"fast-b-jw{warm}"] = ("sr-x4-fast", {"jitter_warmup": warm, **SHIPPED_BETAS}, 1000,
                                      f"`sr-x4-fast` with the jitter rising to 1/20 over {warm} steps")
+        # the learning rate again, with the betas 0.8 / 0.9 (lr 0.02 was slower with PyTorch's betas)
+        for rate in (0.007, 0.015):
+            c[f"fast-b-lr{rate * 1000:03.0f}"] = ("sr-x4-fast", {"lr": rate, **SHIPPED_BETAS}, 1000,
+                                                  f"`sr-x4-fast` with the learning rate {rate:g} (0.01)")
         # a shorter average lags less behind a rising fit (0.99 with warm-up: ~(10 + step) / 9 steps early on)
         c["fast-ema98"] = ("sr-x4-fast", {"ema": 0.98, **SHIPPED_BETAS}, 1000,
                            "`sr-x4-fast` with the average's weight 0.98 "

@@ -286,6 +286,8 @@ def build(results: Path, output: Path) -> str:
                         ("fast-search-sr-final.md", "Super-resolution: where the candidates end (1500 steps)"),
                         ("fast-search-sr-final-skip16.md", "Super-resolution: where 16 skip channels end "
                          "(1500 steps)"),
+                        ("fast-search-sr-lr.md", "Super-resolution: the learning rate again (tune images, "
+                         "the allocator tuned)"),
                         ("fast-search-sr-ramp.md", "Super-resolution: a slower rise of the jitter (tune images, "
                          "the allocator tuned)"),
                         ("fast-seeds-denoise.md", "Several seeds averaged (denoising, tune images)"),
