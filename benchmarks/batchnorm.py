@@ -8,7 +8,7 @@ when their count is not a multiple of 16: the paper's 4-channel skips and the me
 channels through an NCHW copy (the same function).  This measures, in one process on this machine:
 
 1. forward + backward of one BatchNorm at the skip networks' shapes, PyTorch's kernel on the
-   concatenation against deepprior's route (best of 5 batches of 60 after warm-up);
+   concatenation against deepprior's route (median of 15 alternated rounds of 20 calls);
 2. seconds per step of whole fits (median over steps after 5 warm-up steps), the old route
    (PyTorch's kernel everywhere) and the new one alternated ``--repeats`` times, the allocator tuned
    as the CLI runs.
@@ -32,16 +32,20 @@ SHAPES = [(4, 0, 128), (4, 32, 128), (4, 64, 64), (4, 128, 128), (4, 128, 256)]
 FITS = [("sr-x4-fast", 128, 40), ("denoise-sure", 128, 40), ("sr-x4-paper", 128, 15), ("denoise-paper", 256, 8)]
 
 
-def _best_ms(fn, batches: int = 5, per_batch: int = 60) -> float:
-    for _ in range(20):
-        fn()
-    times = []
-    for _ in range(batches):
-        t0 = time.perf_counter()
-        for _ in range(per_batch):
+def _alternated_ms(fns, rounds: int = 15, per_round: int = 20) -> list[float]:
+    """Median milliseconds per call of each function, timed in alternating rounds (this machine's
+    speed drifts within seconds)."""
+    for fn in fns:
+        for _ in range(10):
             fn()
-        times.append((time.perf_counter() - t0) / per_batch * 1e3)
-    return min(times)
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(rounds):
+        for fn, t in zip(fns, times):
+            t0 = time.perf_counter()
+            for _ in range(per_round):
+                fn()
+            t.append((time.perf_counter() - t0) / per_round * 1e3)
+    return [statistics.median(t) for t in times]
 
 
 def layer_times() -> list[dict]:
@@ -66,8 +70,9 @@ def layer_times() -> list[dict]:
         def deepprior():
             ours(parts).backward(grad)
 
-        rows.append({"channels": " + ".join(map(str, sizes)), "side": side,
-                     "pytorch_ms": _best_ms(pytorch), "deepprior_ms": _best_ms(deepprior)})
+        theirs, ours_ms = _alternated_ms([pytorch, deepprior])
+        rows.append({"channels": " + ".join(map(str, sizes)), "side": side, "pytorch_ms": theirs,
+                     "deepprior_ms": ours_ms})
     return rows
 
 
@@ -134,7 +139,8 @@ def main(argv=None) -> None:
         print(r, flush=True)
     lines = [f"Reproduce: `python -m benchmarks.batchnorm --repeats {args.repeats}` (cpu, {torch.get_num_threads()} "
              f"threads, torch {torch.__version__}, commit {paper.git_commit()}; the allocator tuned as the CLI runs).",
-             "", "One BatchNorm in training mode, forward + backward, channels-last (best of 5 batches of 60):", "",
+             "", "One BatchNorm in training mode, forward + backward, channels-last (median of 15 alternated rounds of "
+             "20 calls):", "",
              "| channels | side | PyTorch's kernel (ms) | deepprior's route (ms) | speed-up |", "|---|---:|---:|---:|---:|"]
     lines += [f"| {r['channels']} | {r['side']} | {r['pytorch_ms']:.3f} | {r['deepprior_ms']:.3f} | "
               f"{r['pytorch_ms'] / r['deepprior_ms']:.2f}x |" for r in layers]

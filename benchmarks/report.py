@@ -249,6 +249,7 @@ def build(results: Path, output: Path) -> str:
                   "--ttq --out benchmarks/results/speed.json --markdown benchmarks/results/speed.md`", "",
                   *speed.read_text().strip().splitlines(), ""]
     for name, title in (("speed-layout.md", "Speed: NCHW or channels-last for the paper network, the allocator tuned"),
+                        ("batchnorm.md", "Speed: BatchNorm's channel counts (CPU, channels-last)"),
                         ("stopping.md", "Automatic stopping"), ("memory.md", "Memory of big photos"),
                         ("precision.md", "bfloat16: speed and quality"), ("tiles.md", "Tiles"),
                         ("fast-denoise.md", "A faster preset at the paper preset's quality: denoising (the default)"),

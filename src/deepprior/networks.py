@@ -117,12 +117,13 @@ def _act(kind: str) -> nn.Module:
     return nn.Identity()
 
 
-# BatchNorm on a CPU, channels-last: PyTorch's kernel vectorises over the channels and is 2-5x
-# slower per channel when their count is not a multiple of the vector width (16 floats): the paper's
-# 4-channel skips, and the merges' 4 + 32, 4 + 64 or 4 + 128.  A few channels run faster through an
-# NCHW copy; a merge runs as one BatchNorm per part (a BatchNorm is per channel, so the same
-# function).  Measured, forward + backward: 4 + 32 channels at 128x128 1.8 -> 0.7 ms, 4 + 128 at
-# 256x256 16.8 -> 8.6 ms (python -m benchmarks.batchnorm; BENCHMARKS.md, "BatchNorm's channel counts").
+# BatchNorm on a CPU, channels-last: PyTorch's kernel vectorises over the channels and runs up to
+# 2-5x slower per channel when their count is not a multiple of the vector width (16 floats): the
+# paper's 4-channel skips, and the merges' 4 + 32, 4 + 64 or 4 + 128.  A few channels run faster
+# through an NCHW copy; a merge runs as one BatchNorm per part (a BatchNorm is per channel, so the
+# same function).  Measured, forward + backward: 4 + 32 channels at 128x128 1.9 -> 0.8 ms, 4 + 128
+# at 256x256 17.8 -> 9.3 ms; whole fits 1.05-1.18x faster per step (python -m benchmarks.batchnorm;
+# BENCHMARKS.md, "Speed: BatchNorm's channel counts").
 _VECTOR = 16
 
 
