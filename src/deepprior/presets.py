@@ -243,10 +243,18 @@ for _p in [
 # 305 and 275 steps against 337 and 312; held-out: 365, 279 and 331 against 361, 335 and 461) but
 # ends 0.3-0.6 dB lower at step 1500 on three of the four quick-tier crops (BENCHMARKS.md,
 # "the jitter's level again" and "where the candidates end"): a user gets the end, so not kept.
+# 16 input channels instead of the paper's 32 (fast-b-in16): the jitter is drawn for every input
+# channel and the first convolutions read them all, so a step costs ~1.2x less (20 against 24 ms on
+# the tune images, with 397 and 354 steps to the bar against 374 and 350; 8 channels: 427 and 383);
+# at step 1500 +0.20, +0.18, +0.13 and -0.13 dB on the quick tier's baby, butterfly, bridge and
+# zebra (python -m benchmarks.fast_search final --task sr --candidates fast-b8-90 fast-b-in16 ...);
+# on the held-out crops 26.8x, 28.0x and 23.5x sooner than sr-x4-paper timed back to back (with 32:
+# 25.2x, 25.2x, 18.5x; python -m benchmarks.fast --task sr --tune-allocator; BENCHMARKS.md).
 PRESETS["sr-x4-fast"] = PRESETS["sr-x4-small"].replace(
     name="sr-x4-fast",
     description="Super-resolution x4 (also x2), small network, averaged outputs, Adam betas 0.8/0.9; "
                 "the default for x2 and x4",
+    input_depth=16,
     ema=0.99,
     ema_warmup=True,
     jitter=1 / 20,
