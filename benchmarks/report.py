@@ -289,6 +289,12 @@ def build(results: Path, output: Path) -> str:
                          "(1500 steps)"),
                         ("fast-search-sr-lr.md", "Super-resolution: the learning rate again (tune images, "
                          "the allocator tuned)"),
+                        ("fast-search-sr-input.md", "Super-resolution: fewer input channels (tune images, the "
+                         "allocator tuned; `sr-x4-fast` has 16 since)"),
+                        ("fast-search-sr-final-input.md", "Super-resolution: where 16 input channels end (1500 "
+                         "steps)"),
+                        ("fast-sr-search-fast-b-in16-tuned.md", "Super-resolution: 16 input channels on the "
+                         "held-out crops (`search:fast-b-in16`, the allocator tuned; a first run, before it shipped)"),
                         ("fast-search-sr-ramp.md", "Super-resolution: a slower rise of the jitter (tune images, "
                          "the allocator tuned)"),
                         ("fast-seeds-denoise.md", "Several seeds averaged (denoising, tune images)"),
