@@ -238,8 +238,8 @@ for _p in [
 # a second run 19.7x, 22.2x, 18.9x (with the paper's betas: 9.9x, 11.9x, 13.8x); against the paper
 # preset timed back to back with each fit (this machine's speed drifts), 22.1-27.0x.  So it is
 # SR's default for x2 and x4 (default_preset); on a x2 bird crop (a one-off check) it rises to its
-# 1500th step (37.68 dB; sr-x4-paper's best in 2000 steps: 35.30 dB), no collapse.  The paper's
-# jitter level 1/30, reached over 50 steps, gets to the paper preset's quality sooner (tune images:
+# 1500th step (37.68 dB; sr-x4-paper's best in 2000 steps: 35.30 dB; with 16 input channels
+# 37.53), no collapse.  The paper's jitter level 1/30, reached over 50 steps, gets to the paper preset's quality sooner (tune images:
 # 305 and 275 steps against 337 and 312; held-out: 365, 279 and 331 against 361, 335 and 461) but
 # ends 0.3-0.6 dB lower at step 1500 on three of the four quick-tier crops (BENCHMARKS.md,
 # "the jitter's level again" and "where the candidates end"): a user gets the end, so not kept.
@@ -252,8 +252,8 @@ for _p in [
 # 25.2x, 25.2x, 18.5x; python -m benchmarks.fast --task sr --tune-allocator; BENCHMARKS.md).
 PRESETS["sr-x4-fast"] = PRESETS["sr-x4-small"].replace(
     name="sr-x4-fast",
-    description="Super-resolution x4 (also x2), small network, averaged outputs, Adam betas 0.8/0.9; "
-                "the default for x2 and x4",
+    description="Super-resolution x4 (also x2), small network, 16 input channels, averaged outputs, "
+                "Adam betas 0.8/0.9; the default for x2 and x4",
     input_depth=16,
     ema=0.99,
     ema_warmup=True,
