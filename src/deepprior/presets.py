@@ -240,9 +240,10 @@ for _p in [
 # SR's default for x2 and x4 (default_preset); on a x2 bird crop (a one-off check) it rises to its
 # 1500th step (37.68 dB; sr-x4-paper's best in 2000 steps: 35.30 dB; with 16 input channels
 # 37.53), no collapse.  The paper's jitter level 1/30, reached over 50 steps, gets to the paper
-# preset's quality sooner (tune images: 305 and 275 steps against 337 and 312; held-out: 365, 279 and 331 against 361, 335 and 461) but
-# ends 0.3-0.6 dB lower at step 1500 on three of the four quick-tier crops (BENCHMARKS.md,
-# "the jitter's level again" and "where the candidates end"): a user gets the end, so not kept.
+# preset's quality sooner (tune images: 305 and 275 steps against 337 and 312; held-out: 365, 279
+# and 331 against 361, 335 and 461) but ends 0.3-0.6 dB lower at step 1500 on three of the four
+# quick-tier crops (BENCHMARKS.md, "the jitter's level again" and "where the candidates end"): a
+# user gets the end, so not kept.
 # 16 input channels instead of the paper's 32 (fast-b-in16): the jitter is drawn for every input
 # channel and the first convolutions read them all, so a step costs ~1.2x less (20 against 24 ms on
 # the tune images, with 397 and 354 steps to the bar against 374 and 350; 8 channels: 427 and 383);
