@@ -350,15 +350,28 @@ def cmd_seeds(args) -> None:
 
     task = TASKS[args.task]
     cache = load()
-    preset = deepprior.get_preset(SMALL[args.task])
+    preset = deepprior.get_preset(args.preset or SMALL[args.task])
+    if args.tune_allocator:
+        from deepprior.runtime import tune_allocator
+
+        tune_allocator()
+    # the paper preset's best on the tune images gives the bar where it was run (not for inpainting:
+    # 11000 steps each); else each cell gives the mean's PSNR at a few steps and its peak
+    refs = {image: cache.get(f"{args.task}|paper|{image}") for image in TUNE[args.task]}
+    with_bar = all(refs.values())
+    marks = [m for m in (250, 500, 1000, 1500, 2000, 3000) if m <= args.steps and m % args.every == 0]
+    what = (f"Steps until the mean reaches the bar (the paper preset's best minus {MARGIN_DB} dB)" if with_bar else
+            "The mean's PSNR at steps " + ", ".join(map(str, marks)) + " and its peak")
     lines = [f"Reproduce: `python -m benchmarks.fast_search seeds --task {args.task} --seeds {args.seeds} "
-             f"--steps {args.steps}` (tune images, 128 px crops, the quick tier's degradation; `{preset.name}` "
-             f"fitted with {args.seeds} seeds on the same noisy crop; the mean of the first N fits' returned images, "
-             f"every {args.every} steps; bar: the paper preset's best minus {MARGIN_DB} dB). Steps until the mean "
-             "reaches the bar (a GPU runs the N fits as one batch; a CPU pays N times).", "",
-             "| image | bar (dB) | " + " | ".join(f"{n} seed{'s' * (n > 1)}: steps (peak dB)"
-                                                  for n in range(1, args.seeds + 1)) + " |",
-             "|---|---:|" + "---:|" * args.seeds]
+             f"--steps {args.steps}" + (f" --preset {args.preset}" if args.preset else "")
+             + (" --tune-allocator" if args.tune_allocator else "") + f"` (tune images, 128 px crops, the quick "
+             f"tier's degradation; `{preset.name}` fitted with {args.seeds} seeds on the same degraded crop; the "
+             f"mean of the first N fits' returned images, every {args.every} steps). {what} (a GPU runs the N fits "
+             "as one batch; a CPU pays N times).", "",
+             "| image | " + ("bar (dB) | " if with_bar else "")
+             + " | ".join(f"{n} seed{'s' * (n > 1)}: " + ("steps (peak dB)" if with_bar else "dB")
+                          for n in range(1, args.seeds + 1))
+             + " |", "|---|" + ("---:|" if with_bar else "") + "---:|" * args.seeds]
     for image in TUNE[args.task]:
         job, case = make_case(task, image)
         truth = np.asarray(case.truth, dtype=np.float64)
@@ -369,22 +382,27 @@ def cmd_seeds(args) -> None:
             def keep(step, state, kept=kept):
                 if step % args.every == 0:
                     x = state.average if state.average is not None else state.output
-                    kept.append(x[0].detach().clamp(0, 1).permute(1, 2, 0).cpu().numpy().astype(np.float64))
+                    x = x[0].detach().clamp(0, 1).permute(1, 2, 0).cpu().numpy().astype(np.float64)
+                    kept.append(x.reshape(truth.shape))  # (H, W) for a grey image
 
             deepprior.run_task(paper.TABLES[task.table].task, case.degraded, preset=preset, iters=args.steps,
                                rng=job.seed + 1000 * k, device="cpu", callback=keep, stop="fixed",
                                **case.dip_kwargs)
             runs.append(kept)
-        ref = cache.get(f"{args.task}|paper|{image}")
-        bar = max(ref["values"]) - MARGIN_DB
         cells = []
         for n in range(1, args.seeds + 1):
             dbs = [psnr(np.mean([r[i] for r in runs[:n]], axis=0), truth) for i in range(len(runs[0]))]
-            hit = next((i for i, d in enumerate(dbs) if d >= bar), None)
-            cells.append(f"{'never' if hit is None else (hit + 1) * args.every} ({max(dbs):.2f})")
-        lines.append(f"| {image} | {bar:.2f} | " + " | ".join(cells) + " |")
+            if with_bar:
+                bar = max(refs[image]["values"]) - MARGIN_DB
+                hit = next((i for i, d in enumerate(dbs) if d >= bar), None)
+                cells.append(f"{'never' if hit is None else (hit + 1) * args.every} ({max(dbs):.2f})")
+            else:
+                at = "".join(f"{dbs[m // args.every - 1]:.2f} @ {m}, " for m in marks)
+                cells.append(f"{at}peak {max(dbs):.2f}")
+        bar_cell = f"{max(refs[image]['values']) - MARGIN_DB:.2f} | " if with_bar else ""
+        lines.append(f"| {image} | {bar_cell}" + " | ".join(cells) + " |")
         print(lines[-1], flush=True)
-    out = RESULTS / f"fast-seeds-{args.task}.md"
+    out = RESULTS / (args.out or f"fast-seeds-{args.task}.md")
     out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
@@ -436,6 +454,9 @@ def main(argv=None) -> None:
     q.add_argument("--seeds", type=int, default=3)
     q.add_argument("--steps", type=int, default=1600)
     q.add_argument("--every", type=int, default=10)
+    q.add_argument("--preset", help="the preset fitted (default: the task's small preset)")
+    q.add_argument("--tune-allocator", action="store_true", help="tune the C allocator first, as the CLI does")
+    q.add_argument("--out", help="file name under benchmarks/results (default: fast-seeds-TASK.md)")
     f = sub.add_parser("final", help="where candidates end, on any images (see cmd_final)")
     f.add_argument("--task", default="sr", choices=list(TUNE))
     f.add_argument("--candidates", nargs="+", required=True)

@@ -298,6 +298,7 @@ def build(results: Path, output: Path) -> str:
                         ("fast-search-sr-ramp.md", "Super-resolution: a slower rise of the jitter (tune images, "
                          "the allocator tuned)"),
                         ("fast-seeds-denoise.md", "Several seeds averaged (denoising, tune images)"),
+                        ("fast-seeds-inpaint.md", "Several seeds averaged (blind-spot inpainting, tune images)"),
                         ("sure.md", "SURE: a stopping rule, and a loss (DIP-SURE)"),
                         ("gpu.md", "GPU (CUDA)")):
         part = results / name  # written by benchmarks.stopping / benchmarks.memory / benchmarks.precision
