@@ -60,6 +60,16 @@ def test_default_output_name_and_output_folder(tiny, tmp_path):
     folder.mkdir()
     assert run("deblock", tiny, "-o", folder, *FAST) == 0
     assert (folder / "photo_deblocked.png").is_file()
+    # a name without an extension is a folder, created (as Real-ESRGAN's and IOPaint's -o)
+    assert run("deblock", tiny, "-o", tmp_path / "new" / "out", *FAST) == 0
+    assert (tmp_path / "new" / "out" / "photo_deblocked.png").is_file()
+
+
+def test_the_header_and_estimate_come_before_the_progress_bar(capsys, tiny, tmp_path):
+    assert run("denoise", tiny, "-o", tmp_path / "o.png", "--preset", "denoise-small", "--iters", "3") == 0
+    err = capsys.readouterr().err
+    assert err.startswith("deepprior denoise:"), err[:200]
+    assert err.index("estimate:") < err.index("3/3")  # the bar's count
 
 
 @pytest.mark.parametrize("scale", [2, 4, 8])

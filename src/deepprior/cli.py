@@ -39,8 +39,9 @@ def _task_parser(sub, task):
     p = sub.add_parser(task, help=TASK_HELP[task], description=TASK_HELP[task])
     p.add_argument("input", help="image file (PNG, JPEG, TIFF, WebP, BMP; 8 or 16 bits), folder of images, "
                    "or quoted glob ('photos/*.jpg')")
-    p.add_argument("-o", "--output", help="output file or folder; a folder for several inputs (default: beside "
-                   f"each input, named <stem>_{OUTPUT_SUFFIX[task].format(scale='S')}.png)")
+    p.add_argument("-o", "--output", help="output file, or folder (a name without an extension; for several "
+                   "inputs, always) where each result is named <stem>_"
+                   f"{OUTPUT_SUFFIX[task].format(scale='S')}.png (default: beside each input)")
     if task == "sr":
         p.add_argument("--scale", type=int, default=4, help="upscaling factor: 2, 4 or 8 (default 4)")
     if task == "denoise":
@@ -57,6 +58,7 @@ def _task_parser(sub, task):
     p.add_argument("--preset", help="recipe name (see `deepprior presets`); default: " + {
         "denoise": "denoise-sure where the noise level is up to 30, denoise-paper above",
         "inpaint": "inpaint-blindspot for scattered missing pixels, inpaint-text-paper for strokes and holes",
+        "sr": "sr-x4-fast for x2 and x4, sr-x8-paper for x8",
     }.get(task, "the task's paper preset"))
     p.add_argument("--iters", type=int, help="number of steps (overrides the preset)")
     p.add_argument("--lr", type=float, help="Adam learning rate (overrides the preset)")
@@ -193,14 +195,16 @@ class _Progress:
 
     def __init__(self, iters: int, enabled: bool, every: int = 5, rule: bool = True):
         self.bar = None
+        self.iters = iters
+        self.enabled = enabled
         self.every = every
         self.rule = rule  # a stopping rule may end the fit before iters
-        if enabled:
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=iters, unit="step", dynamic_ncols=True, file=sys.stderr)
 
     def __call__(self, step, state):
+        if self.enabled and self.bar is None:  # at the first step: after the header and the estimate
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=self.iters, unit="step", dynamic_ncols=True, file=sys.stderr)
         if self.bar is not None and step == 3 and state.iters > 20:
             per = state.elapsed / step
             total = per * state.iters

@@ -191,13 +191,14 @@ class Computed:
 def output_path(inp: Path, output: str | Path | None, task: str, scale: int | None) -> Path:
     """Where the result of ``inp`` goes: beside it, into the folder ``output``, or the file ``output``.
 
-    ``output`` is a folder when it exists as one or ends with a path separator.
+    ``output`` is a folder when it exists as one, ends with a path separator, or has no extension
+    and is not a file (``-o results``, as Real-ESRGAN's and IOPaint's CLIs).
     """
     name = f"{inp.stem}_{OUTPUT_SUFFIX[task].format(scale=scale)}.png"
     if output is None:
         return inp.with_name(name)
     out = Path(output)
-    if out.is_dir() or str(output).endswith(("/", os.sep)):
+    if out.is_dir() or str(output).endswith(("/", os.sep)) or (not out.suffix and not out.exists()):
         return out / name
     return out
 
