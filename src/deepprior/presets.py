@@ -201,7 +201,8 @@ PRESETS: dict[str, Preset] = {
 # SR x4, short of the speed issue's 20x: BENCHMARKS.md); they make quick looks affordable on a CPU.
 # Measured on a 2-core CPU on the demo image (128x128, sigma 25):
 # denoise-small, 800 steps in 40 s, PSNR 20.72 -> 28.51 dB; denoise-sure, which `make demo` runs,
-# 29.80 dB in 700 steps (59 s; 29.78 dB in 32 s with the allocator tuned, deepprior.runtime).
+# 29.80 dB in 700 steps (59 s; 29.78 dB in 32 s with the allocator tuned, deepprior.runtime; 29.71
+# dB in 28 s with deepprior.networks.BatchNorm, whose float rounding differs).
 SMALL_NET = NetworkConfig(
     channels_down=(32, 32, 64, 64), channels_up=(32, 32, 64, 64), channels_skip=(4, 4, 4, 4)
 )
