@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-__all__ = ["NetworkConfig", "SkipNet", "OriginNet", "DecoderNet", "build_network", "decoder_config",
+__all__ = ["NetworkConfig", "SkipNet", "OriginNet", "DecoderNet", "BatchNorm", "build_network", "decoder_config",
            "size_multiple", "min_size", "input_size"]
 
 
