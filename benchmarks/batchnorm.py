@@ -77,24 +77,9 @@ def layer_times() -> list[dict]:
 
 
 def step_ms(name: str, side: int, steps: int, warmup: int = 5) -> float:
-    import torch
+    from benchmarks.iter_time import step_times
 
-    from deepprior.pipeline import restore
-    from deepprior.presets import get_preset
-
-    preset = get_preset(name)
-    gen = torch.Generator().manual_seed(0)
-    kw: dict = {}
-    if preset.task == "sr":
-        y, kw = torch.rand(1, 3, side // 4, side // 4, generator=gen), {"scale": 4}
-    else:
-        y = torch.rand(1, 3, side, side, generator=gen)
-        if preset.loss == "sure":
-            kw = {"sigma": 25 / 255}
-    stamps: list[float] = []
-    restore(y, preset.replace(iters=steps + warmup), rng=0, callback=lambda s, st: stamps.append(time.perf_counter()),
-            **kw)
-    return statistics.median(b - a for a, b in zip(stamps[warmup - 1:], stamps[warmup:])) * 1e3
+    return statistics.median(step_times(name, side, steps, warmup)) * 1e3
 
 
 def fit_times(repeats: int) -> list[dict]:

@@ -259,10 +259,6 @@ def load() -> dict:
 
 
 def cmd_run(args) -> None:
-    if args.tune_allocator:  # as the CLI runs (deepprior.runtime)
-        from deepprior.runtime import tune_allocator
-
-        tune_allocator()
     cache = load()
     names = args.candidates or list(candidates(args.task))
     for name in names:
@@ -351,10 +347,6 @@ def cmd_seeds(args) -> None:
     task = TASKS[args.task]
     cache = load()
     preset = deepprior.get_preset(args.preset or SMALL[args.task])
-    if args.tune_allocator:
-        from deepprior.runtime import tune_allocator
-
-        tune_allocator()
     # the paper preset's best on the tune images gives the bar where it was run (not for inpainting:
     # 11000 steps each); else each cell gives the mean's PSNR at a few steps and its peak
     refs = {image: cache.get(f"{args.task}|paper|{image}") for image in TUNE[args.task]}
@@ -412,10 +404,6 @@ def cmd_final(args) -> None:
     given images (e.g. held-out crops, once a candidate has been chosen on the tune images: a
     preset that reaches the paper's quality sooner may still end lower, which is what a user gets
     from the preset's full run)."""
-    if args.tune_allocator:
-        from deepprior.runtime import tune_allocator
-
-        tune_allocator()
     marks = [n for n in (300, 500, 700, 1000) if n < args.steps] + [args.steps]
     cmd = (f"python -m benchmarks.fast_search final --task {args.task} --candidates {' '.join(args.candidates)} "
            f"--images {' '.join(args.images)} --steps {args.steps}" + (" --tune-allocator" if args.tune_allocator
@@ -465,6 +453,10 @@ def main(argv=None) -> None:
     f.add_argument("--tune-allocator", action="store_true")
     f.add_argument("--out", help="file name under benchmarks/results (default: fast-search-TASK-final.md)")
     args = ap.parse_args(argv)
+    if args.cmd != "report" and args.tune_allocator:  # as the CLI runs (deepprior.runtime); report only says so
+        from deepprior.runtime import tune_allocator
+
+        tune_allocator()
     {"run": cmd_run, "report": cmd_report, "seeds": cmd_seeds, "final": cmd_final}[args.cmd](args)
 
 
