@@ -32,7 +32,8 @@ Tiers:
   for a GPU; hours on a CPU.
 * ``quick``: a few images per table, 128 px centre crops (for SR: of the HR image, so the LR is
   32 px at x4 and 16 px at x8) and the reduced ``*-small`` presets with fewer steps, or the fast
-  defaults where the CLI picks one (``denoise-sure`` at sigma 25, ``inpaint-blindspot``, ``sr-x4-fast``); all four
+  defaults where the CLI picks one (``denoise-sure`` at sigma 25, ``inpaint-blindspot``, ``sr-x4-fast``,
+  ``deblock-fast``); all four
   tables together are planned to finish in well under 30 minutes on a 2-core CPU.  Each fit on the
   CPU is also capped at ``--time-cap`` times its planned time (the row records the steps done).
   Quick results are indicative only: they are not the paper's tables.
@@ -132,8 +133,9 @@ def tier_specs(tier: str) -> dict[str, TierSpec]:
         # sigma 50: denoise-small standing in for denoise-paper, the default there
         "denoise": TierSpec(("paper/denoising/F16_GT", "set14/baboon", "cbsd68/108070"), 128, (25, 50),
                             ("denoise-sure", "denoise-small"), (None, 1200)),
+        # the CLI's default, deblock-fast, its own 1000 steps (a 128 px crop is one of its tiles)
         "jpeg": TierSpec(("cbsd68/101085", "cbsd68/167083", "cbsd68/241048"), 128, (10, 20),
-                         ("deblock-small",) * 2, (1200, 1200)),
+                         ("deblock-fast",) * 2, (None, None)),
     }
     if tier == "quick":
         return quick
@@ -244,7 +246,8 @@ def fit_seconds(job: Job, device: str) -> float | None:
     """Planned seconds of the deepprior fit of a job (None: no cost figures for this device)."""
     if device != "cpu":
         return None
-    kind = {"denoise-sure": "sure", "inpaint-blindspot": "blindspot", "sr-x4-fast": "small"}.get(job.preset)
+    kind = {"denoise-sure": "sure", "inpaint-blindspot": "blindspot", "sr-x4-fast": "small",
+            "deblock-fast": "small"}.get(job.preset)
     kind = kind or ("small" if job.preset.endswith("-small") else "paper")
     rate = CPU_STEPS_PER_S_128[kind]
     pixels = max(job.out_shape[0] * job.out_shape[1], 64 * 64)

@@ -206,6 +206,21 @@ def test_one_job_at_a_time_others_queue_and_stop_keeps_the_result_so_far():
         assert third["step"] == 5
 
 
+def test_a_tiled_preset_counts_the_steps_of_all_its_tiles_and_stops_keeping_its_size():
+    wide = (np.random.default_rng(0).random((40, 140, 3)) * 255).astype(np.uint8)  # two 128 px tiles
+    body = inpaint_body(task="deblock", preset="deblock-fast", mask=None, image=data_url(png_bytes(wide)))
+    with app_server() as server:
+        _, job, _ = request(server, "/api/jobs", dict(body, iters=3))
+        job = wait_for(server, job["id"], lambda j: j["state"] == "done")
+        assert job["iters"] == 6 and job["step"] == 6 and not job["stopped"]
+        _, long, _ = request(server, "/api/jobs", dict(body, iters=100_000))
+        wait_for(server, long["id"], lambda j: j["step"] >= 3)
+        request(server, f"/api/jobs/{long['id']}/stop", b"", "POST")
+        long = wait_for(server, long["id"], lambda j: j["state"] == "done")
+        assert long["stopped"] and long["step"] < 100_000  # the second tile is the input, not fitted
+        assert Image.open(io.BytesIO(request(server, long["result"]["image"])[1])).size == (140, 40)
+
+
 @pytest.mark.parametrize("device_kind, high", [("cpu", "denoise-small"), ("cuda", "denoise-paper")])
 def test_a_denoising_job_without_a_preset_gets_one_by_its_noise_level(device_kind, high):
     from deepprior.app.server import parse_job

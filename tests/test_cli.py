@@ -340,3 +340,21 @@ def test_tiles_from_the_command_line(tiny, tmp_path, capsys):
     assert meta["tile"] == {"size": 24, "overlap": 8} and meta["stop_reason"] == "tiles"
     assert len(meta["stopped"]["tiles"]) == 4 and meta["iterations"] == 4 * 3
     _fails(capsys, tmp_path, "denoise", tiny, *FAST, "--tile", "8", "--tile-overlap", "8", match="smaller than")
+
+
+def test_deblock_fast_fits_big_photos_in_its_tiles_unless_told_otherwise(tmp_path, capsys):
+    from deepprior.io import write_image
+
+    img = np.random.default_rng(0).random((40, 140, 3)).astype(np.float32)  # wider than deblock-fast's 128
+    src = tmp_path / "wide.png"
+    write_image(src, img)
+    quick = ["--preset", "deblock-fast", "--iters", "2", "--seed", "0", "--quiet"]
+    assert run("deblock", src, "-o", tmp_path / "tiled.png", *quick) == 0
+    meta = json.loads((tmp_path / "tiled.json").read_text())
+    assert meta["tile"] is None and len(meta["stopped"]["tiles"]) == 2  # the preset's tiles
+    assert run("deblock", src, "-o", tmp_path / "whole.png", *quick, "--tile", "0") == 0
+    meta = json.loads((tmp_path / "whole.json").read_text())
+    assert meta["tile"] == 0 and "tiles" not in meta["stopped"]
+    capsys.readouterr()
+    assert run("deblock", src, "-o", tmp_path / "ck.png", *quick, "--checkpoint-every", "1") != 0
+    assert "--tile 0" in capsys.readouterr().err

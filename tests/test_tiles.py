@@ -65,3 +65,46 @@ def test_bad_overlap():
 
     with pytest.raises(InputError):
         tiles.run_tiled("denoise", np.zeros((8, 8)), tile=8, overlap=8)
+
+
+def test_tile_for_follows_the_request_then_the_preset():
+    from deepprior.presets import get_preset
+    from deepprior.tiles import tile_for
+
+    fast = get_preset("deblock-fast")  # tile 128
+    assert tile_for(fast, 129, 40) == 128 and tile_for(fast, 40, 200) == 128
+    assert tile_for(fast, 128, 128) is None  # within one tile: the whole image
+    assert tile_for(fast, 300, 300, requested=0) is None  # --tile 0: whole
+    assert tile_for(fast, 30, 30, requested=16) == 16  # --tile N: always
+    assert tile_for(get_preset("deblock-paper"), 500, 500) is None  # the paper's recipes fit whole
+
+
+@pytest.mark.parametrize("as_torch", [False, True])
+def test_run_task_fits_a_tiled_preset_in_tiles_in_the_inputs_layout(as_torch):
+    import torch
+
+    import deepprior
+
+    preset = deepprior.get_preset("deblock-fast").replace(tile=32, network=deepprior.get_preset(
+        "deblock-fast").network.__class__(channels_down=(8, 8), channels_up=(8, 8), channels_skip=(4, 4)))
+    img = np.random.default_rng(1).random((3, 37, 61)).astype(np.float32)  # channels first, odd sizes
+    arg = torch.from_numpy(img) if as_torch else img
+    r = deepprior.run_task("deblock", arg, preset=preset, iters=2, rng=5, device="cpu", channel_axis=0)
+    overlap = tiles.tile_overlap(32)  # 8: a quarter of a small tile
+    n = len(tile_starts(37, 32, overlap)) * len(tile_starts(61, 32, overlap))
+    assert r.tiles is not None and len(r.tiles.boxes) == n == 6
+    assert isinstance(r.image, torch.Tensor) == as_torch and tuple(r.image.shape) == img.shape
+    whole = deepprior.run_task("deblock", arg, preset=preset.replace(tile=None), iters=2, rng=5, device="cpu",
+                               channel_axis=0)
+    assert whole.tiles is None and tuple(whole.image.shape) == img.shape
+
+
+def test_a_tiled_fit_checks_the_whole_image_first():
+    from deepprior.pipeline import InputError
+
+    bad = np.zeros((40, 40), np.float32)
+    bad[35, 35] = np.nan  # in the last tile
+    with pytest.raises(InputError, match="non-finite"):
+        run_tiled("denoise", bad, tile=16, overlap=4, preset="denoise-small", iters=1)
+    with pytest.raises(InputError, match="over the limit"):
+        run_tiled("denoise", np.zeros((40, 40), np.float32), tile=16, overlap=4, max_pixels=1000)

@@ -97,8 +97,9 @@ class TaskResult:
     """What :func:`run_task` returns: the image (same kind as the input) and the details."""
 
     image: object
-    restoration: object  # deepprior.pipeline.Restoration
+    restoration: object  # deepprior.pipeline.Restoration (of the first tile, where the fit was tiled)
     alpha_dropped: bool = False
+    tiles: object = None  # deepprior.tiles.TiledResult where the preset fitted the image in tiles (Preset.tile)
 
 
 def noise_level(image, *, channel_axis: int | None = -1) -> float | None:
@@ -199,7 +200,10 @@ def run_task(
     (it ends the fit and picks the image returned).  The rule is in
     ``result.restoration.stop_rule`` (its ``stop_step``, ``best_step``, ``reason``).
     ``preset``: a name or a :class:`~deepprior.presets.Preset`; None (default) takes the task's
-    default for this image (:func:`choose_preset`).
+    default for this image (:func:`choose_preset`).  A preset with a ``tile`` (``deblock-fast``:
+    128) fits an image larger than that in overlapping tiles, one fit each
+    (:func:`deepprior.tiles.run_tiled`; ``result.tiles``), unless checkpointing or resuming;
+    ``preset.replace(tile=None)`` fits it whole.
     ``sigma``: denoising's noise level on the image scale ([0, 1]: 25/255 for "sigma 25"), for the
     default preset's choice, the noise gate of the automatic rule and the SURE preset
     (``denoise-sure``); None (default) estimates it from the image.
@@ -213,6 +217,7 @@ def run_task(
     from .presets import get_preset
     from .pipeline import restore
     from .stopping import make_rule
+    from .tiles import tile_for
 
     if preset is None:
         preset = choose_preset(task, image, scale=scale, sigma=sigma, mask=mask, mask_keeps=mask_keeps,
@@ -221,6 +226,12 @@ def run_task(
     # None means "keep the preset's value" (e.g. an unset CLI flag)
     p = p.replace(**{k: v for k, v in dict(iters=iters, **overrides).items() if v is not None})
     y, layout = _to_bchw(image, channel_axis)
+    tile = tile_for(p, *y.shape[-2:]) if checkpoint is None and resume is None else None
+    if tile:  # the preset's steps suit a tile, not the whole photo: one fit per tile (deepprior.tiles)
+        return _run_tiles(task, y, layout, tile, mask=mask, scale=scale, preset=p.replace(tile=None), rng=rng,
+                          device=device, callback=callback, mask_keeps=mask_keeps, mask_dilate=mask_dilate,
+                          time_budget=time_budget, max_pixels=max_pixels, stop=stop, sigma=sigma,
+                          check_memory=check_memory, announce=announce)
     c = y.shape[1]
     alpha = None
     if c in (2, 4):
@@ -274,6 +285,34 @@ def run_task(
     return TaskResult(_from_bchw(out, layout), r, dropped)
 
 
+def _run_tiles(task, y, layout, tile, *, mask, time_budget, stop, rng, **kwargs) -> TaskResult:
+    """:func:`run_task` for a preset that fits big images in tiles: :func:`deepprior.tiles.run_tiled`
+    on ``y`` (BCHW, [0, 1]), the time budget shared by the tiles, a stopping rule object copied for
+    each, the result in the input's layout.  ``restoration`` is the first tile's; ``tiles`` has them
+    all.  A reference image is not used (no PSNR curves)."""
+    import copy
+
+    import torch
+
+    from .masks import MaskError
+    from .pipeline import resolve_seed
+    from .tiles import run_tiled, tile_overlap, tile_starts
+
+    h, w = y.shape[-2:]
+    overlap = tile_overlap(tile)
+    count = len(tile_starts(h, tile, overlap)) * len(tile_starts(w, tile, overlap))
+    if mask is not None and not isinstance(mask, np.ndarray):
+        raise MaskError("a tiled fit takes the mask as a numpy array")
+    arr = y[0].permute(1, 2, 0).numpy()
+    res = run_tiled(task, arr[:, :, 0] if arr.shape[2] == 1 else arr, tile=tile, overlap=overlap, mask=mask,
+                    rng=resolve_seed(rng), time_budget=None if time_budget is None else time_budget / count,
+                    stop=stop if stop is None or isinstance(stop, str) else lambda: copy.deepcopy(stop), **kwargs)
+    out = torch.from_numpy(res.image)
+    out = out[None, None] if out.ndim == 2 else out.permute(2, 0, 1)[None]
+    first = res.results[0]
+    return TaskResult(_from_bchw(out, layout), first.restoration, first.alpha_dropped, res)
+
+
 def denoise(image, *, preset=None, iters=None, rng=None, device=None, callback=None, channel_axis=-1, **kwargs):
     """Remove noise from an image with Deep Image Prior.
 
@@ -311,7 +350,8 @@ def denoise(image, *, preset=None, iters=None, rng=None, device=None, callback=N
 
 def deblock(image, *, preset=None, iters=None, rng=None, device=None, callback=None, channel_axis=-1, **kwargs):
     """Remove JPEG compression artifacts (blocks, ringing).  Parameters as :func:`denoise`;
-    default preset ``"deblock-paper"``."""
+    default preset ``"deblock-fast"`` (the paper's JPEG recipe, ``"deblock-paper"``, on a small
+    network with averaged outputs and shorter Adam memories, in 128 px tiles for bigger images)."""
     return run_task("deblock", image, preset=preset, iters=iters, rng=rng, device=device,
                     callback=callback, channel_axis=channel_axis, **kwargs).image
 

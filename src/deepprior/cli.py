@@ -80,8 +80,9 @@ def _task_parser(sub, task):
     p.add_argument("--precision", choices=["fp32", "bf16", "auto"],
                    help="network arithmetic (default: the preset's): bf16 = bfloat16 autocast, about 1.5-2x faster "
                    "where the hardware has it (CUDA, AVX512-BF16/AMX CPUs); auto = bf16 there, else fp32")
-    p.add_argument("--tile", type=int, metavar="N", help="photos too big for memory: restore overlapping NxN tiles "
-                   "(input pixels) one by one and blend them")
+    p.add_argument("--tile", type=int, metavar="N", help="restore overlapping NxN tiles (input pixels) one by one "
+                   "and blend them (photos too big for memory); 0: the whole photo in one fit (default: the preset's, "
+                   "deblock-fast's 128 for bigger photos, else whole)")
     p.add_argument("--tile-overlap", type=int, default=32, metavar="N", help="pixels shared by neighbouring tiles "
                    "(default 32)")
     p.add_argument("--no-memory-check", action="store_true",
@@ -191,27 +192,34 @@ def _check_outputs(inp: Path, paths: list[Path], overwrite: bool) -> None:
 
 
 class _Progress:
-    """Step-end callback: a tqdm bar with loss and PSNRs, refreshed every few steps."""
+    """Step-end callback: a tqdm bar with loss and PSNRs, refreshed every few steps; over all the fits
+    of a tiled run (``tiles``: how many; a fit's steps restart at 1 for each tile)."""
 
-    def __init__(self, iters: int, enabled: bool, every: int = 5, rule: bool = True):
+    def __init__(self, iters: int, enabled: bool, every: int = 5, rule: bool = True, tiles: int = 1):
         self.bar = None
         self.iters = iters
         self.enabled = enabled
         self.every = every
         self.rule = rule  # a stopping rule may end the fit before iters
+        self.tiles = tiles
+        self.before = self.last = 0  # the steps of the tiles done; the last step seen
 
     def __call__(self, step, state):
+        if step <= self.last:  # the next tile's fit began
+            self.before += self.last
+        self.last = step
         if self.enabled and self.bar is None:  # at the first step: after the header and the estimate
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=self.iters, unit="step", dynamic_ncols=True, file=sys.stderr)
-        if self.bar is not None and step == 3 and state.iters > 20:
+            self.bar = tqdm(total=self.iters * self.tiles, unit="step", dynamic_ncols=True, file=sys.stderr)
+        if self.bar is not None and step == 3 and state.iters > 20 and self.before == 0:
             per = state.elapsed / step
-            total = per * state.iters
+            total = per * state.iters * self.tiles
             when = f"{total / 60:.1f} min" if total < 5400 else f"{total / 3600:.1f} h"
+            steps = f"{state.iters} steps" + (f" in each of {self.tiles} tiles" if self.tiles > 1 else "")
             self.bar.write(f"time: ~{per:.2f} s/step at the pace of the first steps: "
-                           + (f"at most ~{when} for {state.iters} steps (automatic stopping usually ends sooner)"
-                              if self.rule else f"~{when} for {state.iters} steps"), file=sys.stderr)
+                           + (f"at most ~{when} for {steps} (automatic stopping usually ends sooner)"
+                              if self.rule else f"~{when} for {steps}"), file=sys.stderr)
         if self.bar is None or (step % self.every and step != state.iters):
             return False
         post = {"loss": f"{state.loss:.2e}", "psnr(y)": f"{state.psnr_measurement:.2f}"}
@@ -219,7 +227,7 @@ class _Progress:
         if ref is not None:
             post["psnr(gt)"] = f"{ref:.2f}"
         self.bar.set_postfix(post, refresh=False)
-        self.bar.update(step - self.bar.n)
+        self.bar.update(self.before + step - self.bar.n)
         return False
 
     def close(self):
@@ -240,7 +248,7 @@ def _task_settings(args, *, several: bool):
     for flag, value, least in [("--save-every", args.save_every, 1), ("--iters", args.iters, 0),
                                ("--checkpoint-every", args.checkpoint_every, 1), ("--threads", args.threads, 1),
                                ("--ray-cpus", args.ray_cpus, 1), ("--stop-window", args.stop_window, 2),
-                               ("--stop-patience", args.stop_patience, 1), ("--tile", args.tile, 1),
+                               ("--stop-patience", args.stop_patience, 1), ("--tile", args.tile, 0),
                                ("--tile-overlap", args.tile_overlap, 0)]:
         if value is not None and value < least:
             raise CLIError(f"{flag} must be {'a positive number' if least else '>= 0'}, got {value}")
@@ -316,7 +324,13 @@ def _run_one_file(args) -> int:
     preset = loaded.preset
     stop = settings.stop_config(preset)
     rule = stop["rule"] != "fixed" and not (stop["rule"] == "auto" and stop["auto"] is None)
-    progress = _Progress(preset.iters, enabled=not args.quiet, rule=rule)
+    from .tiles import tile_for, tile_overlap, tile_starts
+
+    h, w = loaded.image.shape[:2]
+    tile = tile_for(preset, h, w, settings.tile)
+    overlap = settings.tile_overlap if settings.tile else tile and tile_overlap(tile)  # as job.compute
+    tiles = 1 if not tile else len(tile_starts(h, tile, overlap)) * len(tile_starts(w, tile, overlap))
+    progress = _Progress(preset.iters, enabled=not args.quiet, rule=rule, tiles=tiles)
     if not args.quiet:
         why = ""
         if args.task == "denoise" and settings.preset is None:  # picked by the noise level: say which
@@ -328,7 +342,8 @@ def _run_one_file(args) -> int:
         elif args.task == "inpaint" and settings.preset is None:  # picked by the mask
             why = " for scattered missing pixels" if preset.loss == "blindspot" else " for strokes or holes"
         print(f"deepprior {args.task}: {job.input} -> {job.output} (preset {preset.name}{why}, "
-              f"{preset.iters} steps" + (f", mask {job.mask}" if job.mask else "") + ")", file=sys.stderr)
+              f"{preset.iters} steps" + (f" in each of {tiles} tiles of {tile} px" if tiles > 1 else "")
+              + (f", mask {job.mask}" if job.mask else "") + ")", file=sys.stderr)
     def announce(cost):
         if not args.quiet:
             print(f"estimate: {cost.describe(preset.iters)}", file=sys.stderr)

@@ -76,7 +76,7 @@ class Settings:
     stop_patience: int | None = None
     sigma: float | None = None  # denoising's noise level on the 0..255 scale, for the auto rule's noise gate
     check_memory: bool = True
-    tile: int | None = None  # restore overlapping tiles of this side (deepprior.tiles)
+    tile: int | None = None  # restore overlapping tiles of this side (deepprior.tiles); 0: whole; None: the preset's
     tile_overlap: int = 32
     tune_allocator: bool = True  # deepprior.runtime: glibc's malloc reuses freed blocks (faster CPU steps)
 
@@ -229,7 +229,8 @@ def fingerprint(job: Job, settings: Settings, preset: Preset) -> dict:
         "scale": settings.scale,
         "preset": preset.to_dict(),
         "stop": settings.stop_config(preset),
-        "tile": None if not settings.tile else {"size": settings.tile, "overlap": settings.tile_overlap},
+        # the tiles asked for (None: the preset's, see its "tile"; 0: the whole image)
+        "tile": settings.tile and {"size": settings.tile, "overlap": settings.tile_overlap},
         "seed": settings.seed,
         "mask_keeps": settings.mask_keeps,
         "mask_dilate": settings.mask_dilate,
@@ -404,7 +405,7 @@ def compute(job: Job, loaded: Loaded, settings: Settings, callbacks=(), announce
 
     from .api import run_task
     from .io import atomic_write_bytes
-    from .pipeline import resolve_seed
+    from .pipeline import InputError, resolve_seed
 
     if settings.threads:
         torch.set_num_threads(settings.threads)
@@ -421,8 +422,15 @@ def compute(job: Job, loaded: Loaded, settings: Settings, callbacks=(), announce
 
     from .stopping import make_rule
 
-    if settings.tile:
-        return _compute_tiled(loaded, settings, seed, callbacks, announce)
+    from .tiles import tile_for, tile_overlap
+
+    tile = tile_for(loaded.preset, *loaded.image.shape[:2], settings.tile)
+    if tile:
+        if settings.checkpoint_every:  # --tile N refuses it in the CLI; this is the preset's tiling
+            raise InputError(f"preset {loaded.preset.name!r} fits images larger than {tile} px in tiles, which "
+                             "cannot be checkpointed: add --tile 0 to fit the whole image in one checkpointed fit")
+        overlap = settings.tile_overlap if settings.tile else tile_overlap(tile)  # --tile N, or the preset's
+        return _compute_tiled(loaded, settings, seed, callbacks, announce, tile, overlap)
     rule = make_rule(settings.stop, task=settings.task, window=settings.stop_window, patience=settings.stop_patience,
                      sigma=settings.sigma_scaled, preset=loaded.preset)
     callbacks = list(callbacks)
@@ -433,7 +441,7 @@ def compute(job: Job, loaded: Loaded, settings: Settings, callbacks=(), announce
         loaded.image,
         mask=loaded.mask,
         scale=settings.scale,
-        preset=loaded.preset,
+        preset=loaded.preset.replace(tile=None),  # whole: the image is within the preset's tile, or --tile 0
         rng=seed,
         device=settings.device,
         callback=callbacks,
@@ -455,7 +463,7 @@ def compute(job: Job, loaded: Loaded, settings: Settings, callbacks=(), announce
         image=res.image,
         seed=r.seed,
         device=r.device,
-        preset=r.preset.to_dict(),
+        preset=dict(r.preset.to_dict(), tile=loaded.preset.tile),  # the recipe as asked (fitted whole here)
         padded_size=list(r.padded_size),
         steps=r.fit.steps,
         stop_reason=r.fit.stop_reason,
@@ -471,9 +479,11 @@ def compute(job: Job, loaded: Loaded, settings: Settings, callbacks=(), announce
     )
 
 
-def _compute_tiled(loaded: Loaded, settings: Settings, seed: int, callbacks, announce) -> Computed:
-    """:func:`compute` for ``settings.tile``: one fit per overlapping tile (:mod:`deepprior.tiles`),
-    tile ``i`` with seed ``seed + i``; the curves are those of the first tile."""
+def _compute_tiled(loaded: Loaded, settings: Settings, seed: int, callbacks, announce, tile: int,
+                   overlap: int) -> Computed:
+    """:func:`compute` in tiles of side ``tile`` overlapping by ``overlap`` (``--tile``, or the preset's):
+    one fit per tile (:mod:`deepprior.tiles`), tile ``i`` with seed ``seed + i``; the curves are those of
+    the first tile."""
     from .stopping import make_rule
     from .tiles import run_tiled
 
@@ -486,8 +496,9 @@ def _compute_tiled(loaded: Loaded, settings: Settings, seed: int, callbacks, ann
 
     t0 = time.perf_counter()
     res = run_tiled(
-        settings.task, loaded.image, tile=settings.tile, overlap=settings.tile_overlap, mask=loaded.mask,
-        scale=settings.scale, rng=seed, preset=loaded.preset, device=settings.device, callback=list(callbacks),
+        settings.task, loaded.image, tile=tile, overlap=overlap, mask=loaded.mask,
+        scale=settings.scale, rng=seed, preset=loaded.preset.replace(tile=None), device=settings.device,
+        callback=list(callbacks),
         mask_keeps=bool(settings.mask_keeps), mask_dilate=settings.mask_dilate or 0,
         time_budget=settings.time_budget, max_pixels=settings.max_pixels, check_memory=settings.check_memory,
         announce=announce_once, sigma=settings.sigma_scaled,
@@ -500,7 +511,7 @@ def _compute_tiled(loaded: Loaded, settings: Settings, seed: int, callbacks, ann
         image=res.image,
         seed=seed,
         device=r0.device,
-        preset=r0.preset.to_dict(),
+        preset=dict(r0.preset.to_dict(), tile=loaded.preset.tile),  # each tile was fitted whole
         padded_size=list(r0.padded_size),
         steps=sum(f.steps for f in fits),
         stop_reason="interrupted" if res.interrupted else "tiles",

@@ -70,6 +70,11 @@ class Preset:
     precision: str = "fp32"
     # --- task specifics --------------------------------------------------------------------
     sr_kernel: str = "lanczos2"  # super-resolution forward model kernel (paper: KERNEL_TYPE='lanczos2')
+    # images larger than this (either side) are fitted in overlapping tiles of this side, one fit of
+    # `iters` steps per tile (deepprior.tiles; run_task, the CLI and the app; the CLI's --tile 0 fits
+    # them whole): for a recipe whose step count was chosen on crops of this size and that fits a
+    # whole photo far more slowly per step (deblock-fast).  None: the whole image (the paper's way)
+    tile: int | None = None
 
     def replace(self, **changes) -> "Preset":
         """A copy with some fields changed."""
@@ -265,6 +270,34 @@ PRESETS["sr-x4-fast"] = PRESETS["sr-x4-small"].replace(
     iters=1500,
 )
 
+# JPEG artifact removal with sr-x4-fast's fitting recipe on the small network, the jitter rising to the
+# paper's 1/30 over 100 steps (fast-j30); the default.  On the tune crops (cbsd68 148089 and 220075,
+# quality 10; python -m benchmarks.fast_search run --task deblock, BENCHMARKS.md) it came within 0.2
+# dB of deblock-paper's best (at its last step, 2400: that recipe is still rising) 5.7x sooner and
+# peaked 0.33 and 0.24 dB above it (23.99 and 25.09 dB @ 727 and 567; the JPEG inputs: 23.31 and
+# 24.12 dB); Adam's betas and the warm-up alone (small-b) 4.9x, deblock-small 2.0-2.2x, sr-x4-fast's
+# jitter 1/20 3.2-3.4x.  1000 steps: at quality 20 the same crops peak later (26.18 and 27.50 dB @
+# 1128 and 982; python -m benchmarks.fast_search final --task deblock-q20 ...), and past the peak
+# the fit declines slowly (quality 10: 0.07 and 0.22 dB below the peaks at step 1000; 700 steps
+# would leave quality 20 0.23 and 0.09 dB short).  On the held-out crops it reaches deblock-paper's
+# best 3.7-6.0x sooner (python -m benchmarks.fast --task deblock --candidate deblock-fast
+# --tune-allocator) and is 0.23-0.61 dB above it at step 1000 (python -m benchmarks.fast_search final
+# --task deblock ...).  A whole photo fits far more slowly per step than a 128 px crop
+# (cbsd68/101085, 481x321, quality 10: 23.03 dB after 1500 steps, below the JPEG input's 23.24;
+# deblock-paper's 2400: 22.29), so bigger images are fitted in 128 px tiles (tile; python -m
+# benchmarks.deblock_photo; BENCHMARKS.md, "JPEG: whole photos").
+PRESETS["deblock-fast"] = PRESETS["deblock-small"].replace(
+    name="deblock-fast",
+    description="JPEG artifact removal, small network, 16 input channels, averaged outputs, Adam betas 0.8/0.9, "
+                "128 px tiles; the default",
+    # sr-x4-fast's fitting: 16 input channels, the average with its warm-up, the jitter's rise, the betas
+    **{k: getattr(PRESETS["sr-x4-fast"], k) for k in ("input_depth", "ema", "ema_warmup", "jitter_warmup", "betas",
+                                                      "backtrack")},
+    jitter=1 / 30,  # the paper's level (sr-x4-fast: 1/20)
+    iters=1000,
+    tile=128,
+)
+
 # DIP-SURE (Jo, Chun and Choi, "Rethinking Deep Image Prior for Denoising", ICCV 2021): the noisy
 # image is the network's input and the loss is Stein's unbiased risk estimate for Gaussian noise
 # (sigma given or estimated), whose divergence penalty keeps the network from copying its input.
@@ -329,7 +362,7 @@ PRESETS["inpaint-blindspot"] = PRESETS["inpaint-small"].replace(
 )
 
 _DEFAULTS = {
-    "deblock": "deblock-paper",
+    "deblock": "deblock-fast",
     "inpaint": "inpaint-text-paper",
 }
 
@@ -349,7 +382,8 @@ def default_preset(task: str, *, scale: int | None = None, sigma: float | None =
     ``sigma`` (image scale [0, 1]): ``denoise-sure`` up to :data:`SURE_MAX_SIGMA`, ``denoise-paper`` above it or when
     ``sigma`` is None (unknown; e.g. a flat image, with no texture to estimate it from) or not positive.
     ``inpaint``: ``inpaint-blindspot`` when the missing pixels are ``scattered``
-    (:func:`deepprior.masks.is_scattered`), else ``inpaint-text-paper``.
+    (:func:`deepprior.masks.is_scattered`), else ``inpaint-text-paper``.  ``deblock``:
+    ``deblock-fast`` (above the paper recipe's best on held-out crops, 3.7-6x sooner; photos in tiles).
     """
     if task == "sr":
         return "sr-x8-paper" if scale == 8 else "sr-x4-fast"

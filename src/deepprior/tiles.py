@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["run_tiled", "tile_starts", "TiledResult"]
+__all__ = ["run_tiled", "tile_for", "tile_overlap", "tile_starts", "TiledResult", "TILE_OVERLAP"]
 
 
 @dataclass
@@ -26,7 +26,29 @@ class TiledResult:
     image: np.ndarray  # the blended result, float32 in [0, 1]
     boxes: list = field(default_factory=list)  # (top, left, height, width) of every tile, input pixels
     results: list = field(default_factory=list)  # the TaskResult of every tile
-    interrupted: bool = False  # Ctrl-C: the tiles after the interrupted one are the input (upscaled)
+    # Ctrl-C, or a callback that stopped a tile's fit (the app's stop button): the tiles after that
+    # one are the input (upscaled)
+    interrupted: bool = False
+
+
+#: pixels shared by neighbouring tiles (the CLI's default; a preset's tiles: see tile_overlap)
+TILE_OVERLAP = 32
+
+
+def tile_overlap(tile: int) -> int:
+    """The overlap of a preset's tiles (Preset.tile): :data:`TILE_OVERLAP`, at most a quarter of the tile."""
+    return min(TILE_OVERLAP, tile // 4)
+
+
+def tile_for(preset, height: int, width: int, requested: int | None = None) -> int | None:
+    """The side of the tiles to fit a ``height`` x ``width`` image in, or None for one fit of the whole.
+
+    ``requested``: the user's choice (the CLI's ``--tile``; 0: the whole image) or None: the
+    preset's (:attr:`deepprior.presets.Preset.tile`), for images larger than it on either side."""
+    if requested is not None:
+        return requested or None
+    tile = getattr(preset, "tile", None)
+    return tile if tile and max(height, width) > tile else None
 
 
 def tile_starts(n: int, tile: int, overlap: int) -> list[int]:
@@ -73,7 +95,7 @@ def run_tiled(task: str, image, *, tile: int, overlap: int = 32, mask=None, scal
         object holds the state of one fit).
     """
     from .api import run_task
-    from .pipeline import InputError
+    from .pipeline import MAX_PIXELS, InputError
 
     if not 0 <= overlap < tile:
         raise InputError(f"the tile overlap must be >= 0 and smaller than the tile ({tile}), got {overlap}")
@@ -82,6 +104,13 @@ def run_tiled(task: str, image, *, tile: int, overlap: int = 32, mask=None, scal
         raise InputError(f"run_tiled takes a numpy (H, W) or (H, W, C) image, got shape {arr.shape}")
     h, w = arr.shape[:2]
     s = (scale or 4) if task == "sr" else 1  # run_task's default SR scale is 4
+    # the whole image's checks (as deepprior.pipeline.restore's), before any tile's fit
+    limit = kwargs.get("max_pixels", MAX_PIXELS)
+    if limit is not None and h * s * w * s > limit:
+        raise InputError(f"the output would be {w * s}x{h * s} = {h * s * w * s:,} pixels, over the limit of "
+                         f"{limit:,}; raise it with --max-pixels N (API: max_pixels=N) if your memory allows")
+    if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+        raise InputError("the image contains non-finite values (NaN or infinity)")
     out = acc = None
     boxes, results = [], []
     tops, lefts = tile_starts(h, tile, overlap), tile_starts(w, tile, overlap)
@@ -102,7 +131,7 @@ def run_tiled(task: str, image, *, tile: int, overlap: int = 32, mask=None, scal
             res = run_task(task, part, scale=scale, rng=None if rng is None else rng + i, **extra, **kw)
             results.append(res)
             fit = getattr(getattr(res, "restoration", None), "fit", None)
-            interrupted = getattr(fit, "stop_reason", None) == "interrupted"
+            interrupted = getattr(fit, "stop_reason", None) in ("interrupted", "callback")
             img = res.image
         img = np.asarray(img, np.float32)
         img = img if img.ndim == 3 else img[:, :, None]

@@ -203,7 +203,8 @@ class Job:
     mask: np.ndarray | None
     filename: str
     state: str = "queued"  # queued | running | done | failed | cancelled
-    step: int = 0
+    tiles: int = 1  # fits in all: a preset with a tile fits a bigger image tile by tile (deepprior.tiles)
+    step: int = 0  # steps done, over all the tiles
     elapsed: float = 0.0
     curve: list = field(default_factory=list)  # (step, PSNR of the fit to the input in dB)
     previews: dict = field(default_factory=dict)  # "current" / "average" -> PNG bytes
@@ -236,7 +237,7 @@ class Job:
                 "scale": self.scale,
                 "preset": self.preset.name,
                 "step": self.step,
-                "iters": self.preset.iters,
+                "iters": self.preset.iters * self.tiles,
                 "elapsed": round(self.elapsed, 2),
                 "psnr": self.curve[-1][1] if self.curve else None,
                 "curve": {"step": [s for s, _ in curve], "psnr": [p for _, p in curve]},
@@ -360,11 +361,24 @@ def run_job(job: Job, device: str) -> None:
     from ..runtime import tune_allocator
 
     tune_allocator()  # this process is the app's own (deepprior.runtime)
+    from ..tiles import tile_for, tile_overlap, tile_starts
+
+    h, w = job.image.shape[:2]
+    tile = tile_for(job.preset, h, w)  # as run_task decides
+    with job.lock:
+        job.tiles = 1 if not tile else (len(tile_starts(h, tile, tile_overlap(tile)))
+                                        * len(tile_starts(w, tile, tile_overlap(tile))))
+    before = [0, 0]  # the steps of the tiles done, the last step seen: progress counts over all the tiles
+    started = [0.0, 0.0]  # the same for the elapsed seconds
 
     def on_step(step, state):
+        if step <= before[1]:  # the next tile's fit began
+            before[0] += before[1]
+            started[0] += started[1]
+        before[1], started[1] = step, state.elapsed
         with job.lock:
-            job.step, job.elapsed = step, state.elapsed
-            job.curve.append((step, _finite(state.psnr_measurement)))
+            job.step, job.elapsed = before[0] + step, started[0] + state.elapsed
+            job.curve.append((job.step, _finite(state.psnr_measurement)))
         if step == 1 or step % job.preview_every == 0:
             previews = {"current": _png(state.output)}
             if state.average is not None:
@@ -381,7 +395,7 @@ def run_job(job: Job, device: str) -> None:
         sidecar = _sidecar(job, res, size)
         with job.lock:
             job.result_png, job.result_size, job.sidecar = png_bytes, size, sidecar
-            job.stopped = res.restoration.fit.stop_reason == "callback"
+            job.stopped = res.restoration.fit.stop_reason == "callback" or bool(res.tiles and res.tiles.interrupted)
             job.state = "done"
     except Exception as e:  # the message goes to the page; the server goes on
         with job.lock:
@@ -492,7 +506,8 @@ def parse_job(body: dict, *, device_kind: str, max_bytes: int, max_pixels: int) 
 
 def default_presets(device_kind: str) -> dict:
     """The preset each task starts with: the paper's recipes on a GPU, the small ones on a CPU;
-    super-resolution x2/x4 starts with ``sr-x4-fast`` on both (the CLI's default).
+    super-resolution x2/x4 starts with ``sr-x4-fast`` and JPEG with ``deblock-fast`` on both (the
+    CLI's defaults).
 
     Denoising's is the one for noise above 30 (0..255): a request without a preset gets
     ``denoise-sure`` where the noise is lower (:func:`parse_job`, as the CLI).  Inpainting's is the
@@ -502,7 +517,7 @@ def default_presets(device_kind: str) -> dict:
     small = device_kind == "cpu"
     names = {
         "denoise": ("denoise-small", "denoise-paper"),
-        "deblock": ("deblock-small", "deblock-paper"),
+        "deblock": ("deblock-fast", "deblock-fast"),
         "sr2": ("sr-x4-fast", "sr-x4-fast"),
         "sr4": ("sr-x4-fast", "sr-x4-fast"),
         "sr8": ("sr-x8-small", "sr-x8-paper"),
