@@ -53,6 +53,9 @@ TASKS = {
     "sr": FastTask("sr", 4, "sr-x4-paper", 2000, "sr-x4-fast", 3000),
     # the CLI's default: by the mask (inpaint-blindspot for these scattered missing pixels)
     "inpaint": FastTask("inpaint", 0.5, "inpaint-pixels-paper", 11000, "default", 4000),
+    # JPEG quality 10 (the quick tier's harder level); deblock-paper's recipe is 2400 steps
+    "deblock": FastTask("jpeg", 10, "deblock-paper", 2400, "default", 3000),
+    "deblock-q20": FastTask("jpeg", 20, "deblock-paper", 2400, "default", 3000),  # the quick tier's other level
 }
 
 
@@ -161,7 +164,8 @@ def main(argv=None) -> None:
                   f"{ref['seconds_per_step'] * 1000:.0f})", flush=True)
     if args.reference_only:
         return
-    level = {"denoise": f"sigma {task.level:g}", "sr": f"x{task.level:g}", "inpaint": f"{task.level:.0%} missing"}
+    level = {"denoise": f"sigma {task.level:g}", "sr": f"x{task.level:g}", "inpaint": f"{task.level:.0%} missing",
+             "deblock": f"JPEG quality {task.level:g}", "deblock-q20": f"JPEG quality {task.level:g}"}
     command = (f"python -m benchmarks.fast --task {args.task}" + (f" --candidate {candidate}" if args.candidate else "")
                + (f" --images {' '.join(images)}" if args.images else "")
                + (" --tune-allocator" if args.tune_allocator else ""))
@@ -176,8 +180,8 @@ def main(argv=None) -> None:
     retimed = all("ref_step_now" in r for r in rows)
     if args.tune_allocator:
         lines += ["This run tuned the allocator as the CLI does (`deepprior.runtime`), for the candidate and the "
-                  "back-to-back timing of the reference alike; the cached reference ran without it, so the speed-up "
-                  "to compare is the last column's (today's speed, both tuned).", ""]
+                  "back-to-back timing of the reference alike; the cached reference may have run without it, so the "
+                  "speed-up to compare is the last column's (today's speed, both tuned).", ""]
     if retimed:
         lines += [f"Timing drifts between runs on this machine, so after each candidate {args.retime_steps} steps of "
                   f"`{task.reference}` ran back to back with it: the last two columns give its milliseconds per step "

@@ -33,11 +33,14 @@ TUNE = {
     "denoise": ("cbsd68/130026", "set14/pepper"),
     "sr": ("set5/bird", "set14/monarch"),
     "inpaint": ("inpainting11/boat", "inpainting11/peppers256"),
+    "deblock": ("cbsd68/148089", "cbsd68/220075"),  # benchmarks.stopping's JPEG tune images
+    "deblock-q20": ("cbsd68/148089", "cbsd68/220075"),
 }
 
 
 # The small preset of each task, the starting point of the candidates.
-SMALL = {"denoise": "denoise-small", "sr": "sr-x4-small", "inpaint": "inpaint-small"}
+SMALL = {"denoise": "denoise-small", "sr": "sr-x4-small", "inpaint": "inpaint-small", "deblock": "deblock-small",
+         "deblock-q20": "deblock-small"}
 
 
 def _net(**kw):
@@ -196,6 +199,14 @@ def candidates(task: str) -> dict[str, tuple[str, dict, int, str]]:
         for eps in (3e-3, 1e-2):
             c[f"sure-eps{eps * 1000:g}e-3"] = ("denoise-sure", {"sure_epsilon": eps}, 1000,
                                                f"`denoise-sure`, divergence step {eps:g} (default 1e-3)")
+    if task.startswith("deblock"):  # sr-x4-fast's fitting recipe (presets.py) on deblock-small, and pieces of it
+        fast = {"betas": (0.8, 0.9), "ema_warmup": True, "backtrack": False}
+        c["small-b"] = (small, fast, 1600, f"`{small}` with Adam's betas 0.8, 0.9 and the average's warm-up")
+        c["fast"] = (small, dict(fast, input_depth=16, jitter=1 / 20, jitter_warmup=100), 1600,
+                     "the same, 16 input channels, the jitter rising to 1/20 over 100 steps (`sr-x4-fast`'s recipe)")
+        c["fast-j30"] = (small, dict(fast, input_depth=16, jitter=1 / 30, jitter_warmup=100), 1600,
+                         "the same, the jitter rising to the paper's 1/30")
+        c["paper-b"] = (ref, fast, 2400, f"`{ref}` with Adam's betas 0.8, 0.9 and the average's warm-up")
     # the candidates on sr-x4-fast and inpaint-blindspot were measured before those presets took Adam's
     # betas 0.8 / 0.9; those that do not set the betas keep PyTorch's (0.9 / 0.999), as then (the
     # later ones set the presets' betas explicitly: SHIPPED_BETAS)
@@ -409,14 +420,18 @@ def cmd_final(args) -> None:
            f"--images {' '.join(args.images)} --steps {args.steps}" + (" --tune-allocator" if args.tune_allocator
                                                                        else ""))
     lines = [f"Reproduce: `{cmd}` (128 px crops, the quick tier's degradation and seeds; PSNR of the returned "
-             "image, RGB, data range 1, untrimmed, at the steps given; the peak and its step).", "",
-             "| image | candidate | " + " | ".join(f"step {n}" for n in marks) + " | peak |",
-             "|---|---|" + "---:|" * (len(marks) + 1)]
+             "image, RGB, data range 1, untrimmed, at the steps given; the peak and its step; the degraded "
+             "input's PSNR where it is the output's size).", "",
+             "| image | candidate | input | " + " | ".join(f"step {n}" for n in marks) + " | peak |",
+             "|---|---|" + "---:|" * (len(marks) + 2)]
     for image in args.images:
+        _, case = make_case(TASKS[args.task], image)
+        same = case.degraded.shape == case.truth.shape
+        given = f"{psnr(case.degraded, case.truth):.2f}" if same else "–"
         for name in args.candidates:
             v = curve(TASKS[args.task], image, preset_of(args.task, name), args.steps)["values"]
             k = v.index(max(v))
-            lines.append(f"| {image} | {name} | " + " | ".join(f"{v[n - 1]:.2f}" for n in marks)
+            lines.append(f"| {image} | {name} | {given} | " + " | ".join(f"{v[n - 1]:.2f}" for n in marks)
                          + f" | {v[k]:.2f} @ {k + 1} |")
             print(lines[-1], flush=True)
     out = RESULTS / (args.out or f"fast-search-{args.task}-final.md")

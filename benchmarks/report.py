@@ -123,7 +123,7 @@ def used_lines(table: str, tier: str, rows: list[dict], meta: dict, csv_path: Pa
     if tier != "full":
         lines.append(f"- **{tier.capitalize()} tier, indicative only**: centre crops, the reduced `*-small` presets "
                      "(and the fast defaults where the CLI picks them: `denoise-sure` at sigma 25, "
-                     "`inpaint-blindspot`, `sr-x4-fast`) "
+                     "`inpaint-blindspot`, `sr-x4-fast`, `deblock-fast`) "
                      "and fewer steps; the paper's figures (whole images, the paper's networks) are shown "
                      "for orientation, not as a like-for-like comparison.")
     return lines
@@ -297,6 +297,14 @@ def build(results: Path, output: Path) -> str:
                          "held-out crops (`search:fast-b-in16`, the allocator tuned; a first run, before it shipped)"),
                         ("fast-search-sr-ramp.md", "Super-resolution: a slower rise of the jitter (tune images, "
                          "the allocator tuned)"),
+                        ("fast-search-deblock.md", "Searching for faster JPEG presets (tune images, the allocator "
+                         "tuned)"),
+                        ("fast-deblock-deblock-fast-tuned.md", "A faster preset at the paper preset's quality: JPEG "
+                         "quality 10, `deblock-fast` (the allocator tuned)"),
+                        ("fast-search-deblock-final.md", "JPEG: where the candidates end (1600 steps, held-out "
+                         "crops)"),
+                        ("fast-search-deblock-q20-tune.md", "JPEG: quality 20 on the tune crops (1600 steps)"),
+                        ("deblock-photo.md", "JPEG: whole photos, whole or in tiles"),
                         ("fast-seeds-denoise.md", "Several seeds averaged (denoising, tune images)"),
                         ("fast-seeds-inpaint.md", "Several seeds averaged (blind-spot inpainting, tune images)"),
                         ("sure.md", "SURE: a stopping rule, and a loss (DIP-SURE)"),

@@ -2,9 +2,9 @@
 # Makes the README's before/after pictures with the deepprior CLI itself.
 # Usage: bash docs/make_figures.sh [FIGURE ...]   (after `make demo` or `make test` created .venv)
 # FIGURE: denoise deblock sr inpaint inpaint-pixels (default: all).
-# Inputs are 128x128 crops of images in ../shared/data; denoising and the missing pixels run their
-# defaults (denoise-sure at this noise level, inpaint-blindspot), the other tasks the *-small
-# presets: minutes in all.
+# Inputs are 128x128 crops of images in ../shared/data; denoising, JPEG and the missing pixels run
+# their defaults (denoise-sure at this noise level, deblock-fast, inpaint-blindspot), the other
+# tasks the *-small presets: minutes in all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
@@ -68,7 +68,7 @@ fi
 if want deblock; then
 crop $DATA/set14/lenna.png $W/lenna.png 128 200 220
 $DP degrade jpeg $W/lenna.png -o $W/lenna_q10.png --quality 10
-$DP deblock $W/lenna_q10.png -o $W/lenna_deblocked.png --preset deblock-small $OPTS
+$DP deblock $W/lenna_q10.png -o $W/lenna_deblocked.png $OPTS
 montage docs/images/deblock.png "deblock" $W/lenna_q10.png "JPEG q=10, $(psnr $W/lenna_q10.png $W/lenna.png)" \
   $W/lenna_deblocked.png "deepprior, $(psnr $W/lenna_deblocked.png $W/lenna.png)" $W/lenna.png "ground truth"
 fi
