@@ -346,7 +346,8 @@ def _run_one_file(args) -> int:
               + (f", mask {job.mask}" if job.mask else "") + ")", file=sys.stderr)
     def announce(cost):
         if not args.quiet:
-            print(f"estimate: {cost.describe(preset.iters)}", file=sys.stderr)
+            print(f"estimate: {cost.describe(preset.iters)}" + (f", for each of the {tiles} tiles" if tiles > 1 else ""),
+                  file=sys.stderr)
 
     try:
         computed = compute(job, loaded, settings, callbacks=[progress], announce=announce)
