@@ -301,6 +301,8 @@ def build(results: Path, output: Path) -> str:
                          "tuned)"),
                         ("fast-deblock-deblock-fast-tuned.md", "A faster preset at the paper preset's quality: JPEG "
                          "quality 10, `deblock-fast` (the allocator tuned)"),
+                        ("fast-deblock-q20-deblock-fast-tuned.md", "A faster preset at the paper preset's quality: "
+                         "JPEG quality 20, `deblock-fast` (the allocator tuned)"),
                         ("fast-search-deblock-final.md", "JPEG: where the candidates end (1600 steps, held-out "
                          "crops)"),
                         ("fast-search-deblock-q20-tune.md", "JPEG: quality 20 on the tune crops (1600 steps)"),
