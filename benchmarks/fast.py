@@ -165,13 +165,13 @@ def main(argv=None) -> None:
     if args.reference_only:
         return
     level = {"denoise": f"sigma {task.level:g}", "sr": f"x{task.level:g}", "inpaint": f"{task.level:.0%} missing",
-             "deblock": f"JPEG quality {task.level:g}", "deblock-q20": f"JPEG quality {task.level:g}"}
+             "jpeg": f"JPEG quality {task.level:g}"}
     command = (f"python -m benchmarks.fast --task {args.task}" + (f" --candidate {candidate}" if args.candidate else "")
                + (f" --images {' '.join(images)}" if args.images else "")
                + (" --tune-allocator" if args.tune_allocator else ""))
     who = ("the default preset (picked for each crop from its degraded image and mask, as the CLI does)"
            if candidate == "default" else f"`{candidate}`")
-    lines = [f"Reproduce: `{command}` ({level[args.task]}, 128 px crops of the quick "
+    lines = [f"Reproduce: `{command}` ({level[task.table]}, 128 px crops of the quick "
              f"tier's images and seeds, none used for tuning; `{task.reference}` run for {task.reference_steps} steps "
              f"gives its best-iterate PSNR (found with the ground truth) and the time to it (cached in "
              f"`benchmarks/results/fast-reference.json` with its commit); {who} runs until it is within "

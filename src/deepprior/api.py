@@ -296,11 +296,10 @@ def _run_tiles(task, y, layout, tile, *, mask, time_budget, stop, rng, **kwargs)
 
     from .masks import MaskError
     from .pipeline import resolve_seed
-    from .tiles import run_tiled, tile_overlap, tile_starts
+    from .tiles import run_tiled, tile_count, tile_overlap
 
-    h, w = y.shape[-2:]
     overlap = tile_overlap(tile)
-    count = len(tile_starts(h, tile, overlap)) * len(tile_starts(w, tile, overlap))
+    count = tile_count(*y.shape[-2:], tile, overlap)
     if mask is not None and not isinstance(mask, np.ndarray):
         raise MaskError("a tiled fit takes the mask as a numpy array")
     arr = y[0].permute(1, 2, 0).numpy()

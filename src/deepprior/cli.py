@@ -202,17 +202,17 @@ class _Progress:
         self.every = every
         self.rule = rule  # a stopping rule may end the fit before iters
         self.tiles = tiles
-        self.before = self.last = 0  # the steps of the tiles done; the last step seen
+        from .tiles import StepTotals
+
+        self.totals = StepTotals()
 
     def __call__(self, step, state):
-        if step <= self.last:  # the next tile's fit began
-            self.before += self.last
-        self.last = step
+        done, _ = self.totals(step, state.elapsed)
         if self.enabled and self.bar is None:  # at the first step: after the header and the estimate
             from tqdm.auto import tqdm
 
             self.bar = tqdm(total=self.iters * self.tiles, unit="step", dynamic_ncols=True, file=sys.stderr)
-        if self.bar is not None and step == 3 and state.iters > 20 and self.before == 0:
+        if self.bar is not None and step == 3 and state.iters > 20 and self.totals.steps == 0:
             per = state.elapsed / step
             total = per * state.iters * self.tiles
             when = f"{total / 60:.1f} min" if total < 5400 else f"{total / 3600:.1f} h"
@@ -227,7 +227,7 @@ class _Progress:
         if ref is not None:
             post["psnr(gt)"] = f"{ref:.2f}"
         self.bar.set_postfix(post, refresh=False)
-        self.bar.update(self.before + step - self.bar.n)
+        self.bar.update(done - self.bar.n)
         return False
 
     def close(self):
@@ -318,18 +318,16 @@ def _run_one_file(args) -> int:
                    args.overwrite or partial)
     settings = _task_settings(args, several=False)
 
-    from .job import compute, load, save
+    from .job import compute, load, save, tiling
 
     loaded = load(job, settings)
     preset = loaded.preset
     stop = settings.stop_config(preset)
     rule = stop["rule"] != "fixed" and not (stop["rule"] == "auto" and stop["auto"] is None)
-    from .tiles import tile_for, tile_overlap, tile_starts
+    from .tiles import tile_count
 
-    h, w = loaded.image.shape[:2]
-    tile = tile_for(preset, h, w, settings.tile)
-    overlap = settings.tile_overlap if settings.tile else tile and tile_overlap(tile)  # as job.compute
-    tiles = 1 if not tile else len(tile_starts(h, tile, overlap)) * len(tile_starts(w, tile, overlap))
+    tile, overlap = tiling(loaded, settings)
+    tiles = tile_count(*loaded.image.shape[:2], tile, overlap) if tile else 1
     progress = _Progress(preset.iters, enabled=not args.quiet, rule=rule, tiles=tiles)
     if not args.quiet:
         why = ""

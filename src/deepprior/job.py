@@ -395,6 +395,17 @@ def _start_state(job: Job, settings: Settings, fp: dict) -> dict | None:
     return saved
 
 
+def tiling(loaded: Loaded, settings: Settings) -> tuple[int | None, int]:
+    """The tiles :func:`compute` fits ``loaded``'s image in: (side, overlap) for ``--tile N`` or the
+    preset's tiles (:func:`deepprior.tiles.tile_for`), (None, 0) for one fit of the whole image."""
+    from .tiles import tile_for, tile_overlap
+
+    tile = tile_for(loaded.preset, *loaded.image.shape[:2], settings.tile)
+    if not tile:
+        return None, 0
+    return tile, settings.tile_overlap if settings.tile else tile_overlap(tile)
+
+
 def compute(job: Job, loaded: Loaded, settings: Settings, callbacks=(), announce=None) -> Computed:
     """Fit ``job``'s image: checkpoint every ``settings.checkpoint_every`` steps, resume if asked.
     ``announce(estimate)`` is called before the fit with its cost (:mod:`deepprior.cost`).
@@ -422,14 +433,11 @@ def compute(job: Job, loaded: Loaded, settings: Settings, callbacks=(), announce
 
     from .stopping import make_rule
 
-    from .tiles import tile_for, tile_overlap
-
-    tile = tile_for(loaded.preset, *loaded.image.shape[:2], settings.tile)
+    tile, overlap = tiling(loaded, settings)
     if tile:
         if settings.checkpoint_every:  # --tile N refuses it in the CLI; this is the preset's tiling
             raise InputError(f"preset {loaded.preset.name!r} fits images larger than {tile} px in tiles, which "
                              "cannot be checkpointed: add --tile 0 to fit the whole image in one checkpointed fit")
-        overlap = settings.tile_overlap if settings.tile else tile_overlap(tile)  # --tile N, or the preset's
         return _compute_tiled(loaded, settings, seed, callbacks, announce, tile, overlap)
     rule = make_rule(settings.stop, task=settings.task, window=settings.stop_window, patience=settings.stop_patience,
                      sigma=settings.sigma_scaled, preset=loaded.preset)

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["run_tiled", "tile_for", "tile_overlap", "tile_starts", "TiledResult", "TILE_OVERLAP"]
+__all__ = ["run_tiled", "tile_for", "tile_overlap", "tile_count", "tile_starts", "StepTotals", "TiledResult",
+           "TILE_OVERLAP"]
 
 
 @dataclass
@@ -49,6 +50,28 @@ def tile_for(preset, height: int, width: int, requested: int | None = None) -> i
         return requested or None
     tile = getattr(preset, "tile", None)
     return tile if tile and max(height, width) > tile else None
+
+
+def tile_count(height: int, width: int, tile: int, overlap: int) -> int:
+    """How many tiles :func:`run_tiled` fits for a ``height`` x ``width`` image."""
+    return len(tile_starts(height, tile, overlap)) * len(tile_starts(width, tile, overlap))
+
+
+class StepTotals:
+    """Steps and seconds over all the fits of a tiled run, from each fit's own (which restart at 1
+    with each tile): call it with a fit's ``(step, elapsed)`` at every step; ``steps`` and
+    ``seconds`` are those of the tiles done."""
+
+    def __init__(self):
+        self.steps, self.seconds = 0, 0.0
+        self._last = (0, 0.0)
+
+    def __call__(self, step: int, elapsed: float) -> tuple[int, float]:
+        if step <= self._last[0]:  # the next tile's fit began
+            self.steps += self._last[0]
+            self.seconds += self._last[1]
+        self._last = (step, elapsed)
+        return self.steps + step, self.seconds + elapsed
 
 
 def tile_starts(n: int, tile: int, overlap: int) -> list[int]:

@@ -361,24 +361,19 @@ def run_job(job: Job, device: str) -> None:
     from ..runtime import tune_allocator
 
     tune_allocator()  # this process is the app's own (deepprior.runtime)
-    from ..tiles import tile_for, tile_overlap, tile_starts
+    from ..tiles import StepTotals, tile_count, tile_for, tile_overlap
 
     h, w = job.image.shape[:2]
     tile = tile_for(job.preset, h, w)  # as run_task decides
     with job.lock:
-        job.tiles = 1 if not tile else (len(tile_starts(h, tile, tile_overlap(tile)))
-                                        * len(tile_starts(w, tile, tile_overlap(tile))))
-    before = [0, 0]  # the steps of the tiles done, the last step seen: progress counts over all the tiles
-    started = [0.0, 0.0]  # the same for the elapsed seconds
+        job.tiles = tile_count(h, w, tile, tile_overlap(tile)) if tile else 1
+    totals = StepTotals()  # progress counts over all the tiles
 
     def on_step(step, state):
-        if step <= before[1]:  # the next tile's fit began
-            before[0] += before[1]
-            started[0] += started[1]
-        before[1], started[1] = step, state.elapsed
+        done, elapsed = totals(step, state.elapsed)
         with job.lock:
-            job.step, job.elapsed = before[0] + step, started[0] + state.elapsed
-            job.curve.append((job.step, _finite(state.psnr_measurement)))
+            job.step, job.elapsed = done, elapsed
+            job.curve.append((done, _finite(state.psnr_measurement)))
         if step == 1 or step % job.preview_every == 0:
             previews = {"current": _png(state.output)}
             if state.average is not None:
