@@ -194,9 +194,9 @@ def candidates(task: str) -> dict[str, tuple[str, dict, int, str]]:
         # 16 skip channels (inpaint-blindspot's since blindspot-skip16): a bigger path for the noisy input
         c["sure-skip16"] = ("denoise-sure", {"network": _net(channels_down=(32, 32, 64, 64), channels_up=(
             32, 32, 64, 64), channels_skip=(16,) * 4)}, 1000, "`denoise-sure` with 16 skip channels (paper: 4)")
-        # a larger finite-difference step for the divergence: its difference would stand above TF32's
-        # rounding on a GPU (which swamps it at 1e-3, fitting._NoTF32); here, in exact fp32, its bias
-        for eps in (3e-3, 1e-2):
+        # the divergence's finite-difference step (default 1e-3, Jo et al.'s): 1e-2 stands above
+        # TF32's rounding on a GPU (which swamps 1e-3, fitting._NoTF32); here, in exact fp32, its bias
+        for eps in (1e-3, 3e-3, 1e-2):
             c[f"sure-eps{eps * 1000:g}e-3"] = ("denoise-sure", {"sure_epsilon": eps}, 1000,
                                                f"`denoise-sure`, divergence step {eps:g} (default 1e-3)")
     if task.startswith("deblock"):  # sr-x4-fast's fitting recipe (presets.py) on deblock-small, and pieces of it

@@ -264,6 +264,7 @@ def target(out: Path, image: Path, ref_steps: int, ref_seconds: float, candidate
            size: int = 512, cli_paper: bool = True, run_through: bool = False, cli: bool = True) -> dict:
     import numpy as np
 
+    from deepprior import fitting
     from deepprior.degrade import add_noise
     from deepprior.io import read_image, write_image
 
@@ -274,7 +275,8 @@ def target(out: Path, image: Path, ref_steps: int, ref_seconds: float, candidate
     noisy_png = tmp / "noisy.png"
     write_image(noisy_png, noisy)
     result = {"image": image.name, "size": list(clean.shape), "sigma": 25, "noisy_db": round(psnr(noisy, clean), 3),
-              "run_through": run_through, "sure_without_tf32": True}  # fitting._NoTF32, since 2026-11-27
+              "run_through": run_through, "sure_without_tf32": True,  # fitting._NoTF32, since 2026-11-27
+              "sure_tf32_min_epsilon": fitting.SURE_TF32_MIN_EPSILON}
     ref = _fit_curve("denoise-paper", noisy, clean, ref_steps, ref_seconds, device)
     result["reference"] = ref
     bar = ref["best_db"] - MARGIN_DB
@@ -478,10 +480,11 @@ def main(argv=None) -> int:
     ap.add_argument("--report", action="store_true", help="only write --markdown from the results in --out")
     ap.add_argument("--before", type=Path, nargs="*", default=[], help="--report: earlier runs' folders, for comparison")
     ap.add_argument("--markdown", type=Path, default=REPO / "benchmarks" / "results" / "gpu.md")
-    # what the next loan should measure: the default, and SURE with a larger finite-difference step
-    # with TF32 kept (TF32 rounds the input near 0.5 to ~5e-4, half the default step of 1e-3)
+    # what the next loan should measure: the default (divergence step 1e-3, without TF32), a step of
+    # 1e-2 (TF32 kept: fitting.SURE_TF32_MIN_EPSILON) and without TF32, and 3e-3 with TF32
     ap.add_argument("--candidates", nargs="+",
-                    default=["denoise-sure", "search:sure-eps10e-3@tf32", "search:sure-eps3e-3@tf32"],
+                    default=["denoise-sure", "search:sure-eps10e-3", "search:sure-eps10e-3@notf32",
+                             "search:sure-eps3e-3@tf32"],
                     help="presets, NAME@bf16, or search:NAME (a benchmarks.fast_search denoising candidate)")
     ap.add_argument("--cli-paper", action=argparse.BooleanOptionalAction, default=True,
                     help="target: also run the paper preset through the CLI (about a minute)")

@@ -339,13 +339,27 @@ def test_cuda_graph_sure_and_blindspot_fits_match_the_eager_fit(kind):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_a_sure_fit_on_cuda_runs_without_tf32_and_puts_the_setting_back():
-    seen = []
+def test_a_sure_fit_on_cuda_runs_without_tf32_below_its_step_and_puts_the_setting_back():
     y = torch.rand(1, 3, 48, 32, generator=torch.Generator().manual_seed(2)).cuda()
     before = torch.backends.cudnn.allow_tf32
-    fit(SkipNet(3, 3, TINY).cuda(), y.clone(), Identity(), y, iters=2, jitter=0.0, ema=None, sure_sigma=0.1,
-        cuda_graph=True, callback=lambda step, state: seen.append(torch.backends.cudnn.allow_tf32))
-    assert seen == [False, False] and torch.backends.cudnn.allow_tf32 == before
+    try:
+        torch.backends.cudnn.allow_tf32 = True
+        for eps, tf32 in ((1e-3, False), (1e-2, True)):
+            seen = []
+            fit(SkipNet(3, 3, TINY).cuda(), y.clone(), Identity(), y, iters=2, jitter=0.0, ema=None, sure_sigma=0.1,
+                sure_epsilon=eps, cuda_graph=True,
+                callback=lambda step, state: seen.append(torch.backends.cudnn.allow_tf32))
+            assert seen == [tf32, tf32] and torch.backends.cudnn.allow_tf32
+    finally:
+        torch.backends.cudnn.allow_tf32 = before
+
+
+def test_sure_keeps_tf32_only_from_its_minimum_step_and_only_on_cuda():
+    from deepprior.fitting import SURE_TF32_MIN_EPSILON, _sure_needs_full_fp32
+
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert _sure_needs_full_fp32(cuda, 1e-3) and not _sure_needs_full_fp32(cuda, SURE_TF32_MIN_EPSILON)
+    assert not _sure_needs_full_fp32(cpu, 1e-3)
 
 
 def test_learning_rate_decays_by_a_cosine_and_then_stays():

@@ -299,12 +299,13 @@ def jitter_level(step: int, jitter: float, warmup: int) -> float:
 
 class _NoTF32:
     """Within: cuDNN's fp32 convolutions in full fp32, not TF32 (their 10-bit mantissa; cuDNN's
-    default on Ampere and later GPUs).  A SURE fit needs it: its divergence is a finite difference
-    of two outputs 1e-3 apart, which TF32's rounding (~5e-4 relative) swamps.  On an H100, the
-    512x512 F16 at sigma 25 (python -m benchmarks.gpu --parts target --candidates denoise-sure@tf32
-    denoise-sure --run-through --no-cli; measured before this switch, as denoise-sure and
-    denoise-sure@notf32): with TF32 the fit stalled near 32.0 dB and ended at 30.88 dB at its 700
-    steps; without, it rose to 32.59 dB, at 1.7x the time per step."""
+    default on Ampere and later GPUs).  A SURE fit whose finite-difference step is below
+    :data:`SURE_TF32_MIN_EPSILON` needs it: its divergence is the difference of two outputs
+    ``epsilon`` apart, which TF32's rounding (~5e-4 of a value near 0.5) swamps at 1e-3.  On an
+    H100, the 512x512 F16 at sigma 25 with a step of 1e-3 (python -m benchmarks.gpu --parts target
+    --candidates denoise-sure@tf32 denoise-sure --run-through --no-cli; measured before this switch,
+    as denoise-sure and denoise-sure@notf32): with TF32 the fit stalled near 32.0 dB and ended at
+    30.88 dB at its 700 steps; without, it rose to 32.59 dB, at 1.7x the time per step."""
 
     def __init__(self, active: bool):
         self.active = active
@@ -320,6 +321,16 @@ class _NoTF32:
         if self.active and self.before is not None:
             torch.backends.cudnn.allow_tf32, self.before = self.before, None
         return False
+
+
+#: The smallest finite-difference step of SURE's divergence at which a fit keeps TF32 on CUDA:
+#: ten times TF32's rounding of a value near 0.5 (2^-11).  Below it, :class:`_NoTF32`.
+SURE_TF32_MIN_EPSILON = 5e-3
+
+
+def _sure_needs_full_fp32(device: torch.device, sure_epsilon: float) -> bool:
+    """Whether a SURE fit with this finite-difference step turns TF32 off on ``device``."""
+    return device.type == "cuda" and sure_epsilon < SURE_TF32_MIN_EPSILON
 
 
 def _ungraph(network: nn.Module, graphed: bool) -> None:
@@ -437,8 +448,10 @@ def fit(
         divergence ``div = b . (f(x + eps b) - f(x)) / eps``: the penalty on the divergence keeps
         the network from copying its noisy input.  ``state.loss`` stays the data term.
     sure_epsilon : float
-        The finite-difference step of the divergence (image scale; default 1e-3).  On CUDA a SURE
-        fit runs its convolutions in full fp32, without TF32 (see ``_NoTF32``).
+        The finite-difference step of the divergence (image scale; default 1e-3, Jo et al.'s).  Below
+        :data:`SURE_TF32_MIN_EPSILON` a SURE fit on CUDA runs its convolutions in full fp32,
+        without TF32 (see ``_NoTF32``); from it up, TF32 rounds far below the step and is kept
+        (not yet measured on a GPU: ``python -m benchmarks.gpu``'s ``search:sure-eps10e-3``).
     blindspot_keep : float, optional
         Fit as a blind-spot network (inpainting of scattered missing pixels; after Self2Self, Quan
         et al., CVPR 2020, and Noise2Self, Batson and Royer, ICML 2019): ``forward`` must be a
@@ -583,7 +596,7 @@ def fit(
     out = None
     start = time.perf_counter() - elapsed_before
     network.train()
-    exact = _NoTF32(sure and device.type == "cuda")
+    exact = _NoTF32(sure and _sure_needs_full_fp32(device, sure_epsilon))
     exact.__enter__()  # left in fit's two exits below, after the final pass
     if cuda_graph:
         # captured on a copy of z; its warm-up passes change only BatchNorm's running statistics,

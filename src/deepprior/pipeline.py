@@ -315,7 +315,7 @@ def restore(
         jitter_gen = torch.Generator(device=dev).manual_seed(seed + 1)
     ref = None if reference is None else reference.to(dev)
     precision = resolve_precision(preset.precision, dev)
-    if sure_sigma is not None:  # "auto" too: fp32, and on CUDA without TF32 (fitting._NoTF32)
+    if sure_sigma is not None:  # "auto" too: fp32 (on CUDA TF32 only for a large enough step: fitting._NoTF32)
         precision = "fp32"
     result = fit(
         net,

@@ -51,7 +51,9 @@ class Preset:
     # "blindspot": inpainting, the network sees part of the known pixels and is scored on the others
     # (fitting.fit's blindspot_keep; needs input="measurement")
     loss: str = "mse"
-    sure_epsilon: float = 1e-3  # finite-difference step of SURE's Monte-Carlo divergence
+    # finite-difference step of SURE's Monte-Carlo divergence (Jo et al.'s 1e-3; a step from
+    # fitting.SURE_TF32_MIN_EPSILON up would keep TF32 on a GPU, not yet measured there)
+    sure_epsilon: float = 1e-3
     blindspot_keep: float = 0.8  # share of the known pixels a blind-spot fit shows the network per step
     blindspot_flips: bool = False  # a blind-spot fit sees its input flipped at random (fitting.fit)
     # cosine decay of the learning rate from lr to lr_final over the first lr_decay_steps steps,
