@@ -56,6 +56,8 @@ TASKS = {
     # JPEG quality 10 (the quick tier's harder level); deblock-paper's recipe is 2400 steps
     "deblock": FastTask("jpeg", 10, "deblock-paper", 2400, "default", 3000),
     "deblock-q20": FastTask("jpeg", 20, "deblock-paper", 2400, "default", 3000),  # the quick tier's other level
+    # text 32 px high (not scattered pixels); the default; inpaint-text-paper's recipe is 6000 steps
+    "inpaint-text": FastTask("text", 32, "inpaint-text-paper", 6000, "default", 3000),
 }
 
 
@@ -165,7 +167,7 @@ def main(argv=None) -> None:
     if args.reference_only:
         return
     level = {"denoise": f"sigma {task.level:g}", "sr": f"x{task.level:g}", "inpaint": f"{task.level:.0%} missing",
-             "jpeg": f"JPEG quality {task.level:g}"}
+             "jpeg": f"JPEG quality {task.level:g}", "text": f"text {task.level:g} px high"}
     command = (f"python -m benchmarks.fast --task {args.task}" + (f" --candidate {candidate}" if args.candidate else "")
                + (f" --images {' '.join(images)}" if args.images else "")
                + (" --tune-allocator" if args.tune_allocator else ""))

@@ -35,12 +35,13 @@ TUNE = {
     "inpaint": ("inpainting11/boat", "inpainting11/peppers256"),
     "deblock": ("cbsd68/148089", "cbsd68/220075"),  # benchmarks.stopping's JPEG tune images
     "deblock-q20": ("cbsd68/148089", "cbsd68/220075"),
+    "inpaint-text": ("set14/foreman", "cbsd68/196073"),  # benchmarks.paper's TEXT has the others
 }
 
 
 # The small preset of each task, the starting point of the candidates.
 SMALL = {"denoise": "denoise-small", "sr": "sr-x4-small", "inpaint": "inpaint-small", "deblock": "deblock-small",
-         "deblock-q20": "deblock-small"}
+         "deblock-q20": "deblock-small", "inpaint-text": "inpaint-text-small"}
 
 
 def _net(**kw):
@@ -199,6 +200,25 @@ def candidates(task: str) -> dict[str, tuple[str, dict, int, str]]:
         for eps in (1e-3, 3e-3, 1e-2):
             c[f"sure-eps{eps * 1000:g}e-3"] = ("denoise-sure", {"sure_epsilon": eps}, 1000,
                                                f"`denoise-sure`, divergence step {eps:g} (default 1e-3)")
+    if task == "inpaint-text":  # sr-x4-fast's fitting recipe (as deblock-fast's), the paper's jitter
+        fast = {"betas": (0.8, 0.9), "ema_warmup": True, "backtrack": False}
+        c["small-b"] = (small, fast, 1600, f"`{small}` with Adam's betas 0.8, 0.9")
+        c["fast"] = (small, dict(fast, input_depth=16, ema=0.99, jitter_warmup=100), 1600,
+                     f"`{small}` with `sr-x4-fast`'s fitting: 16 input channels, averaged outputs (0.99, warm-up), "
+                     "betas 0.8, 0.9, the jitter (the paper's 0.03) rising over 100 steps")
+        c["fast-skip16"] = (small, dict(fast, input_depth=16, ema=0.99, jitter_warmup=100, network=_net(
+            channels_down=(32, 32, 64, 64), channels_up=(32, 32, 64, 64), channels_skip=(16,) * 4, upsample="nearest")),
+            1600, "fast with 16 skip channels (the paper's text network: 128)")
+        for skip in (32, 64):
+            c[f"fast-skip{skip}"] = (small, dict(fast, input_depth=16, ema=0.99, jitter_warmup=100, network=_net(
+                channels_down=(32, 32, 64, 64), channels_up=(32, 32, 64, 64), channels_skip=(skip,) * 4,
+                upsample="nearest")), 1600, f"fast with {skip} skip channels")
+        c["fast-skip16-last"] = (small, dict(fast, input_depth=16, ema=None, jitter_warmup=100, network=_net(
+            channels_down=(32, 32, 64, 64), channels_up=(32, 32, 64, 64), channels_skip=(16,) * 4, upsample="nearest")),
+            1600, "fast-skip16 returning the last output (no running average; the paper's text recipe)")
+        c["fast-bilinear"] = (small, dict(fast, input_depth=16, ema=0.99, jitter_warmup=100, network=_net(
+            channels_down=(32, 32, 64, 64), channels_up=(32, 32, 64, 64), channels_skip=(4,) * 4, upsample="bilinear")),
+            1600, "fast with bilinear upsampling (the paper's text network: nearest)")
     if task.startswith("deblock"):  # sr-x4-fast's fitting recipe (presets.py) on deblock-small, and pieces of it
         fast = {"betas": (0.8, 0.9), "ema_warmup": True, "backtrack": False}
         c["small-b"] = (small, fast, 1600, f"`{small}` with Adam's betas 0.8, 0.9 and the average's warm-up")

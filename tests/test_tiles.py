@@ -38,7 +38,10 @@ def test_blending_an_identity_gives_back_the_image(monkeypatch, task, scale):
     echo = _Echo()
     monkeypatch.setattr(deepprior.api, "run_task", echo)
     img = np.random.default_rng(0).random((31, 37, 3)).astype(np.float32)
-    mask = np.zeros((31, 37), bool) if task == "inpaint" else None
+    mask = None
+    if task == "inpaint":  # a pixel to fill in every tile
+        mask = np.zeros((31, 37), bool)
+        mask[::4, ::4] = True
     r = run_tiled(task, img, tile=16, overlap=6, scale=scale, mask=mask, rng=3)
     s = scale or 1
     expected = np.repeat(np.repeat(img, s, axis=0), s, axis=1)
@@ -108,3 +111,39 @@ def test_a_tiled_fit_checks_the_whole_image_first():
         run_tiled("denoise", bad, tile=16, overlap=4, preset="denoise-small", iters=1)
     with pytest.raises(InputError, match="over the limit"):
         run_tiled("denoise", np.zeros((40, 40), np.float32), tile=16, overlap=4, max_pixels=1000)
+
+
+def test_inpainting_tiles_with_nothing_to_fill_are_not_fitted(monkeypatch):
+    import deepprior.api
+
+    echo = _Echo()
+    monkeypatch.setattr(deepprior.api, "run_task", echo)
+    img = np.random.default_rng(2).random((40, 140, 3)).astype(np.float32)
+    fill = np.zeros((40, 140), bool)
+    fill[3:6, 130:137] = True  # in the last column of tiles only
+    r = run_tiled("inpaint", img, tile=32, overlap=8, mask=fill, rng=0)
+    fitted = tiles.tile_count(40, 140, 32, 8, fill)
+    assert fitted == len(echo.calls) == 1 < tiles.tile_count(40, 140, 32, 8) == len(r.boxes)
+    np.testing.assert_allclose(r.image, img, atol=1e-6)
+    from deepprior.pipeline import InputError
+
+    with pytest.raises(InputError, match="no pixel to fill"):
+        run_tiled("inpaint", img, tile=32, overlap=8, mask=np.zeros((40, 140), bool))
+    with pytest.raises(InputError, match="the mask is 139x40"):
+        run_tiled("inpaint", img, tile=32, overlap=8, mask=fill[:, :139])
+
+
+def test_a_text_mask_is_inpainted_in_tiles_where_there_is_text():
+    import deepprior
+    from deepprior.masks import text_mask
+
+    img = np.random.default_rng(3).random((37, 150, 4)).astype(np.float32)
+    img[:, :, 3] = 1  # opaque RGBA: inpainting returns RGB
+    fill = np.zeros((37, 150), bool)
+    fill[:, :70] = text_mask((37, 70), size=32, rng=0)  # bold text on the left only
+    assert deepprior.choose_preset("inpaint", img, mask=fill).name == "inpaint-text-fast"
+    preset = deepprior.get_preset("inpaint-text-fast").replace(tile=48)
+    r = deepprior.run_task("inpaint", img, mask=fill, preset=preset, iters=2, rng=0, device="cpu")
+    assert r.image.shape == (37, 150, 3) and np.isfinite(r.image).all()
+    assert len(r.tiles.results) == tiles.tile_count(37, 150, 48, tiles.tile_overlap(48), fill) < len(r.tiles.boxes)
+    assert np.array_equal(r.image[:, 120:], img[:, 120:, :3])  # no text there: the input itself

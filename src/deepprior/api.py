@@ -126,22 +126,24 @@ def choose_preset(task: str, image, *, scale: int | None = None, sigma: float | 
     estimated from the image (:func:`deepprior.measures.estimate_noise_level`; an image too small to
     estimate it from gets the paper recipe).  Inpainting's on the mask (as :func:`run_task` takes it,
     or the image's transparent pixels): ``inpaint-blindspot`` where the missing pixels are scattered
-    (:func:`deepprior.masks.is_scattered`), else ``inpaint-text-paper``; a mask of the wrong size, an
-    empty or a full one raises :class:`~deepprior.masks.MaskError`.
+    (:func:`deepprior.masks.is_scattered`), ``inpaint-text-fast`` where they form thin shapes such as
+    text (:func:`deepprior.masks.is_thin`), else (holes) ``inpaint-text-paper``; a mask of the wrong
+    size, an empty or a full one raises :class:`~deepprior.masks.MaskError`.
     """
-    from .masks import check_mask, is_scattered
+    from .masks import check_mask, is_scattered, is_thin
     from .presets import default_preset, get_preset
 
     if task == "denoise" and sigma is None:
         sigma = noise_level(image, channel_axis=channel_axis)
-    scattered = False
+    scattered = thin = False
     if task == "inpaint":
         y, _ = _to_bchw(image, channel_axis)
         fill = _fill(mask, y, mask_keeps, mask_dilate)
         if fill is not None:  # a mask of the wrong size, or an empty one, chooses nothing
             check_mask(fill, tuple(y.shape[-2:]))
         scattered = fill is not None and is_scattered(fill)
-    return get_preset(default_preset(task, scale=scale, sigma=sigma, scattered=scattered))
+        thin = fill is not None and not scattered and is_thin(fill)
+    return get_preset(default_preset(task, scale=scale, sigma=sigma, scattered=scattered, thin=thin))
 
 
 def _fill(mask, y, keeps: bool, dilate: int):
@@ -161,6 +163,13 @@ def _fill(mask, y, keeps: bool, dilate: int):
             m = np.moveaxis(m, 0, -1)
         fill = binarize_mask(m, keeps=keeps)
     return dilate_mask(fill, dilate)
+
+
+def pixels_to_fill(image, mask=None, *, mask_keeps: bool = False, mask_dilate: int = 0, channel_axis: int | None = -1):
+    """The pixels an inpainting of ``image`` fills, (H, W) bool, from ``mask`` as :func:`run_task`
+    takes it (or else the image's transparent pixels); None without either."""
+    y, _ = _to_bchw(image, channel_axis)
+    return _fill(mask, y, mask_keeps, mask_dilate)
 
 
 def run_task(
@@ -285,25 +294,30 @@ def run_task(
     return TaskResult(_from_bchw(out, layout), r, dropped)
 
 
-def _run_tiles(task, y, layout, tile, *, mask, time_budget, stop, rng, **kwargs) -> TaskResult:
+def _run_tiles(task, y, layout, tile, *, mask, mask_keeps, mask_dilate, time_budget, stop, rng, **kwargs) -> TaskResult:
     """:func:`run_task` for a preset that fits big images in tiles: :func:`deepprior.tiles.run_tiled`
-    on ``y`` (BCHW, [0, 1]), the time budget shared by the tiles, a stopping rule object copied for
-    each, the result in the input's layout.  ``restoration`` is the first tile's; ``tiles`` has them
-    all.  A reference image is not used (no PSNR curves)."""
+    on ``y`` (BCHW, [0, 1]), the time budget shared by the tiles that are fitted (inpainting: those
+    with a pixel to fill), a stopping rule object copied for each, the result in the input's layout.
+    ``restoration`` is the first fitted tile's; ``tiles`` has them all.  A reference image is not
+    used (no PSNR curves)."""
     import copy
 
     import torch
 
-    from .masks import MaskError
+    from .masks import check_mask
     from .pipeline import resolve_seed
     from .tiles import run_tiled, tile_count, tile_overlap
 
+    fill = None
+    if task == "inpaint":  # the whole image's mask, as one fit's (dilated across the tiles' edges)
+        fill = _fill(mask, y, mask_keeps, mask_dilate)
+        if fill is None:
+            raise InputError("inpainting needs a mask (or an image with transparent pixels to fill)")
+        check_mask(fill, tuple(y.shape[-2:]))
     overlap = tile_overlap(tile)
-    count = tile_count(*y.shape[-2:], tile, overlap)
-    if mask is not None and not isinstance(mask, np.ndarray):
-        raise MaskError("a tiled fit takes the mask as a numpy array")
+    count = tile_count(*y.shape[-2:], tile, overlap, fill)
     arr = y[0].permute(1, 2, 0).numpy()
-    res = run_tiled(task, arr[:, :, 0] if arr.shape[2] == 1 else arr, tile=tile, overlap=overlap, mask=mask,
+    res = run_tiled(task, arr[:, :, 0] if arr.shape[2] == 1 else arr, tile=tile, overlap=overlap, mask=fill,
                     rng=resolve_seed(rng), time_budget=None if time_budget is None else time_budget / count,
                     stop=stop if stop is None or isinstance(stop, str) else lambda: copy.deepcopy(stop), **kwargs)
     out = torch.from_numpy(res.image)

@@ -406,6 +406,16 @@ def tiling(loaded: Loaded, settings: Settings) -> tuple[int | None, int]:
     return tile, settings.tile_overlap if settings.tile else tile_overlap(tile)
 
 
+def pixels_to_fill(loaded: Loaded, settings: Settings) -> np.ndarray | None:
+    """Inpainting: the pixels ``loaded``'s fit fills, (H, W) bool (the mask with ``--mask-keeps`` and
+    ``--mask-dilate`` applied, or the image's transparent pixels); None for other tasks."""
+    if settings.task != "inpaint":
+        return None
+    from .api import pixels_to_fill as fill_of
+
+    return fill_of(loaded.image, loaded.mask, mask_keeps=bool(settings.mask_keeps), mask_dilate=settings.mask_dilate or 0)
+
+
 def compute(job: Job, loaded: Loaded, settings: Settings, callbacks=(), announce=None) -> Computed:
     """Fit ``job``'s image: checkpoint every ``settings.checkpoint_every`` steps, resume if asked.
     ``announce(estimate)`` is called before the fit with its cost (:mod:`deepprior.cost`).
@@ -492,8 +502,9 @@ def _compute_tiled(loaded: Loaded, settings: Settings, seed: int, callbacks, ann
     """:func:`compute` in tiles of side ``tile`` overlapping by ``overlap`` (``--tile``, or the preset's):
     one fit per tile (:mod:`deepprior.tiles`), tile ``i`` with seed ``seed + i``; the curves are those of
     the first tile."""
+    from .pipeline import InputError
     from .stopping import make_rule
-    from .tiles import run_tiled
+    from .tiles import run_tiled, tile_count
 
     first = []
 
@@ -502,13 +513,17 @@ def _compute_tiled(loaded: Loaded, settings: Settings, seed: int, callbacks, ann
             announce(cost)
         first.append(cost)
 
+    fill = pixels_to_fill(loaded, settings)
+    if settings.task == "inpaint" and fill is None:
+        raise InputError("inpainting needs a mask (or an image with transparent pixels to fill)")
+    count = tile_count(*loaded.image.shape[:2], tile, overlap, fill)
     t0 = time.perf_counter()
     res = run_tiled(
-        settings.task, loaded.image, tile=tile, overlap=overlap, mask=loaded.mask,
+        settings.task, loaded.image, tile=tile, overlap=overlap, mask=fill,
         scale=settings.scale, rng=seed, preset=loaded.preset.replace(tile=None), device=settings.device,
         callback=list(callbacks),
-        mask_keeps=bool(settings.mask_keeps), mask_dilate=settings.mask_dilate or 0,
-        time_budget=settings.time_budget, max_pixels=settings.max_pixels, check_memory=settings.check_memory,
+        time_budget=None if settings.time_budget is None else settings.time_budget / count,  # shared by the tiles
+        max_pixels=settings.max_pixels, check_memory=settings.check_memory,
         announce=announce_once, sigma=settings.sigma_scaled,
         stop=lambda: make_rule(settings.stop, task=settings.task, window=settings.stop_window,
                                patience=settings.stop_patience, sigma=settings.sigma_scaled, preset=loaded.preset),

@@ -229,6 +229,7 @@ for _p in [
     _small("sr-x8-paper", "sr-x8-small", 1200),
     # 50 % missing pixels: the paper's lr 0.001 needs 11000 steps; 0.01 converges in ~1000 here
     _small("inpaint-pixels-paper", "inpaint-small", 1000, lr=0.01),
+    _small("inpaint-text-paper", "inpaint-text-small", 2000),
 ]:
     PRESETS[_p.name] = _p
 
@@ -324,6 +325,22 @@ PRESETS["denoise-sure"] = PRESETS["denoise-small"].replace(
     iters=700,
 )
 
+# Inpainting of text, scratches and thin strokes (masks.is_thin): the paper's text task on the small
+# network with sr-x4-fast's fitting (as deblock-fast: 16 input channels, the running average with its
+# warm-up, Adam's betas 0.8 and 0.9, the jitter -- the paper's 0.03 -- rising over 100 steps) and 16
+# skip channels (the paper's text network has 128; the small one 4), in 128 px tiles.  Measured:
+# see its description below and BENCHMARKS.md ("Inpainting of text").
+PRESETS["inpaint-text-fast"] = PRESETS["inpaint-text-small"].replace(
+    name="inpaint-text-fast",
+    description="Inpainting of text, scratches and thin strokes: small network with 16 skip channels, "
+                "averaged outputs, Adam betas 0.8/0.9, 128 px tiles; the default for such masks",
+    network=dataclasses.replace(PRESETS["inpaint-text-small"].network, channels_skip=(16,) * 4),
+    **{k: getattr(PRESETS["sr-x4-fast"], k) for k in ("input_depth", "ema", "ema_warmup", "jitter_warmup", "betas",
+                                                      "backtrack")},
+    iters=1600,
+    tile=128,
+)
+
 # Blind-spot inpainting of scattered missing pixels (after Self2Self, Quan et al. 2020, and
 # Noise2Self, Batson and Royer 2019): the masked image (and its mask) is the network's input; every
 # step hides a fifth of the known pixels from it and scores it on those only, so it learns to fill a
@@ -376,7 +393,7 @@ SURE_MAX_SIGMA = 30 / 255
 
 
 def default_preset(task: str, *, scale: int | None = None, sigma: float | None = None,
-                   scattered: bool = False) -> str:
+                   scattered: bool = False, thin: bool = False) -> str:
     """Name of the default preset of a task.
 
     ``sr``: by ``scale``: ``sr-x4-fast`` for x2 and x4 (the paper's x4 quality about 25x sooner on
@@ -384,15 +401,16 @@ def default_preset(task: str, *, scale: int | None = None, sigma: float | None =
     ``sigma`` (image scale [0, 1]): ``denoise-sure`` up to :data:`SURE_MAX_SIGMA`, ``denoise-paper`` above it or when
     ``sigma`` is None (unknown; e.g. a flat image, with no texture to estimate it from) or not positive.
     ``inpaint``: ``inpaint-blindspot`` when the missing pixels are ``scattered``
-    (:func:`deepprior.masks.is_scattered`), else ``inpaint-text-paper``.  ``deblock``:
+    (:func:`deepprior.masks.is_scattered`), ``inpaint-text-fast`` when they are ``thin`` shapes such as
+    text (:func:`deepprior.masks.is_thin`), else (holes) ``inpaint-text-paper``.  ``deblock``:
     ``deblock-fast`` (above the paper recipe's best on held-out crops, 3.7-6x sooner; photos in tiles).
     """
     if task == "sr":
         return "sr-x8-paper" if scale == 8 else "sr-x4-fast"
     if task == "denoise":
         return "denoise-sure" if sigma is not None and 0 < sigma <= SURE_MAX_SIGMA else "denoise-paper"
-    if task == "inpaint" and scattered:
-        return "inpaint-blindspot"
+    if task == "inpaint" and (scattered or thin):
+        return "inpaint-blindspot" if scattered else "inpaint-text-fast"
     if task not in _DEFAULTS:
         raise ValueError(f"unknown task {task!r}; tasks are {', '.join(TASKS)}")
     return _DEFAULTS[task]
@@ -403,7 +421,7 @@ def default_choices(task: str, *, scale: int | None = None) -> tuple[str, ...]:
     if task == "denoise":
         return ("denoise-sure", "denoise-paper")
     if task == "inpaint":
-        return ("inpaint-blindspot", "inpaint-text-paper")
+        return ("inpaint-blindspot", "inpaint-text-fast", "inpaint-text-paper")
     return (default_preset(task, scale=scale),)
 
 

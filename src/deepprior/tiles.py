@@ -52,9 +52,19 @@ def tile_for(preset, height: int, width: int, requested: int | None = None) -> i
     return tile if tile and max(height, width) > tile else None
 
 
-def tile_count(height: int, width: int, tile: int, overlap: int) -> int:
-    """How many tiles :func:`run_tiled` fits for a ``height`` x ``width`` image."""
-    return len(tile_starts(height, tile, overlap)) * len(tile_starts(width, tile, overlap))
+def tile_count(height: int, width: int, tile: int, overlap: int, fill: np.ndarray | None = None) -> int:
+    """How many tiles :func:`run_tiled` fits for a ``height`` x ``width`` image (inpainting: only
+    those where ``fill``, (H, W) bool, marks a pixel to fill)."""
+    return sum(1 for _ in _boxes(height, width, tile, overlap, fill))
+
+
+def _boxes(height: int, width: int, tile: int, overlap: int, fill: np.ndarray | None = None):
+    """The (top, left) of each tile to fit, row by row (with ``fill``: those with a pixel to fill)."""
+    th, tw = min(tile, height), min(tile, width)
+    for top in tile_starts(height, tile, overlap):
+        for left in tile_starts(width, tile, overlap):
+            if fill is None or fill[top : top + th, left : left + tw].any():
+                yield top, left
 
 
 class StepTotals:
@@ -109,7 +119,8 @@ def run_tiled(task: str, image, *, tile: int, overlap: int = 32, mask=None, scal
     overlap : int
         Pixels shared by neighbouring tiles (blended); must be smaller than ``tile``.
     mask : array (H, W), optional
-        Inpainting mask (cut into the same tiles).  A tile with nothing to fill is still fitted.
+        Inpainting: the pixels to fill (bool, True = fill; cut into the same tiles).  A tile with
+        nothing to fill is not fitted: the input is its result.
     rng : int or None
         Tile ``i`` uses seed ``rng + i`` (None: fresh seeds).
     **kwargs
@@ -134,20 +145,26 @@ def run_tiled(task: str, image, *, tile: int, overlap: int = 32, mask=None, scal
                          f"{limit:,}; raise it with --max-pixels N (API: max_pixels=N) if your memory allows")
     if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
         raise InputError("the image contains non-finite values (NaN or infinity)")
+    fill = None if mask is None else np.asarray(mask, dtype=bool)
+    if fill is not None and fill.shape != (h, w):
+        raise InputError(f"the mask is {fill.shape[1]}x{fill.shape[0]} but the image is {w}x{h} (WxH)")
+    if fill is not None and not fill.any():
+        raise InputError("the mask marks no pixel to fill")
     out = acc = None
     boxes, results = [], []
+    fitted = set(_boxes(h, w, tile, overlap, fill))
     tops, lefts = tile_starts(h, tile, overlap), tile_starts(w, tile, overlap)
     interrupted = False
     for i, (top, left) in enumerate((t, l) for t in tops for l in lefts):
         th, tw = min(tile, h), min(tile, w)
         part = arr[top : top + th, left : left + tw]
-        if interrupted:  # keep the result so far: the rest is the input itself
+        if interrupted or (top, left) not in fitted:  # the input itself: after a stop, or nothing to fill
             img = _as_float(part)
             img = np.repeat(np.repeat(img, s, axis=0), s, axis=1)
-            if img.ndim == 3:
-                img = img[:, :, : out.shape[2]]  # no alpha (inpainting drops it)
+            if task == "inpaint" and img.ndim == 3 and img.shape[2] in (2, 4):
+                img = img[:, :, :-1]  # no alpha (inpainting drops it)
         else:
-            extra = {} if mask is None else {"mask": np.asarray(mask)[top : top + th, left : left + tw]}
+            extra = {} if fill is None else {"mask": fill[top : top + th, left : left + tw]}
             kw = dict(kwargs)
             if callable(kw.get("stop")) and not hasattr(kw["stop"], "best"):
                 kw["stop"] = kw["stop"]()  # a factory: a fresh rule for every tile
