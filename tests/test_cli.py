@@ -140,6 +140,9 @@ def test_degrade_commands(tiny, tmp_path):
         assert run("degrade", "mask", tiny, "-o", tmp_path / f"{kind}.png", "--kind", kind) == 0
         m = np.asarray(Image.open(tmp_path / f"{kind}_mask.png"))
         assert m.shape == (31, 37) and 0 < (m > 127).mean() < 1
+    assert run("degrade", "mask", tiny, "-o", tmp_path / "big.png", "--kind", "text", "--text-size", "20") == 0
+    big = np.asarray(Image.open(tmp_path / "big_mask.png")) > 127
+    assert big.mean() > 0 and not np.array_equal(big, np.asarray(Image.open(tmp_path / "text_mask.png")) > 127)
 
 
 def test_presets_are_listed(capsys):

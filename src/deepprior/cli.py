@@ -143,6 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
             k.add_argument("--kind", dest="mask_kind", default="text", choices=["text", "pixels", "hole", "strokes"])
             k.add_argument("--fraction", type=float, default=0.5, help="pixels: share missing; hole: area share")
             k.add_argument("--text", default="deep image prior", help="text for --kind text")
+            k.add_argument("--text-size", type=int, default=None, metavar="PX",
+                           help="--kind text: letter height in pixels (default: an eighth of the smaller side)")
         k.set_defaults(func=cmd_degrade)
 
     pr = sub.add_parser("presets", help="list the presets, or show one", description="List or show presets.")
@@ -425,7 +427,7 @@ def cmd_degrade(args) -> int:
             fill = masks.strokes_mask(shape, rng=args.seed)
             value = 1.0
         else:
-            fill = masks.text_mask(shape, args.text, rng=args.seed)
+            fill = masks.text_mask(shape, args.text, size=args.text_size, rng=args.seed)
             value = 1.0
         write_image(extra[0], fill.astype("float32"), bits=8)
         result = apply_mask(image, fill, value)

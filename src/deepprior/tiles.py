@@ -119,8 +119,10 @@ def run_tiled(task: str, image, *, tile: int, overlap: int = 32, mask=None, scal
     overlap : int
         Pixels shared by neighbouring tiles (blended); must be smaller than ``tile``.
     mask : array (H, W), optional
-        Inpainting: the pixels to fill (bool, True = fill; cut into the same tiles).  A tile with
-        nothing to fill is not fitted: the input is its result.
+        Inpainting: as :func:`deepprior.api.run_task` takes it (with its ``mask_keeps`` and
+        ``mask_dilate``, applied to the whole mask; without a mask, the image's transparent
+        pixels), cut into the same tiles.  A tile with nothing to fill is not fitted: the input is
+        its result.
     rng : int or None
         Tile ``i`` uses seed ``rng + i`` (None: fresh seeds).
     **kwargs
@@ -145,11 +147,18 @@ def run_tiled(task: str, image, *, tile: int, overlap: int = 32, mask=None, scal
                          f"{limit:,}; raise it with --max-pixels N (API: max_pixels=N) if your memory allows")
     if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
         raise InputError("the image contains non-finite values (NaN or infinity)")
-    fill = None if mask is None else np.asarray(mask, dtype=bool)
-    if fill is not None and fill.shape != (h, w):
-        raise InputError(f"the mask is {fill.shape[1]}x{fill.shape[0]} but the image is {w}x{h} (WxH)")
-    if fill is not None and not fill.any():
-        raise InputError("the mask marks no pixel to fill")
+    fill = None
+    if task == "inpaint":  # the whole image's pixels to fill, as run_task reads them (mask_keeps, mask_dilate, alpha)
+        from .api import pixels_to_fill
+
+        fill = pixels_to_fill(arr, mask, mask_keeps=kwargs.pop("mask_keeps", False),
+                              mask_dilate=kwargs.pop("mask_dilate", 0))
+        if fill is None:
+            raise InputError("inpainting needs a mask (or an image with transparent pixels to fill)")
+        if fill.shape != (h, w):
+            raise InputError(f"the mask is {fill.shape[1]}x{fill.shape[0]} but the image is {w}x{h} (WxH)")
+        if not fill.any():
+            raise InputError("the mask marks no pixel to fill")
     out = acc = None
     boxes, results = [], []
     fitted = set(_boxes(h, w, tile, overlap, fill))
