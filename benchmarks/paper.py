@@ -37,7 +37,7 @@ Tiers:
 * ``quick``: a few images per table, 128 px centre crops (for SR: of the HR image, so the LR is
   32 px at x4 and 16 px at x8) and the reduced ``*-small`` presets with fewer steps, or the fast
   defaults where the CLI picks one (``denoise-sure`` at sigma 25, ``inpaint-blindspot``, ``sr-x4-fast``,
-  ``deblock-fast``, ``inpaint-text-fast``); the paper's four
+  ``deblock-fast``; ``inpaint-text-fast`` for text, standing in for ``inpaint-text-paper``); the paper's four
   tables together are planned to finish in well under 30 minutes on a 2-core CPU, the text table in
   about 5 more.  Each fit on the
   CPU is also capped at ``--time-cap`` times its planned time (the row records the steps done).
@@ -144,7 +144,8 @@ def tier_specs(tier: str) -> dict[str, TierSpec]:
         # the CLI's default, deblock-fast, its own 1000 steps (a 128 px crop is one of its tiles)
         "jpeg": TierSpec(("cbsd68/101085", "cbsd68/167083", "cbsd68/241048"), 128, (10, 20),
                          ("deblock-fast",) * 2, (None, None)),
-        # text 32 px high (bold enough not to count as scattered pixels: the CLI then picks inpaint-text-paper)
+        # text 32 px high (bold enough not to count as scattered pixels: the CLI then picks inpaint-text-paper,
+        # 6000 steps of the paper's network, ~17 min per crop; inpaint-text-fast stands in for it)
         "text": TierSpec(TEXT[:3], 128, (32,), ("inpaint-text-fast",), (None,)),
     }
     if tier == "quick":

@@ -307,6 +307,10 @@ def build(results: Path, output: Path) -> str:
                          "crops)"),
                         ("fast-search-deblock-q20-tune.md", "JPEG: quality 20 on the tune crops (1600 steps)"),
                         ("deblock-photo.md", "JPEG: whole photos, whole or in tiles"),
+                        ("fast-search-inpaint-text.md", "Inpainting of text: searching for a faster preset (tune "
+                         "images, the allocator tuned)"),
+                        ("fast-inpaint-text-tuned.md", "Inpainting of text: `inpaint-text-fast` "
+                         "against the paper preset (held-out crops, the allocator tuned)"),
                         ("fast-seeds-denoise.md", "Several seeds averaged (denoising, tune images)"),
                         ("fast-seeds-inpaint.md", "Several seeds averaged (blind-spot inpainting, tune images)"),
                         ("sure.md", "SURE: a stopping rule, and a loss (DIP-SURE)"),

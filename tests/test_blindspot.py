@@ -139,7 +139,7 @@ def test_the_default_follows_the_mask():
     assert pick(mask=hole_mask((64, 64), rng=0)) == "inpaint-text-paper"
     sparse = random_pixels_mask((64, 64), 0.05, rng=0)
     assert pick(mask=sparse) == "inpaint-blindspot"
-    assert pick(mask=sparse, mask_dilate=2) == "inpaint-text-fast"  # grown into blobs (half the image), thin
+    assert pick(mask=sparse, mask_dilate=2) == "inpaint-text-paper"  # grown into blobs (half the image)
     with pytest.raises(MaskError, match="every pixel"):  # 50 % grown by 2 px: nothing known, no choice
         pick(mask=scattered, mask_dilate=2)
     with pytest.raises(MaskError, match="same size"):
@@ -149,7 +149,7 @@ def test_the_default_follows_the_mask():
     assert deepprior.choose_preset("inpaint", rgba).name == "inpaint-blindspot"
     from deepprior.presets import default_choices
 
-    assert set(default_choices("inpaint")) == {"inpaint-blindspot", "inpaint-text-fast", "inpaint-text-paper"}
+    assert set(default_choices("inpaint")) == {"inpaint-blindspot", "inpaint-text-paper"}
 
 
 def test_auto_stop_runs_the_blindspot_presets_step_count():

@@ -120,19 +120,3 @@ def test_every_preset_runs_its_task_on_an_odd_image(name):
     s = kw.get("scale", 1)
     assert r.image.shape == (31 * s, 37 * s, 3)
     assert np.isfinite(r.image).all() and r.image.min() >= 0 and r.image.max() <= 1
-
-
-def test_masks_are_told_apart_by_the_width_of_what_they_fill():
-    import deepprior
-    from deepprior.masks import fill_gap, hole_mask, is_scattered, is_thin, random_pixels_mask, text_mask
-
-    img = np.random.default_rng(0).random((96, 128, 3)).astype(np.float32)
-    text = text_mask((96, 128), size=32, rng=0)  # bold enough not to count as scattered
-    hole = hole_mask((96, 128), fraction=0.2, rng=0)
-    pixels = random_pixels_mask((96, 128), 0.5, rng=0)
-    assert is_thin(text) and not is_scattered(text) and not is_thin(hole) and fill_gap(hole) > 8
-    assert fill_gap(np.zeros((5, 5), bool)) == 0 and not is_thin(np.zeros((5, 5), bool))
-    chosen = {name: deepprior.choose_preset("inpaint", img, mask=m).name
-              for name, m in (("text", text), ("hole", hole), ("pixels", pixels))}
-    assert chosen == {"text": "inpaint-text-fast", "hole": "inpaint-text-paper", "pixels": "inpaint-blindspot"}
-    assert set(chosen.values()) == set(deepprior.presets.default_choices("inpaint"))

@@ -126,24 +126,22 @@ def choose_preset(task: str, image, *, scale: int | None = None, sigma: float | 
     estimated from the image (:func:`deepprior.measures.estimate_noise_level`; an image too small to
     estimate it from gets the paper recipe).  Inpainting's on the mask (as :func:`run_task` takes it,
     or the image's transparent pixels): ``inpaint-blindspot`` where the missing pixels are scattered
-    (:func:`deepprior.masks.is_scattered`), ``inpaint-text-fast`` where they form thin shapes such as
-    text (:func:`deepprior.masks.is_thin`), else (holes) ``inpaint-text-paper``; a mask of the wrong
-    size, an empty or a full one raises :class:`~deepprior.masks.MaskError`.
+    (:func:`deepprior.masks.is_scattered`), else ``inpaint-text-paper``; a mask of the wrong size, an
+    empty or a full one raises :class:`~deepprior.masks.MaskError`.
     """
-    from .masks import check_mask, is_scattered, is_thin
+    from .masks import check_mask, is_scattered
     from .presets import default_preset, get_preset
 
     if task == "denoise" and sigma is None:
         sigma = noise_level(image, channel_axis=channel_axis)
-    scattered = thin = False
+    scattered = False
     if task == "inpaint":
         y, _ = _to_bchw(image, channel_axis)
         fill = _fill(mask, y, mask_keeps, mask_dilate)
         if fill is not None:  # a mask of the wrong size, or an empty one, chooses nothing
             check_mask(fill, tuple(y.shape[-2:]))
         scattered = fill is not None and is_scattered(fill)
-        thin = fill is not None and not scattered and is_thin(fill)
-    return get_preset(default_preset(task, scale=scale, sigma=sigma, scattered=scattered, thin=thin))
+    return get_preset(default_preset(task, scale=scale, sigma=sigma, scattered=scattered))
 
 
 def _fill(mask, y, keeps: bool, dilate: int):

@@ -57,8 +57,7 @@ def _task_parser(sub, task):
         p.add_argument("--mask-dilate", type=int, default=0, metavar="N", help="grow the mask by N pixels")
     p.add_argument("--preset", help="recipe name (see `deepprior presets`); default: " + {
         "denoise": "denoise-sure where the noise level is up to 30, denoise-paper above",
-        "inpaint": "inpaint-blindspot for scattered missing pixels, inpaint-text-fast for text and thin strokes, "
-                   "inpaint-text-paper for holes",
+        "inpaint": "inpaint-blindspot for scattered missing pixels, inpaint-text-paper for strokes and holes",
         "sr": "sr-x4-fast for x2 and x4, sr-x8-paper for x8",
     }.get(task, "the task's paper preset"))
     p.add_argument("--iters", type=int, help="number of steps (overrides the preset)")
@@ -341,8 +340,7 @@ def _run_one_file(args) -> int:
             level = "unknown" if level is None else f"{level:.0f} (given)" if settings.sigma else f"~{level * 255:.0f}"
             why = f" for noise level {level}"
         elif args.task == "inpaint" and settings.preset is None:  # picked by the mask
-            why = {"blindspot": " for scattered missing pixels"}.get(
-                preset.loss, " for text or thin strokes" if preset.name == "inpaint-text-fast" else " for holes")
+            why = " for scattered missing pixels" if preset.loss == "blindspot" else " for strokes or holes"
         print(f"deepprior {args.task}: {job.input} -> {job.output} (preset {preset.name}{why}, "
               f"{preset.iters} steps" + (f" in each of {tiles} tiles of {tile} px" if tiles > 1 else "")
               + (f", mask {job.mask}" if job.mask else "") + ")", file=sys.stderr)
@@ -443,7 +441,6 @@ def cmd_presets(args) -> int:
         p = get_preset(args.name)
         print(json.dumps(p.to_dict(), indent=2))
         return 0
-    from .masks import THIN_MAX_GAP
     from .presets import SURE_MAX_SIGMA, default_preset
 
     width = max(len(n) for n in PRESETS)
@@ -453,8 +450,7 @@ def cmd_presets(args) -> int:
           f"{SURE_MAX_SIGMA * 255:.0f} (given with --sigma or estimated), {default_preset('denoise')} above; "
           f"deblock: {default_preset('deblock')}; sr: {default_preset('sr', scale=4)} (x2, x4), "
           f"{default_preset('sr', scale=8)} (x8); inpaint: {default_preset('inpaint', scattered=True)} for "
-          f"scattered missing pixels, {default_preset('inpaint', thin=True)} for text and thin strokes (none "
-          f"farther than {THIN_MAX_GAP:g} px from a known pixel), {default_preset('inpaint')} for holes")
+          f"scattered missing pixels, {default_preset('inpaint')} for strokes and holes")
     return 0
 
 

@@ -15,8 +15,6 @@ __all__ = [
     "check_mask",
     "dilate_mask",
     "is_scattered",
-    "is_thin",
-    "fill_gap",
     "random_pixels_mask",
     "text_mask",
     "hole_mask",
@@ -99,31 +97,6 @@ def is_scattered(fill: np.ndarray) -> bool:
             if dy != 1 or dx != 1:
                 near |= known[dy : dy + h, dx : dx + w]
     return float(near[fill].mean()) >= SCATTERED_MIN
-
-
-#: :func:`is_thin`'s bar, in pixels: the farthest a pixel to fill may lie from a known pixel.  Text
-#: 16-64 px high and the paper's kate mask: 2.2-6; brush strokes min(H, W)/30 wide on a 512 px image:
-#: 14; the paper's vase and library holes: 23 and 35.
-THIN_MAX_GAP = 8.0
-
-
-def fill_gap(fill: np.ndarray) -> float:
-    """The largest distance (pixels, Euclidean) from a pixel to fill to the nearest known pixel:
-    about half the width of the widest stroke or hole (0 for an empty mask)."""
-    from scipy.ndimage import distance_transform_edt
-
-    fill = np.asarray(fill, dtype=bool)
-    if not fill.any():
-        return 0.0
-    return float(distance_transform_edt(fill).max()) if not fill.all() else float("inf")
-
-
-def is_thin(fill: np.ndarray) -> bool:
-    """True when the pixels to fill form thin shapes (text, scratches, thin strokes): none lies
-    farther than :data:`THIN_MAX_GAP` pixels from a known pixel.  Such masks (when not
-    :func:`is_scattered`) get ``inpaint-text-fast``, which fits them in 128 px tiles; holes keep
-    ``inpaint-text-paper``, whose whole-image fit reaches across them."""
-    return bool(np.asarray(fill, dtype=bool).any()) and fill_gap(fill) <= THIN_MAX_GAP
 
 
 # ----------------------------------------------------------------------------------------------

@@ -325,15 +325,20 @@ PRESETS["denoise-sure"] = PRESETS["denoise-small"].replace(
     iters=700,
 )
 
-# Inpainting of text, scratches and thin strokes (masks.is_thin): the paper's text task on the small
-# network with sr-x4-fast's fitting (as deblock-fast: 16 input channels, the running average with its
-# warm-up, Adam's betas 0.8 and 0.9, the jitter -- the paper's 0.03 -- rising over 100 steps) and 16
-# skip channels (the paper's text network has 128; the small one 4), in 128 px tiles.  Measured:
-# see its description below and BENCHMARKS.md ("Inpainting of text").
+# Inpainting of text, scratches and thin strokes, a quick look (not a default): the paper's text task
+# on the small network with sr-x4-fast's fitting (as deblock-fast: 16 input channels, the running
+# average with its warm-up, Adam's betas 0.8 and 0.9, the jitter -- the paper's 0.03 -- rising over
+# 100 steps) and 16 skip channels (the paper's text network has 128; the small one 4), in 128 px
+# tiles.  Chosen on two tune crops with 32 px text (set14/foreman, cbsd68/196073; python -m
+# benchmarks.fast_search run --task inpaint-text): 16, 32 or 64 skip channels within 0.7 dB of each
+# other, 4 channels and bilinear upsampling lower.  On held-out crops (python -m benchmarks.fast
+# --task inpaint-text --images set14/comic set5/head) it peaks 1.2 and 2.0 dB below inpaint-text-paper's
+# best (28.17 vs 29.32, 34.49 vs 36.53 dB) within 3000 steps, and below scikit-image's biharmonic
+# inpainting (28.77, 36.69 dB): the paper's recipe stays the default for text.
 PRESETS["inpaint-text-fast"] = PRESETS["inpaint-text-small"].replace(
     name="inpaint-text-fast",
     description="Inpainting of text, scratches and thin strokes: small network with 16 skip channels, "
-                "averaged outputs, Adam betas 0.8/0.9, 128 px tiles; the default for such masks",
+                "averaged outputs, Adam betas 0.8/0.9, 128 px tiles; a quick look, below inpaint-text-paper",
     network=dataclasses.replace(PRESETS["inpaint-text-small"].network, channels_skip=(16,) * 4),
     **{k: getattr(PRESETS["sr-x4-fast"], k) for k in ("input_depth", "ema", "ema_warmup", "jitter_warmup", "betas",
                                                       "backtrack")},
@@ -393,7 +398,7 @@ SURE_MAX_SIGMA = 30 / 255
 
 
 def default_preset(task: str, *, scale: int | None = None, sigma: float | None = None,
-                   scattered: bool = False, thin: bool = False) -> str:
+                   scattered: bool = False) -> str:
     """Name of the default preset of a task.
 
     ``sr``: by ``scale``: ``sr-x4-fast`` for x2 and x4 (the paper's x4 quality about 25x sooner on
@@ -401,16 +406,15 @@ def default_preset(task: str, *, scale: int | None = None, sigma: float | None =
     ``sigma`` (image scale [0, 1]): ``denoise-sure`` up to :data:`SURE_MAX_SIGMA`, ``denoise-paper`` above it or when
     ``sigma`` is None (unknown; e.g. a flat image, with no texture to estimate it from) or not positive.
     ``inpaint``: ``inpaint-blindspot`` when the missing pixels are ``scattered``
-    (:func:`deepprior.masks.is_scattered`), ``inpaint-text-fast`` when they are ``thin`` shapes such as
-    text (:func:`deepprior.masks.is_thin`), else (holes) ``inpaint-text-paper``.  ``deblock``:
+    (:func:`deepprior.masks.is_scattered`), else ``inpaint-text-paper``.  ``deblock``:
     ``deblock-fast`` (above the paper recipe's best on held-out crops, 3.7-6x sooner; photos in tiles).
     """
     if task == "sr":
         return "sr-x8-paper" if scale == 8 else "sr-x4-fast"
     if task == "denoise":
         return "denoise-sure" if sigma is not None and 0 < sigma <= SURE_MAX_SIGMA else "denoise-paper"
-    if task == "inpaint" and (scattered or thin):
-        return "inpaint-blindspot" if scattered else "inpaint-text-fast"
+    if task == "inpaint" and scattered:
+        return "inpaint-blindspot"
     if task not in _DEFAULTS:
         raise ValueError(f"unknown task {task!r}; tasks are {', '.join(TASKS)}")
     return _DEFAULTS[task]
@@ -421,7 +425,7 @@ def default_choices(task: str, *, scale: int | None = None) -> tuple[str, ...]:
     if task == "denoise":
         return ("denoise-sure", "denoise-paper")
     if task == "inpaint":
-        return ("inpaint-blindspot", "inpaint-text-fast", "inpaint-text-paper")
+        return ("inpaint-blindspot", "inpaint-text-paper")
     return (default_preset(task, scale=scale),)
 
 

@@ -366,7 +366,7 @@ def run_job(job: Job, device: str) -> None:
     h, w = job.image.shape[:2]
     tile = tile_for(job.preset, h, w)  # as run_task decides
     with job.lock:
-        job.tiles = tile_count(h, w, tile, tile_overlap(tile), job.mask) if tile else 1
+        job.tiles = tile_count(h, w, tile, tile_overlap(tile)) if tile else 1
     totals = StepTotals()  # progress counts over all the tiles
 
     def on_step(step, state):
@@ -492,7 +492,7 @@ def parse_job(body: dict, *, device_kind: str, max_bytes: int, max_pixels: int) 
         # the CLI's default by the image (denoising: its noise level; inpainting: its mask) where it
         # is a fast recipe; otherwise (noise above 30, painted strokes) this device's fallback
         chosen = choose_preset(task, image, sigma=None if sigma is None else sigma / 255, mask=mask)
-        if chosen.name in ("denoise-sure", "inpaint-blindspot", "inpaint-text-fast"):
+        if chosen.name in ("denoise-sure", "inpaint-blindspot"):
             preset = chosen
     preset = preset.replace(**changes)
     return Job(id=uuid.uuid4().hex[:12], task=task, scale=scale, preset=preset, seed=seed, preview_every=every,
@@ -506,9 +506,8 @@ def default_presets(device_kind: str) -> dict:
 
     Denoising's is the one for noise above 30 (0..255): a request without a preset gets
     ``denoise-sure`` where the noise is lower (:func:`parse_job`, as the CLI).  Inpainting's is the
-    one for painted strokes wider than thin ones and holes: a request without a preset whose mask is
-    scattered pixels gets ``inpaint-blindspot``, one whose mask is thin (text, thin strokes)
-    ``inpaint-text-fast``.
+    one for painted strokes: a request without a preset whose mask is scattered pixels gets
+    ``inpaint-blindspot``.
     """
     small = device_kind == "cpu"
     names = {
@@ -636,8 +635,8 @@ class Handler(BaseHTTPRequestHandler):
             "defaults": default_presets(kind),
             # a task whose default depends on the image: the page offers it as its first choice
             "auto": {"denoise": f"denoise-sure up to noise level 30, {default_presets(kind)['denoise']} above",
-                     "inpaint": "inpaint-blindspot for scattered missing pixels, inpaint-text-fast for text and "
-                                f"thin strokes, {default_presets(kind)['inpaint']} for wider strokes and holes"},
+                     "inpaint": f"inpaint-blindspot for scattered missing pixels, {default_presets(kind)['inpaint']} "
+                                "for strokes and holes"},
             "max_upload_bytes": self.server.max_bytes,
             "max_pixels": self.server.max_pixels,
         }
