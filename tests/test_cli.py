@@ -345,6 +345,19 @@ def test_tiles_from_the_command_line(tiny, tmp_path, capsys):
     _fails(capsys, tmp_path, "denoise", tiny, *FAST, "--tile", "8", "--tile-overlap", "8", match="smaller than")
 
 
+def test_tiled_inpainting_fits_only_the_tiles_with_something_to_fill(tiny, tmp_path, capsys):
+    mask = np.zeros((31, 37), np.uint8)
+    mask[2:6, 3:9] = 255  # in the top-left tile only (it used to fail: the other tiles' masks were empty)
+    Image.fromarray(mask).save(tmp_path / "m.png")
+    out = tmp_path / "o.png"
+    assert run("inpaint", tiny, "--mask", tmp_path / "m.png", "-o", out, "--preset", "inpaint-small", "--iters", "2",
+               "--tile", "24", "--tile-overlap", "8") == 0
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert Image.open(out).size == (37, 31) and meta["iterations"] == 2 and len(meta["stopped"]["tiles"]) == 1
+    before, after = np.asarray(Image.open(tiny)), np.asarray(Image.open(out))
+    assert np.array_equal(before[:, 24:, :3], after[:, 24:, :3])  # no tile there with something to fill
+
+
 def test_deblock_fast_fits_big_photos_in_its_tiles_unless_told_otherwise(tmp_path, capsys):
     from deepprior.io import write_image
 
