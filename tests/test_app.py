@@ -221,6 +221,18 @@ def test_a_tiled_preset_counts_the_steps_of_all_its_tiles_and_stops_keeping_its_
         assert Image.open(io.BytesIO(request(server, long["result"]["image"])[1])).size == (140, 40)
 
 
+def test_a_tiled_inpainting_counts_only_the_tiles_with_something_to_fill():
+    wide = (np.random.default_rng(0).random((40, 140, 3)) * 255).astype(np.uint8)  # two 128 px tiles
+    mask = np.zeros((40, 140), bool)
+    mask[10:14, 130:136] = True  # in the second tile only
+    body = inpaint_body(preset="inpaint-text-fast", image=data_url(png_bytes(wide)),
+                        mask=data_url(png_bytes(mask.astype(np.uint8) * 255)), iters=3)
+    with app_server() as server:
+        _, job, _ = request(server, "/api/jobs", body)
+        job = wait_for(server, job["id"], lambda j: j["state"] == "done")
+        assert job["iters"] == 3 and job["step"] == 3 and not job["stopped"]
+
+
 @pytest.mark.parametrize("device_kind, high", [("cpu", "denoise-small"), ("cuda", "denoise-paper")])
 def test_a_denoising_job_without_a_preset_gets_one_by_its_noise_level(device_kind, high):
     from deepprior.app.server import parse_job

@@ -366,7 +366,7 @@ def run_job(job: Job, device: str) -> None:
     h, w = job.image.shape[:2]
     tile = tile_for(job.preset, h, w)  # as run_task decides
     with job.lock:
-        job.tiles = tile_count(h, w, tile, tile_overlap(tile)) if tile else 1
+        job.tiles = tile_count(h, w, tile, tile_overlap(tile), job.mask) if tile else 1  # inpainting: tiles to fill
     totals = StepTotals()  # progress counts over all the tiles
 
     def on_step(step, state):
