@@ -331,10 +331,11 @@ PRESETS["denoise-sure"] = PRESETS["denoise-small"].replace(
 # 100 steps) and 16 skip channels (the paper's text network has 128; the small one 4), in 128 px
 # tiles.  Chosen on two tune crops with 32 px text (set14/foreman, cbsd68/196073; python -m
 # benchmarks.fast_search run --task inpaint-text): 16, 32 or 64 skip channels within 0.7 dB of each
-# other, 4 channels and bilinear upsampling lower.  On held-out crops (python -m benchmarks.fast
-# --task inpaint-text --images set14/comic set5/head) it peaks 1.2 and 2.0 dB below inpaint-text-paper's
-# best (28.17 vs 29.32, 34.49 vs 36.53 dB) within 3000 steps, and below scikit-image's biharmonic
-# inpainting (28.77, 36.69 dB): the paper's recipe stays the default for text.
+# other, 4 channels and bilinear upsampling lower.  On the three held-out crops (python -m
+# benchmarks.fast --task inpaint-text --candidate inpaint-text-fast --tune-allocator) it peaks 1.2,
+# 2.0 and 1.5 dB below inpaint-text-paper's best (28.17 vs 29.32, 34.49 vs 36.53, 29.82 vs 31.27 dB)
+# within 3000 steps, and below scikit-image's biharmonic inpainting (28.77, 36.69, 30.84 dB): the
+# paper's recipe stays the default for text.
 PRESETS["inpaint-text-fast"] = PRESETS["inpaint-text-small"].replace(
     name="inpaint-text-fast",
     description="Inpainting of text, scratches and thin strokes: small network with 16 skip channels, "
