@@ -203,22 +203,22 @@ def candidates(task: str) -> dict[str, tuple[str, dict, int, str]]:
     if task == "inpaint-text":  # sr-x4-fast's fitting recipe (as deblock-fast's), the paper's jitter
         fast = {"betas": (0.8, 0.9), "ema_warmup": True, "backtrack": False}
         c["small-b"] = (small, fast, 1600, f"`{small}` with Adam's betas 0.8, 0.9")
-        c["fast"] = (small, dict(fast, input_depth=16, ema=0.99, jitter_warmup=100), 1600,
+        fast_ema = dict(fast, input_depth=16, ema=0.99, jitter_warmup=100)
+        c["fast"] = (small, fast_ema, 1600,
                      f"`{small}` with `sr-x4-fast`'s fitting: 16 input channels, averaged outputs (0.99, warm-up), "
                      "betas 0.8, 0.9, the jitter (the paper's 0.03) rising over 100 steps")
-        c["fast-skip16"] = (small, dict(fast, input_depth=16, ema=0.99, jitter_warmup=100, network=_net(
-            channels_down=(32, 32, 64, 64), channels_up=(32, 32, 64, 64), channels_skip=(16,) * 4, upsample="nearest")),
-            1600, "fast with 16 skip channels (the paper's text network: 128)")
-        for skip in (32, 64):
-            c[f"fast-skip{skip}"] = (small, dict(fast, input_depth=16, ema=0.99, jitter_warmup=100, network=_net(
-                channels_down=(32, 32, 64, 64), channels_up=(32, 32, 64, 64), channels_skip=(skip,) * 4,
-                upsample="nearest")), 1600, f"fast with {skip} skip channels")
-        c["fast-skip16-last"] = (small, dict(fast, input_depth=16, ema=None, jitter_warmup=100, network=_net(
-            channels_down=(32, 32, 64, 64), channels_up=(32, 32, 64, 64), channels_skip=(16,) * 4, upsample="nearest")),
-            1600, "fast-skip16 returning the last output (no running average; the paper's text recipe)")
-        c["fast-bilinear"] = (small, dict(fast, input_depth=16, ema=0.99, jitter_warmup=100, network=_net(
-            channels_down=(32, 32, 64, 64), channels_up=(32, 32, 64, 64), channels_skip=(4,) * 4, upsample="bilinear")),
-            1600, "fast with bilinear upsampling (the paper's text network: nearest)")
+
+        def text_net(skip: int, upsample: str = "nearest"):
+            return _net(channels_down=(32, 32, 64, 64), channels_up=(32, 32, 64, 64), channels_skip=(skip,) * 4,
+                        upsample=upsample)
+
+        for skip in (16, 32, 64):
+            c[f"fast-skip{skip}"] = (small, dict(fast_ema, network=text_net(skip)), 1600, f"fast with {skip} skip "
+                                     "channels" + (" (the paper's text network: 128)" if skip == 16 else ""))
+        c["fast-skip16-last"] = (small, dict(fast_ema, ema=None, network=text_net(16)), 1600,
+                                 "fast-skip16 returning the last output (no running average; the paper's text recipe)")
+        c["fast-bilinear"] = (small, dict(fast_ema, network=text_net(4, "bilinear")), 1600,
+                              "fast with bilinear upsampling (the paper's text network: nearest)")
     if task.startswith("deblock"):  # sr-x4-fast's fitting recipe (presets.py) on deblock-small, and pieces of it
         fast = {"betas": (0.8, 0.9), "ema_warmup": True, "backtrack": False}
         c["small-b"] = (small, fast, 1600, f"`{small}` with Adam's betas 0.8, 0.9 and the average's warm-up")

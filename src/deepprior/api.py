@@ -306,12 +306,11 @@ def _run_tiles(task, y, layout, tile, *, mask, mask_keeps, mask_dilate, time_bud
     from .pipeline import resolve_seed
     from .tiles import run_tiled, tile_count, tile_overlap
 
-    fill = None
+    fill = None  # without a mask (or alpha) run_tiled says so, before any fit
     if task == "inpaint":  # the whole image's mask, as one fit's (dilated across the tiles' edges)
         fill = _fill(mask, y, mask_keeps, mask_dilate)
-        if fill is None:
-            raise InputError("inpainting needs a mask (or an image with transparent pixels to fill)")
-        check_mask(fill, tuple(y.shape[-2:]))
+        if fill is not None:
+            check_mask(fill, tuple(y.shape[-2:]))
     overlap = tile_overlap(tile)
     count = tile_count(*y.shape[-2:], tile, overlap, fill)
     arr = y[0].permute(1, 2, 0).numpy()

@@ -502,7 +502,6 @@ def _compute_tiled(loaded: Loaded, settings: Settings, seed: int, callbacks, ann
     """:func:`compute` in tiles of side ``tile`` overlapping by ``overlap`` (``--tile``, or the preset's):
     one fit per tile (:mod:`deepprior.tiles`), tile ``i`` with seed ``seed + i``; the curves are those of
     the first tile."""
-    from .pipeline import InputError
     from .stopping import make_rule
     from .tiles import run_tiled, tile_count
 
@@ -513,9 +512,7 @@ def _compute_tiled(loaded: Loaded, settings: Settings, seed: int, callbacks, ann
             announce(cost)
         first.append(cost)
 
-    fill = pixels_to_fill(loaded, settings)
-    if settings.task == "inpaint" and fill is None:
-        raise InputError("inpainting needs a mask (or an image with transparent pixels to fill)")
+    fill = pixels_to_fill(loaded, settings)  # without a mask (or alpha) run_tiled says so, before any fit
     count = tile_count(*loaded.image.shape[:2], tile, overlap, fill)
     t0 = time.perf_counter()
     res = run_tiled(
