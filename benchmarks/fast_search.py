@@ -197,7 +197,7 @@ def candidates(task: str) -> dict[str, tuple[str, dict, int, str]]:
             32, 32, 64, 64), channels_skip=(16,) * 4)}, 1000, "`denoise-sure` with 16 skip channels (paper: 4)")
         # the divergence's finite-difference step (default 1e-3, Jo et al.'s): 1e-2 stands above
         # TF32's rounding on a GPU (which swamps 1e-3, fitting._NoTF32); here, in exact fp32, its bias
-        for eps in (1e-3, 3e-3, 1e-2):
+        for eps in (1e-3, 3e-3, 5e-3, 1e-2):
             c[f"sure-eps{eps * 1000:g}e-3"] = ("denoise-sure", {"sure_epsilon": eps}, 1000,
                                                f"`denoise-sure`, divergence step {eps:g} (default 1e-3)")
     if task == "inpaint-text":  # sr-x4-fast's fitting recipe (as deblock-fast's), the paper's jitter
