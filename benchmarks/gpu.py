@@ -480,11 +480,10 @@ def main(argv=None) -> int:
     ap.add_argument("--report", action="store_true", help="only write --markdown from the results in --out")
     ap.add_argument("--before", type=Path, nargs="*", default=[], help="--report: earlier runs' folders, for comparison")
     ap.add_argument("--markdown", type=Path, default=REPO / "benchmarks" / "results" / "gpu.md")
-    # what the next loan should measure: the default (divergence step 1e-3, without TF32) and steps
-    # of 5e-3 and 1e-2 (TF32 kept: fitting.SURE_TF32_MIN_EPSILON).  Run 2026-11-27-run5: 1e-2 with
-    # TF32 reached the bar in 6.1 s against 12.2 s, but on a CPU it collapsed late on baboon
+    # the default (divergence step 5e-3, TF32 kept: fitting.SURE_TF32_MIN_EPSILON) beside Jo et
+    # al.'s step of 1e-3 (full fp32); runs 2026-11-27-run5 and -run6 chose the step
     ap.add_argument("--candidates", nargs="+",
-                    default=["denoise-sure", "search:sure-eps5e-3", "search:sure-eps10e-3"],
+                    default=["denoise-sure", "search:sure-eps1e-3"],
                     help="presets, NAME@bf16, or search:NAME (a benchmarks.fast_search denoising candidate)")
     ap.add_argument("--cli-paper", action=argparse.BooleanOptionalAction, default=True,
                     help="target: also run the paper preset through the CLI (about a minute)")

@@ -51,9 +51,13 @@ class Preset:
     # "blindspot": inpainting, the network sees part of the known pixels and is scored on the others
     # (fitting.fit's blindspot_keep; needs input="measurement")
     loss: str = "mse"
-    # finite-difference step of SURE's Monte-Carlo divergence (Jo et al.'s 1e-3; a step from
-    # fitting.SURE_TF32_MIN_EPSILON up would keep TF32 on a GPU, not yet measured there)
-    sure_epsilon: float = 1e-3
+    # finite-difference step of SURE's Monte-Carlo divergence (Jo et al.: 1e-3).  5e-3 is the smallest
+    # that keeps TF32 on a GPU (fitting.SURE_TF32_MIN_EPSILON): on an H100, the 512x512 F16 at sigma
+    # 25 came within 0.2 dB of the paper preset's best at step 646 in 7.3 s, against step 573 in
+    # 11.7 s with 1e-3 in full fp32 (python -m benchmarks.gpu, run 2026-11-27-run6).  On a CPU, where
+    # the step costs the same, 5e-3 did as well as 1e-3 on the tune crops (fast-search-denoise.md).
+    # 1e-2 collapsed late in some fits (baboon on a CPU, F16 on the GPU): BENCHMARKS.md, "SURE".
+    sure_epsilon: float = 5e-3
     blindspot_keep: float = 0.8  # share of the known pixels a blind-spot fit shows the network per step
     blindspot_flips: bool = False  # a blind-spot fit sees its input flipped at random (fitting.fit)
     # cosine decay of the learning rate from lr to lr_final over the first lr_decay_steps steps,
