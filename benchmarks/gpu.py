@@ -267,6 +267,7 @@ def target(out: Path, image: Path, ref_steps: int, ref_seconds: float, candidate
     from deepprior import fitting
     from deepprior.degrade import add_noise
     from deepprior.io import read_image, write_image
+    from deepprior.presets import PRESETS
 
     clean, _ = read_image(image)
     clean = np.ascontiguousarray(clean[:size, :size, :3], dtype=np.float32)
@@ -276,7 +277,8 @@ def target(out: Path, image: Path, ref_steps: int, ref_seconds: float, candidate
     write_image(noisy_png, noisy)
     result = {"image": image.name, "size": list(clean.shape), "sigma": 25, "noisy_db": round(psnr(noisy, clean), 3),
               "run_through": run_through, "sure_without_tf32": True,  # fitting._NoTF32, since 2026-11-27
-              "sure_tf32_min_epsilon": fitting.SURE_TF32_MIN_EPSILON}
+              "sure_tf32_min_epsilon": fitting.SURE_TF32_MIN_EPSILON,
+              "denoise_sure_epsilon": PRESETS["denoise-sure"].sure_epsilon}
     ref = _fit_curve("denoise-paper", noisy, clean, ref_steps, ref_seconds, device)
     result["reference"] = ref
     bar = ref["best_db"] - MARGIN_DB
@@ -462,8 +464,14 @@ def report(out: Path, before: list[Path] = ()) -> str:
         if "sure_without_tf32" not in t and any(c["preset"].startswith("denoise-sure") or c["preset"] == "default"
                                                 for c in t.get("candidates", []) + t.get("cli", [])):
             lines += ["(This run's SURE fits used TF32 convolutions, cuDNN's default, except those marked `@notf32`. "
-                      "deepprior now runs SURE fits on CUDA without TF32, which run 2026-11-27-run4 measured; the "
-                      "CLI rows have not been rerun since.)", ""]
+                      "From run 2026-11-27-run4 on, deepprior ran SURE fits on CUDA without TF32 when their "
+                      "divergence step is below `fitting.SURE_TF32_MIN_EPSILON`.)", ""]
+        elif "sure_tf32_min_epsilon" in t:
+            # runs 5 and 6 predate the field; denoise-sure's step was Jo et al.'s 1e-3 until then
+            eps = t.get("denoise_sure_epsilon", 1e-3)
+            lines += [f"(SURE fits whose divergence step was at least {t['sure_tf32_min_epsilon']:g} kept TF32, "
+                      f"the others ran in full fp32 (or as marked `@tf32`/`@notf32`); `denoise-sure`'s step was "
+                      f"{eps:g}, `search:sure-epsNe-3`'s N/1000.)", ""]
     return "\n".join(lines)
 
 
