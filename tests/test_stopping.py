@@ -441,3 +441,54 @@ def test_block_artifacts_stop_when_the_output_takes_on_the_blocks(fraction):
     # a smooth input has no blocks to watch: the rule never stops
     flat = BlockArtifacts(fraction, warmup=10)
     assert not any(flat(t, FitState(t, 100, clean, clean, 0.01, 0.0, False, None, clean)) for t in range(1, 100))
+
+
+def _divergence_states(divergences, shape=(1, 3, 8, 8)):
+    """FitStates of a SURE fit whose divergence follows ``divergences``; the average is step-stamped."""
+    n = len(divergences)
+    for t, d in enumerate(divergences, 1):
+        out = torch.full(shape, 0.5)
+        yield t, FitState(t, n, out, torch.full(shape, float(t)), 0.01, 0.0, False, None, None, d)
+
+
+def test_divergence_drop_stops_when_the_smoothed_divergence_falls_and_returns_the_average_there():
+    from deepprior.stopping import DivergenceDrop
+
+    # rises to 0.15 by step 200, flat to 400, then falls to -0.05 at 600 (the collapse seen on baboon)
+    divs = [0.15 * min(t, 200) / 200 for t in range(1, 401)] + [0.15 - 0.2 * t / 200 for t in range(1, 201)]
+    rule = DivergenceDrop(fraction=0.7, alpha=0.05, warmup=200)
+    stop = next(t for t, s in _divergence_states(divs) if rule(t, s))
+    assert 400 < stop < 500 and rule.stop_step == stop and rule.best_step == stop
+    assert float(rule.best.mean()) == stop  # the running average of the stop step
+    assert "collapse" in rule.reason and rule.smoothed < 0.7 * rule.peak
+
+
+def test_divergence_drop_lets_a_healthy_fit_run_and_needs_a_sure_fit():
+    from deepprior.stopping import DivergenceDrop
+
+    rising = [0.15 * (1 - math.exp(-t / 150)) for t in range(1, 701)]  # rises, then levels off
+    rule = DivergenceDrop()
+    assert not any(rule(t, s) for t, s in _divergence_states(rising)) and rule.stop_step is None
+    with pytest.raises(ValueError, match="SURE"):
+        DivergenceDrop()(1, FitState(1, 10, torch.zeros(1, 3, 4, 4), None, 0.01, 0.0, False, None))
+    for bad in ({"fraction": 1.0}, {"alpha": 0.0}, {"warmup": 0}):
+        with pytest.raises(ValueError):
+            DivergenceDrop(**bad)
+
+
+def test_auto_guards_a_sure_fit_with_the_divergence_rule():
+    import numpy as np
+
+    import deepprior
+    from deepprior.stopping import SURE_AUTO_STOP, DivergenceDrop, make_rule
+
+    rule = make_rule("auto", task="denoise", preset="denoise-sure")
+    assert isinstance(rule, DivergenceDrop) and rule.fraction == SURE_AUTO_STOP.fraction
+    assert make_rule("auto", task="denoise", preset="denoise-sure", window=40).alpha == 0.05
+    with pytest.raises(ValueError, match="no patience"):
+        make_rule("auto", task="denoise", preset="denoise-sure", patience=7)
+    y = _noisy()[0].permute(1, 2, 0).numpy()
+    res = deepprior.run_task("denoise", y, preset="denoise-sure", iters=5, rng=0, device="cpu")
+    assert isinstance(res.restoration.stop_rule, DivergenceDrop) and res.restoration.fit.steps == 5
+    fixed = deepprior.run_task("denoise", y, preset="denoise-sure", iters=5, rng=0, device="cpu", stop="fixed")
+    np.testing.assert_array_equal(res.image, fixed.image)  # the guard did not fire: the same result

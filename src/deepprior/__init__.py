@@ -45,6 +45,7 @@ _LAZY = {
     "ExponentialVariance": "stopping",
     "BlockArtifacts": "stopping",
     "MaxIterations": "stopping",
+    "DivergenceDrop": "stopping",
     "first_of": "stopping",
     "read_image": "io",
     "write_image": "io",
