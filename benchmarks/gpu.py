@@ -428,7 +428,7 @@ def report(out: Path, before: list[Path] = ()) -> str:
                   + (" (bytecode cached, as after `pip install`)." if start.get("bytecode", {}).get("pycache_prefix")
                      or not start.get("bytecode", {"dont_write_bytecode": 1})["dont_write_bytecode"]
                      else " (no bytecode cache: every process compiled torch's Python sources)."), ""]
-    for label, d in (("this run", out), *((f"an earlier run ({b.name})", b) for b in before)):
+    for label, d in (("this run", out), *((f"run {b.name}", b) for b in before)):
         t = load(d, "gpu-target.json")
         if not t:
             continue
@@ -472,6 +472,13 @@ def report(out: Path, before: list[Path] = ()) -> str:
             lines += [f"(SURE fits whose divergence step was at least {t['sure_tf32_min_epsilon']:g} kept TF32, "
                       f"the others ran in full fp32 (or as marked `@tf32`/`@notf32`); `denoise-sure`'s step was "
                       f"{eps:g}, `search:sure-epsNe-3`'s N/1000.)", ""]
+        guarded = [c for c in t.get("cli", [])
+                   if ((c.get("sidecar_fit", {}).get("stop") or {}).get("auto") or {}).get("rule") == "divergence"]
+        if guarded:
+            steps = " and ".join(str(c["sidecar_fit"].get("iterations")) for c in guarded)
+            lines += [f"(In this run `--stop auto` guarded SURE fits with `stopping.DivergenceDrop`, the default "
+                      f"for one commit: it stopped the CLI fits at steps {steps}. No longer a default: on a whole "
+                      "photo it stops healthy fits early.)", ""]
     return "\n".join(lines)
 
 

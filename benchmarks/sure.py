@@ -332,13 +332,18 @@ def cmd_whole(args) -> None:
     from deepprior.degrade import add_noise
     from deepprior.io import read_image
 
+    if args.tune_allocator:  # as the CLI does (deepprior.runtime)
+        from deepprior.runtime import tune_allocator
+
+        tune_allocator()
     clean, _ = read_image(paper.DATA / "paper" / "denoising" / "F16_GT.png")
     clean = np.ascontiguousarray(clean[:512, :512, :3], dtype=np.float32)
     noisy = np.asarray(add_noise(clean, 25, rng=0), dtype=np.float32)
-    times = []
+    times, div = [], []
 
     def watch(step, state):
         times.append(state.elapsed)
+        div.append(state.divergence)
         if step % 100 == 0:
             print(f"step {step}: {state.psnr_average_reference:.2f} dB, {state.elapsed:.0f} s", flush=True)
 
@@ -347,7 +352,8 @@ def cmd_whole(args) -> None:
     avg = r.fit.history["psnr_average_reference"]
     out = {"image": "paper/denoising/F16_GT", "size": [512, 512], "sigma": 25, "preset": "denoise-sure",
            "sigma_estimated": round(r.sigma * 255, 3), "steps": len(avg), "seconds": round(times[-1], 1),
-           "psnr_average": [round(v, 4) for v in avg], "device": "cpu", "commit": paper.git_commit()}
+           "psnr_average": [round(v, 4) for v in avg], "divergence": [round(v, 5) for v in div],
+           "device": "cpu", "commit": paper.git_commit()}
     (RESULTS / "sure-whole.json").write_text(json.dumps(out) + "\n")
     print(f"best {max(avg):.2f} dB at step {avg.index(max(avg)) + 1}; {avg[-1]:.2f} dB at {len(avg)}")
 
@@ -515,6 +521,18 @@ def cmd_guard(args) -> None:
                          f"| {peak:.2f} @ {rec['avg'].index(peak) + 1} |")
         t_fixed = [rec["avg"][-1] for k, rec in cache.items()]
         lines += ["", f"Fixed 700 steps over all {len(t_fixed)} fits: mean {_mean(t_fixed):.2f} dB."]
+        whole = RESULTS / "sure-whole.json"
+        w = json.loads(whole.read_text()) if whole.is_file() else {}
+        if w.get("divergence"):
+            avg, stop = w["psnr_average"], guard_stop(w["divergence"], *best[0])
+            lines += ["", "**But not on a whole photo** (`python -m benchmarks.sure whole --steps "
+                      f"{w['steps']}`: the 512x512 F16 at sigma 25, a healthy fit whose PSNR rises to the end, "
+                      f"{avg[-1]:.2f} dB at step {len(avg)}): its divergence peaks near step 200 and then falls "
+                      f"while the image still improves, and the chosen guard "
+                      + (f"stops it at step {stop} with {avg[stop - 1]:.2f} dB." if stop else "does not fire.")
+                      + " On an H100 the CLI with the guard stopped the same case at step 372 with 32.25 dB "
+                      "(sigma given; `benchmarks/results/gpu/2026-11-27-run8`). So the guard is not `--stop auto`'s "
+                      "for `denoise-sure`; it is there as `deepprior.stopping.DivergenceDrop`."]
     (RESULTS / "sure-guard.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
@@ -529,6 +547,7 @@ def main(argv=None) -> None:
     sub.add_parser("report")
     w = sub.add_parser("whole")
     w.add_argument("--steps", type=int, default=1000)
+    w.add_argument("--tune-allocator", action="store_true")
     e = sub.add_parser("eps")
     e.add_argument("--images", nargs="+", default=["F16_GT", "baboon"])
     e.add_argument("--eps", type=float, nargs="+", default=[1e-3, 5e-3, 1e-2])

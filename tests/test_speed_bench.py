@@ -72,7 +72,7 @@ def test_gpu_report_renders_the_committed_results():
         pytest.skip("no GPU results committed")
     text = gpu.report(out, [out / "2026-11-27-run4", out / "2026-11-26"])
     assert "#### Speed: `denoise-paper` network (cuda" in text and "cuda_graph" in text
-    assert "512x512 target, this run" in text and "an earlier run (2026-11-26)" in text
+    assert "512x512 target, this run" in text and "512x512 target, run 2026-11-26" in text
     assert "| in process, the preset's steps | denoise-sure@notf32 |" in text
     assert "Start-up" in text and "CUDA graph against eager" in text and "This run: `python -m benchmarks.gpu" in text
 

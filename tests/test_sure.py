@@ -151,14 +151,14 @@ def test_denoise_sure_warns_above_the_noise_levels_it_was_measured_at():
         deepprior.run_task("denoise", img, preset="denoise-sure", iters=1, device="cpu", sigma=60 / 255)
 
 
-def test_auto_stop_runs_the_sure_presets_step_count_under_the_guard():
-    from deepprior.stopping import AUTO_STOP, SURE_AUTO_STOP, DivergenceDrop, auto_spec
+def test_auto_stop_runs_the_sure_presets_step_count():
+    from deepprior.stopping import AUTO_STOP, auto_spec
 
-    assert auto_spec("denoise", "denoise-sure") is SURE_AUTO_STOP
+    assert auto_spec("denoise", "denoise-sure") is None
     assert auto_spec("denoise", "denoise-small") is AUTO_STOP["denoise"] is not None
     img = np.random.default_rng(0).random((16, 16, 3)).astype(np.float32)
     r = deepprior.run_task("denoise", img, preset="denoise-sure", iters=3, device="cpu", sigma=0.1)  # stop="auto"
-    assert isinstance(r.restoration.stop_rule, DivergenceDrop) and r.restoration.fit.steps == 3
+    assert r.restoration.stop_rule is None and r.restoration.fit.steps == 3
 
 
 def test_denoisings_default_preset_follows_the_noise_level(data_dir):

@@ -116,8 +116,7 @@ class Settings:
             spec = auto_spec(self.task, preset)  # None: auto is the preset's step count
             config["auto"] = None if spec is None else {"rule": spec.rule, "window": spec.window,
                                                         "patience": spec.patience, "keep": spec.keep,
-                                                        "warmup": spec.warmup, "noise_gate": spec.noise_gate,
-                                                        **({"fraction": spec.fraction} if spec.fraction else {})}
+                                                        "warmup": spec.warmup, "noise_gate": spec.noise_gate}
         return config
 
 
