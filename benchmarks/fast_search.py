@@ -173,6 +173,9 @@ def candidates(task: str) -> dict[str, tuple[str, dict, int, str]]:
             c["blindspot-" + "-".join(map(str, widths))] = (bs, {"network": _net(
                 channels_down=widths, channels_up=widths, channels_skip=(4,) * len(widths)), **SHIPPED_BETAS}, 2000,
                 f"`inpaint-blindspot` on skip {'/'.join(map(str, widths))}")
+        # the unshown pixels filled from the shown ones (normalised convolution) instead of zero
+        c["blindspot-fill"] = (bs, {"blindspot_fill": True}, 2000,
+                               "`inpaint-blindspot`, its input's unshown pixels filled from the shown ones")
         c["blindspot-skip16"] = (bs, {"network": _net(channels_down=(32, 32, 64, 64), channels_up=(32, 32, 64, 64),
                                                        channels_skip=(16,) * 4), **SHIPPED_BETAS}, 2000,
                                  "`inpaint-blindspot` with 16 skip channels (paper: 4; multiples of 16 suit the CPU "

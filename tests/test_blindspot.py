@@ -178,3 +178,20 @@ def test_blindspot_inpainting_beats_a_smooth_fill_on_an_odd_crop(data_dir):
     gain = psnr(r.image, clean) - psnr(smooth, clean)
     assert gain > 1.0, gain
     np.testing.assert_allclose(r.image[~fill], clean[~fill], atol=1e-6)
+
+
+def test_the_fill_of_a_blind_spot_input_interpolates_the_shown_pixels():
+    import torch
+
+    from deepprior.fitting import blindspot_input
+
+    g = torch.Generator().manual_seed(0)
+    z = torch.full((1, 3, 17, 23), 0.25)
+    shown = (torch.rand((1, 1, 17, 23), generator=g) < 0.4).float()
+    shown[..., :, 15:] = 0  # a band with no shown pixel within the kernel's reach
+    plain, filled = blindspot_input(z, shown), blindspot_input(z, shown, fill=True)
+    assert plain.shape == filled.shape == (1, 4, 17, 23)
+    assert torch.equal(plain[:, 3:], filled[:, 3:])  # the same mask channel
+    assert torch.allclose(filled[0, :3, :, :12], torch.full((3, 17, 12), 0.25), atol=1e-5)  # a constant is kept
+    assert torch.all(filled[0, :3, :, 19:] == 0)  # nothing shown within reach: zero, as without the fill
+    assert torch.all(plain[0, :3][:, shown[0, 0] == 0] == 0)

@@ -275,10 +275,33 @@ def _jitter_generator(generator: torch.Generator | None, device: torch.device) -
 FLIPS = ((), (-1,), (-2,), (-2, -1))
 
 
-def blindspot_input(z: torch.Tensor, shown: torch.Tensor) -> torch.Tensor:
-    """A blind-spot network's input: the shown pixels of ``z`` (the others zero) and the mask of
-    the shown pixels (1 or C channels), stacked along the channels."""
-    return torch.cat([z * shown, shown.to(z.dtype)], dim=1)
+def blindspot_input(z: torch.Tensor, shown: torch.Tensor, fill: bool = False) -> torch.Tensor:
+    """A blind-spot network's input: the shown pixels of ``z`` and the mask of the shown pixels (1
+    or C channels), stacked along the channels.  The other pixels are zero, or with ``fill`` a
+    normalised convolution of the shown ones (:func:`fill_from_shown`)."""
+    shown = shown.to(z.dtype)
+    seen = z * shown
+    if fill:
+        seen = seen + (1 - shown) * fill_from_shown(seen, shown)
+    return torch.cat([seen, shown], dim=1)
+
+
+def fill_from_shown(seen: torch.Tensor, shown: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
+    """Every pixel as the Gaussian-weighted mean of the shown pixels near it (normalised
+    convolution, Knutsson and Westin 1993): ``blur(seen) / blur(shown)``, ``seen`` being zero off
+    ``shown``; a separable 7-tap kernel of ``sigma`` pixels, zero where no pixel is shown nearby."""
+    r = 3
+    t = torch.arange(-r, r + 1, dtype=seen.dtype, device=seen.device)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    k = k / k.sum()
+
+    def blur(x):
+        c = x.shape[1]
+        x = torch.nn.functional.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), padding=(0, r), groups=c)
+        return torch.nn.functional.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), padding=(r, 0), groups=c)
+
+    den = blur(shown)
+    return blur(seen) / den.clamp(min=1e-3) * (den > 1e-3)
 
 
 def learning_rate(step: int, lr: float, lr_final: float | None, decay_steps: int) -> float:
@@ -373,6 +396,7 @@ def fit(
     sure_epsilon: float = 5e-3,
     blindspot_keep: float | None = None,
     blindspot_flips: bool = False,
+    blindspot_fill: bool = False,
 ) -> FitResult:
     """Fit ``network`` so that ``forward(network(z))`` matches ``y``; return the restored image.
 
@@ -472,6 +496,10 @@ def fit(
         input flipped left-right, upside down, both or neither (one of the four at random) and flips
         its output back, so the average is over the four orientations too.  On the tune images it
         slowed the fit down (BENCHMARKS.md; no preset uses it).
+    blindspot_fill : bool
+        A blind-spot fit's input has its hidden and missing pixels filled from the shown ones
+        (:func:`fill_from_shown`) instead of zero.  On the tune images it lowered the peaks (by
+        1.4 dB on boat; BENCHMARKS.md; no preset uses it).
 
     Returns
     -------
@@ -605,7 +633,7 @@ def fit(
     if cuda_graph:
         # captured on a copy of z; its warm-up passes change only BatchNorm's running statistics,
         # which a network in train mode never reads.  _ungraph puts the class's forward back.
-        sample = torch.cat([z, z]) if sure else blindspot_input(z, known) if blindspot else z.clone()
+        sample = torch.cat([z, z]) if sure else blindspot_input(z, known, blindspot_fill) if blindspot else z.clone()
         # torch >= 2.10 warns that the parameters' gradient accumulators, made while capturing on
         # a side stream, now receive gradients on the main one; autograd synchronises the two.  Set
         # before the capture, whose own backward passes warn too.
@@ -645,9 +673,9 @@ def fit(
                 shown = known * (shown_buf < blindspot_keep)
                 if blindspot_flips:
                     dims = FLIPS[int(torch.randint(4, (1,), generator=jitter_gen, device=device))]
-                    raw = run_network(blindspot_input(net_in, shown).flip(dims)).flip(dims)
+                    raw = run_network(blindspot_input(net_in, shown, blindspot_fill).flip(dims)).flip(dims)
                 else:
-                    raw = run_network(blindspot_input(net_in, shown))
+                    raw = run_network(blindspot_input(net_in, shown, blindspot_fill))
                 hidden = known - shown  # 1 on the known pixels the network did not see
                 count = hidden.sum() * (raw.shape[1] if hidden.shape[1] == 1 else 1)
                 objective = loss_t = ((raw - y).pow(2) * hidden).sum() / count.clamp(min=1)
@@ -737,7 +765,7 @@ def fit(
                 if sure:
                     final = run_network(torch.cat([z, z]))[:1]
                 elif blindspot:  # every known pixel shown
-                    final = known_y + (1 - known) * run_network(blindspot_input(z, known))
+                    final = known_y + (1 - known) * run_network(blindspot_input(z, known, blindspot_fill))
                 else:
                     final = run_network(z)
     finally:

@@ -350,6 +350,7 @@ def restore(
         sure_epsilon=preset.sure_epsilon,
         blindspot_keep=preset.blindspot_keep if blindspot else None,
         blindspot_flips=preset.blindspot_flips,
+        blindspot_fill=preset.blindspot_fill,
     )
     return Restoration(
         image=result.image, fit=result, preset=preset, seed=seed, device=str(dev), padded_size=(hp, wp),

@@ -60,6 +60,7 @@ class Preset:
     sure_epsilon: float = 5e-3
     blindspot_keep: float = 0.8  # share of the known pixels a blind-spot fit shows the network per step
     blindspot_flips: bool = False  # a blind-spot fit sees its input flipped at random (fitting.fit)
+    blindspot_fill: bool = False  # a blind-spot fit's unshown pixels filled from the shown ones, not 0
     # cosine decay of the learning rate from lr to lr_final over the first lr_decay_steps steps,
     # then lr_final (None: constant, as the paper); a fast-preset experiment (benchmarks/fast_search.py)
     lr_final: float | None = None
