@@ -213,6 +213,9 @@ def test_a_tiled_preset_counts_the_steps_of_all_its_tiles_and_stops_keeping_its_
         _, job, _ = request(server, "/api/jobs", dict(body, iters=3))
         job = wait_for(server, job["id"], lambda j: j["state"] == "done")
         assert job["iters"] == 6 and job["step"] == 6 and not job["stopped"]
+        for which in ("current", "average"):  # the previews show the whole image, not one tile
+            status, png, _ = request(server, f"/api/jobs/{job['id']}/preview/{which}.png")
+            assert status == 200 and Image.open(io.BytesIO(png)).size == (140, 40)
         _, long, _ = request(server, "/api/jobs", dict(body, iters=100_000))
         wait_for(server, long["id"], lambda j: j["step"] >= 3)
         request(server, f"/api/jobs/{long['id']}/stop", b"", "POST")

@@ -358,6 +358,16 @@ def test_tiled_inpainting_fits_only_the_tiles_with_something_to_fill(tiny, tmp_p
     assert np.array_equal(before[:, 24:, :3], after[:, 24:, :3])  # no tile there with something to fill
 
 
+def test_snapshots_of_a_tiled_fit_are_the_whole_picture_over_all_the_tiles(tiny, tmp_path):
+    out = tmp_path / "o.png"
+    assert run("sr", tiny, "--scale", "2", "-o", out, "--preset", "sr-x4-small", "--iters", "2", "--seed", "0",
+               "--tile", "24", "--tile-overlap", "8", "--save-every", "1", "--quiet") == 0
+    snaps = sorted((tmp_path / "o_steps").glob("step_*.png"))
+    tiles = len(json.loads(out.with_suffix(".json").read_text())["stopped"]["tiles"])
+    assert tiles > 1 and [p.name for p in snaps] == [f"step_{i:06d}.png" for i in range(1, 2 * tiles + 1)]
+    assert {Image.open(p).size for p in snaps} == {(74, 62)}  # the whole (upscaled) picture
+
+
 def test_deblock_fast_fits_big_photos_in_its_tiles_unless_told_otherwise(tmp_path, capsys):
     from deepprior.io import write_image
 

@@ -146,3 +146,25 @@ def test_a_text_mask_is_inpainted_in_tiles_where_there_is_text():
     assert r.image.shape == (37, 150, 3) and np.isfinite(r.image).all()
     assert len(r.tiles.results) == tiles.tile_count(37, 150, 48, tiles.tile_overlap(48), fill) < len(r.tiles.boxes)
     assert np.array_equal(r.image[:, 120:], img[:, 120:, :3])  # no text there: the input itself
+
+
+def test_a_tiled_runs_callback_hears_which_tile_each_state_is_from():
+    img = np.random.default_rng(3).random((30, 45, 3)).astype(np.float32)
+    heard = []
+
+    def callback(step, state):
+        heard.append((state.tile, tuple(state.output.shape[-2:])))
+
+    run_tiled("sr", img, tile=24, overlap=8, scale=2, rng=0, preset="sr-x4-small", iters=2, device="cpu",
+              callback=callback)
+    infos = sorted({t for t, _ in heard})
+    n = tiles.tile_count(30, 45, 24, 8)
+    assert [t.index for t in infos] == list(range(n)) and {t.count for t in infos} == {n}
+    for info, (h, w) in heard:  # output pixels: the tile's corner times the scale, inside the image
+        assert info.top % 2 == 0 and info.left % 2 == 0
+        assert info.top + h <= 60 and info.left + w <= 90
+    assert max(t.left for t in infos) + 48 == 90  # the last column of tiles ends at the right edge
+    heard.clear()  # a list of callbacks (as the CLI passes) hears the tiles too
+    run_tiled("denoise", img, tile=24, overlap=8, rng=0, preset="denoise-small", iters=1, device="cpu",
+              callback=[callback, lambda step, state: False])
+    assert len({t for t, _ in heard}) == n

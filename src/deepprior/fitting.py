@@ -210,6 +210,7 @@ class FitState:
         self.reference = reference
         self.measurement = measurement
         self.divergence = divergence
+        self.tile = None  # a tiled run's deepprior.tiles.TileInfo (set by run_tiled for its callback)
         self.stop = False
         self._cache: dict[str, float | None] = {}
 

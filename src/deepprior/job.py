@@ -318,17 +318,34 @@ def _curve(history: dict, points: int = 500) -> dict:
 
 
 class _Snapshots:
-    """Step-end callback: write the current result to ``folder/step_NNNNNN.png`` every ``every`` steps."""
+    """Step-end callback: write the current result to ``folder/step_NNNNNN.png`` every ``every`` steps.
 
-    def __init__(self, folder: Path, every: int):
-        self.folder, self.every = folder, every
+    A tiled run (``state.tile`` set): the steps count over all the tiles, and a snapshot is the
+    whole picture, the input (``image``, SR: upscaled by ``scale``) with each tile's latest result
+    pasted where it goes."""
+
+    def __init__(self, folder: Path, every: int, image=None, scale: int = 1):
+        self.folder, self.every, self.image, self.scale = folder, every, image, scale
+        self.whole = self.tile = None
+        self.done = self.last = 0  # a tiled run's steps in the tiles before this one; this one's
 
     def __call__(self, step, state):
-        if step % self.every == 0:
+        from .tiles import canvas, paste
+
+        result = state.result
+        if state.tile is not None:
+            if state.tile != self.tile:
+                self.done, self.tile = self.done + (self.last if self.tile is not None else 0), state.tile
+            self.last = step
+            if self.whole is None:
+                self.whole = canvas(self.image, result.shape[1], self.scale)
+            result = paste(self.whole, result, state.tile)
+        total = self.done + step
+        if total % self.every == 0:
             from .io import write_image
 
-            img = state.result[0].clamp(0, 1).cpu().numpy().transpose(1, 2, 0)
-            write_image(self.folder / f"step_{step:06d}.png", img, bits=8)
+            img = result[0].clamp(0, 1).cpu().numpy().transpose(1, 2, 0)
+            write_image(self.folder / f"step_{total:06d}.png", img, bits=8)
         return False
 
 
@@ -448,6 +465,9 @@ def compute(job: Job, loaded: Loaded, settings: Settings, callbacks=(), announce
         if settings.checkpoint_every:  # --tile N refuses it in the CLI; this is the preset's tiling
             raise InputError(f"preset {loaded.preset.name!r} fits images larger than {tile} px in tiles, which "
                              "cannot be checkpointed: add --tile 0 to fit the whole image in one checkpointed fit")
+        if settings.save_every:  # snapshots of the whole picture, the tiles pasted in as they go
+            callbacks = [*callbacks, _Snapshots(job.steps_folder, settings.save_every, loaded.image,
+                                                (settings.scale or 4) if settings.task == "sr" else 1)]
         return _compute_tiled(loaded, settings, seed, callbacks, announce, tile, overlap)
     rule = make_rule(settings.stop, task=settings.task, window=settings.stop_window, patience=settings.stop_patience,
                      sigma=settings.sigma_scaled, preset=loaded.preset)

@@ -13,11 +13,12 @@ measures what that costs).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
 __all__ = ["run_tiled", "tile_for", "tile_overlap", "tile_count", "tile_starts", "StepTotals", "TiledResult",
-           "TILE_OVERLAP"]
+           "TileInfo", "canvas", "paste", "TILE_OVERLAP"]
 
 
 @dataclass
@@ -30,6 +31,15 @@ class TiledResult:
     # Ctrl-C, or a callback that stopped a tile's fit (the app's stop button): the tiles after that
     # one are the input (upscaled)
     interrupted: bool = False
+
+
+class TileInfo(NamedTuple):
+    """Where the fit that a tiled run's callback hears from sits: ``state.tile`` (see :func:`run_tiled`)."""
+
+    index: int  # 0-based among the fitted tiles
+    count: int  # tiles fitted in all
+    top: int  # the tile's top-left corner in output pixels (input pixels times the SR scale)
+    left: int
 
 
 #: pixels shared by neighbouring tiles (the CLI's default; a preset's tiles: see tile_overlap)
@@ -128,7 +138,8 @@ def run_tiled(task: str, image, *, tile: int, overlap: int = 32, mask=None, scal
     **kwargs
         Passed to :func:`deepprior.api.run_task` (``preset=``, ``iters=``, ``device=``, ...).
         ``stop`` may be a rule name, or a function returning a fresh rule for each tile (a rule
-        object holds the state of one fit).
+        object holds the state of one fit).  A ``callback`` hears every tile's fit; its states
+        carry ``state.tile``, a :class:`TileInfo` (which tile, and where its output goes).
     """
     from .api import run_task
     from .pipeline import MAX_PIXELS, InputError
@@ -161,7 +172,7 @@ def run_tiled(task: str, image, *, tile: int, overlap: int = 32, mask=None, scal
             raise InputError("the mask marks no pixel to fill")
     out = acc = None
     boxes, results = [], []
-    fitted = set(_boxes(h, w, tile, overlap, fill))
+    fitted = list(_boxes(h, w, tile, overlap, fill))
     tops, lefts = tile_starts(h, tile, overlap), tile_starts(w, tile, overlap)
     interrupted = False
     for i, (top, left) in enumerate((t, l) for t in tops for l in lefts):
@@ -177,6 +188,9 @@ def run_tiled(task: str, image, *, tile: int, overlap: int = 32, mask=None, scal
             kw = dict(kwargs)
             if callable(kw.get("stop")) and not hasattr(kw["stop"], "best"):
                 kw["stop"] = kw["stop"]()  # a factory: a fresh rule for every tile
+            if kw.get("callback") is not None:  # the callbacks hear which tile: a first one tags the state
+                cbs = [kw["callback"]] if callable(kw["callback"]) else list(kw["callback"])
+                kw["callback"] = [_tag(TileInfo(fitted.index((top, left)), len(fitted), top * s, left * s)), *cbs]
             res = run_task(task, part, scale=scale, rng=None if rng is None else rng + i, **extra, **kw)
             results.append(res)
             fit = getattr(getattr(res, "restoration", None), "fit", None)
@@ -197,6 +211,36 @@ def run_tiled(task: str, image, *, tile: int, overlap: int = 32, mask=None, scal
     if arr.ndim == 2 and blended.shape[2] == 1:
         blended = blended[:, :, 0]
     return TiledResult(np.clip(blended, 0, 1), boxes, results, interrupted)
+
+
+def canvas(image, channels: int, scale: int = 1):
+    """The whole picture of a tiled run in progress, to :func:`paste` its tiles' outputs on: the
+    input (integers scaled to [0, 1], each pixel repeated ``scale`` times for SR, alpha dropped,
+    gray repeated) as a (1, ``channels``, H, W) CPU tensor."""
+    import torch
+
+    a = _as_float(np.asarray(image))
+    a = a[:, :, None] if a.ndim == 2 else a
+    a = a[:, :, :channels] if a.shape[2] >= channels else np.repeat(a[:, :, :1], channels, axis=2)
+    a = np.repeat(np.repeat(a, scale, axis=0), scale, axis=1)
+    return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))[None]
+
+
+def paste(whole, part, info: TileInfo):
+    """Put a tile's (1, C, h, w) output ``part`` into ``whole`` (a :func:`canvas`) where ``info``
+    says it goes; returns ``whole``."""
+    whole[:, :, info.top:info.top + part.shape[2], info.left:info.left + part.shape[3]] = part.detach().cpu()
+    return whole
+
+
+def _tag(info: TileInfo):
+    """A callback that sets ``state.tile = info`` (and never stops the fit)."""
+
+    def tag(step, state):
+        state.tile = info
+        return False
+
+    return tag
 
 
 def _as_float(a: np.ndarray) -> np.ndarray:

@@ -361,13 +361,21 @@ def run_job(job: Job, device: str) -> None:
     from ..runtime import tune_allocator
 
     tune_allocator()  # this process is the app's own (deepprior.runtime)
-    from ..tiles import StepTotals, tile_count, tile_for, tile_overlap
+    from ..tiles import StepTotals, canvas, paste, tile_count, tile_for, tile_overlap
 
     h, w = job.image.shape[:2]
     tile = tile_for(job.preset, h, w)  # as run_task decides
     with job.lock:
         job.tiles = tile_count(h, w, tile, tile_overlap(tile), job.mask) if tile else 1  # inpainting: tiles to fill
     totals = StepTotals()  # progress counts over all the tiles
+    canvases = {}  # a tiled fit's previews: the whole image, each tile pasted where it goes
+
+    def whole(which, part, state):
+        if state.tile is None:
+            return part
+        if which not in canvases:
+            canvases[which] = canvas(job.image, part.shape[1], job.scale if job.task == "sr" else 1)
+        return paste(canvases[which], part, state.tile)
 
     def on_step(step, state):
         done, elapsed = totals(step, state.elapsed)
@@ -375,9 +383,9 @@ def run_job(job: Job, device: str) -> None:
             job.step, job.elapsed = done, elapsed
             job.curve.append((done, _finite(state.psnr_measurement)))
         if step == 1 or step % job.preview_every == 0:
-            previews = {"current": _png(state.output)}
+            previews = {"current": _png(whole("current", state.output, state))}
             if state.average is not None:
-                previews["average"] = _png(state.average)
+                previews["average"] = _png(whole("average", state.average, state))
             with job.lock:
                 job.previews, job.preview_version = previews, job.preview_version + 1
         return job.stop_event.is_set()
