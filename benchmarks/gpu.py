@@ -162,11 +162,13 @@ def graph_matches_eager(size: int = 64) -> dict:
 def _resolve(candidate: str):
     """``NAME`` (a preset), ``NAME@bf16`` (in bf16), ``NAME@notf32`` (fp32 convolutions without
     TF32, cuDNN's default on Ampere and later; in process only), ``NAME@tf32`` (a SURE fit with TF32
-    kept, as before fitting._NoTF32; in process only) or ``search:NAME`` (a denoising candidate of
-    :mod:`benchmarks.fast_search`, e.g. ``search:sure-b8-90``; in process only)."""
+    kept, as before fitting._NoTF32; in process only), ``NAME@cudnnbench`` (cuDNN's autotuner on:
+    ``torch.backends.cudnn.benchmark``, which deepprior leaves off; in process only) or
+    ``search:NAME`` (a denoising candidate of :mod:`benchmarks.fast_search`, e.g.
+    ``search:sure-b8-90``; in process only)."""
     from deepprior.presets import get_preset
 
-    candidate = candidate.removesuffix("@notf32").removesuffix("@tf32")
+    candidate = candidate.removesuffix("@notf32").removesuffix("@tf32").removesuffix("@cudnnbench")
     if candidate.startswith("search:"):
         from benchmarks.fast_search import resolve
 
@@ -203,7 +205,9 @@ def _fit_curve(preset: str, noisy, clean, steps: int, seconds: float, device: st
     p = _resolve(preset)
     p = p.replace(iters=steps) if steps else p
     strict = torch.backends.cudnn.flags(enabled=True, allow_tf32=False) if preset.endswith("@notf32") \
-        else _sure_keeps_tf32() if preset.endswith("@tf32") else contextlib.nullcontext()
+        else _sure_keeps_tf32() if preset.endswith("@tf32") \
+        else torch.backends.cudnn.flags(enabled=True, benchmark=True) if preset.endswith("@cudnnbench") \
+        else contextlib.nullcontext()
     curve: list[tuple[int, float, float]] = []
 
     def record(step, state):
@@ -304,7 +308,7 @@ def target(out: Path, image: Path, ref_steps: int, ref_seconds: float, candidate
     if cli_paper:
         plan.append(("denoise-paper", ["--stop", "auto", "--time-budget", "60"], True))
     for c in candidates:
-        if c.startswith("search:") or c.endswith(("@notf32", "@tf32")):
+        if c.startswith("search:") or c.endswith(("@notf32", "@tf32", "@cudnnbench")):
             continue
         fit = next(r for r in result["candidates"] if r["preset"] == c)
         if _resolve(c).loss != "sure":  # SURE's fits stop at a fixed count ("auto" runs to --iters)
@@ -495,10 +499,10 @@ def main(argv=None) -> int:
     ap.add_argument("--report", action="store_true", help="only write --markdown from the results in --out")
     ap.add_argument("--before", type=Path, nargs="*", default=[], help="--report: earlier runs' folders, for comparison")
     ap.add_argument("--markdown", type=Path, default=REPO / "benchmarks" / "results" / "gpu.md")
-    # the default (divergence step 5e-3, TF32 kept: fitting.SURE_TF32_MIN_EPSILON) beside Jo et
-    # al.'s step of 1e-3 (full fp32); runs 2026-11-27-run5 and -run6 chose the step
+    # the default (divergence step 5e-3, TF32 kept: fitting.SURE_TF32_MIN_EPSILON; runs
+    # 2026-11-27-run5 and -run6 chose the step), and with cuDNN's autotuner on (not yet measured)
     ap.add_argument("--candidates", nargs="+",
-                    default=["denoise-sure", "search:sure-eps1e-3"],
+                    default=["denoise-sure", "denoise-sure@cudnnbench"],
                     help="presets, NAME@bf16, or search:NAME (a benchmarks.fast_search denoising candidate)")
     ap.add_argument("--cli-paper", action=argparse.BooleanOptionalAction, default=True,
                     help="target: also run the paper preset through the CLI (about a minute)")
