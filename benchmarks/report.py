@@ -314,6 +314,7 @@ def build(results: Path, output: Path) -> str:
                         ("fast-seeds-denoise.md", "Several seeds averaged (denoising, tune images)"),
                         ("fast-seeds-inpaint.md", "Several seeds averaged (blind-spot inpainting, tune images)"),
                         ("sure.md", "SURE: a stopping rule, and a loss (DIP-SURE)"),
+                        ("sure-whole.md", "SURE: whole photos"),
                         ("sure-eps.md", "SURE: the divergence's finite-difference step (held-out crops)"),
                         ("sure-guard.md", "SURE: a guard against the collapse"),
                         ("gpu.md", "GPU (CUDA)")):
