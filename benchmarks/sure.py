@@ -411,13 +411,19 @@ def whole_lines() -> list[str]:
     return lines
 
 
+def _sure_crop_fit(case, seed: int, iters: int, **kwargs):
+    """``denoise-sure`` for exactly ``iters`` steps on a quick-tier crop (CPU, PSNR against its truth)."""
+    import deepprior
+
+    return deepprior.run_task("denoise", case.degraded, preset="denoise-sure", iters=iters, rng=seed,
+                              reference=case.truth, stop="fixed", device="cpu", **kwargs).restoration.fit
+
+
 def cmd_eps(args) -> None:
     """``denoise-sure`` with several divergence steps on the quick tier's sigma-25 crops, each crop's
     seed plus an offset (the noise stays the crop's; the fit's initialisation and probes change).
     Writes ``benchmarks/results/sure-eps.md``: PSNR of the returned image at steps 300, 500 and 700,
     and the lowest PSNR of the raw output after step 200 (a collapse shows there first)."""
-    import deepprior
-
     steps = (300, 500, 700)
     lines = ["Reproduce: `python -m benchmarks.sure eps --images " + " ".join(args.images) + " --eps "
              + " ".join(f"{e:g}" for e in args.eps) + " --seeds " + " ".join(map(str, args.seeds))
@@ -431,10 +437,7 @@ def cmd_eps(args) -> None:
         case = paper.denoise_case(job)
         for offset in args.seeds:
             for eps in args.eps:
-                fit = deepprior.run_task("denoise", case.degraded, preset="denoise-sure", iters=steps[-1],
-                                         rng=job.seed + offset, reference=case.truth, stop="fixed",
-                                         sure_epsilon=eps, device="cpu").restoration.fit
-                h = fit.history
+                h = _sure_crop_fit(case, job.seed + offset, steps[-1], sure_epsilon=eps).history
                 avg, raw = h["psnr_average_reference"], h["psnr_reference"]
                 cells = " / ".join(f"{avg[s - 1]:.2f}" for s in steps)
                 low = min(v for s, v in zip(h["step"], raw) if s > 200)
@@ -450,29 +453,29 @@ GUARD_STEPS = 700  # denoise-sure's count
 def record_guard(task, image: str, offset: int) -> dict:
     """``denoise-sure`` on one case with the crop's seed + ``offset``: every step's Monte-Carlo
     divergence (per pixel), the returned (averaged) image's PSNR and the raw output's."""
-    import deepprior
-
     job = stopping.make_job(task, image)
     case = paper.denoise_case(job)
     div = []
     t0 = time.perf_counter()
-    fit = deepprior.run_task("denoise", case.degraded, preset="denoise-sure", iters=GUARD_STEPS,
-                             rng=job.seed + offset, reference=case.truth, stop="fixed", device="cpu",
-                             callback=lambda step, state: div.append(state.divergence)).restoration.fit
-    h = fit.history
+    h = _sure_crop_fit(case, job.seed + offset, GUARD_STEPS,
+                       callback=lambda step, state: div.append(state.divergence)).history
     return {"div": [round(v, 5) for v in div], "avg": [round(v, 4) for v in h["psnr_average_reference"]],
             "raw": [round(v, 4) for v in h["psnr_reference"]], "seconds": round(time.perf_counter() - t0, 1)}
 
 
 def guard_stop(div: list[float], fraction: float, alpha: float, warmup: int) -> int | None:
-    """Where :class:`deepprior.stopping.DivergenceDrop` with these settings stops (1-based), or None."""
-    m = peak = None
+    """Where :class:`deepprior.stopping.DivergenceDrop` with these settings stops (1-based) on a
+    recorded divergence curve, or None: the rule itself, replayed on stand-in states."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from deepprior.stopping import DivergenceDrop
+
+    rule, image = DivergenceDrop(fraction, alpha, warmup), torch.zeros(1)
     for step, d in enumerate(div, 1):
-        m = d if m is None else (1 - alpha) * m + alpha * d
-        if step >= warmup:
-            peak = m if peak is None else max(peak, m)
-            if m < fraction * peak:
-                return step
+        if rule(step, SimpleNamespace(divergence=d, backtracked=False, result=image)):
+            return step
     return None
 
 
@@ -545,7 +548,7 @@ def cmd_guard(args) -> None:
             peak = max(rec["avg"])
             lines.append(f"| {name}, {image} | {offset} | {rec['avg'][-1]:.2f} | {stop}, {rec['avg'][stop - 1]:.2f} "
                          f"| {peak:.2f} @ {rec['avg'].index(peak) + 1} |")
-        t_fixed = [rec["avg"][-1] for k, rec in cache.items()]
+        t_fixed = [rec["avg"][-1] for rec in cache.values()]
         lines += ["", f"Fixed 700 steps over all {len(t_fixed)} fits: mean {_mean(t_fixed):.2f} dB."]
         whole = RESULTS / "sure-whole.json"
         w = json.loads(whole.read_text()) if whole.is_file() else {}

@@ -325,22 +325,21 @@ class _Snapshots:
     pasted where it goes."""
 
     def __init__(self, folder: Path, every: int, image=None, scale: int = 1):
+        from .tiles import StepTotals
+
         self.folder, self.every, self.image, self.scale = folder, every, image, scale
-        self.whole = self.tile = None
-        self.done = self.last = 0  # a tiled run's steps in the tiles before this one; this one's
+        self.totals = StepTotals()  # steps over all the tiles (one fit: its own)
+        self.whole = None
 
     def __call__(self, step, state):
-        from .tiles import canvas, paste
-
         result = state.result
+        total, _ = self.totals(step, state.elapsed)
         if state.tile is not None:
-            if state.tile != self.tile:
-                self.done, self.tile = self.done + (self.last if self.tile is not None else 0), state.tile
-            self.last = step
+            from .tiles import canvas, paste
+
             if self.whole is None:
                 self.whole = canvas(self.image, result.shape[1], self.scale)
             result = paste(self.whole, result, state.tile)
-        total = self.done + step
         if total % self.every == 0:
             from .io import write_image
 

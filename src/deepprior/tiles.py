@@ -172,7 +172,7 @@ def run_tiled(task: str, image, *, tile: int, overlap: int = 32, mask=None, scal
             raise InputError("the mask marks no pixel to fill")
     out = acc = None
     boxes, results = [], []
-    fitted = list(_boxes(h, w, tile, overlap, fill))
+    fitted = {box: k for k, box in enumerate(_boxes(h, w, tile, overlap, fill))}  # (top, left) -> its index
     tops, lefts = tile_starts(h, tile, overlap), tile_starts(w, tile, overlap)
     interrupted = False
     for i, (top, left) in enumerate((t, l) for t in tops for l in lefts):
@@ -190,7 +190,7 @@ def run_tiled(task: str, image, *, tile: int, overlap: int = 32, mask=None, scal
                 kw["stop"] = kw["stop"]()  # a factory: a fresh rule for every tile
             if kw.get("callback") is not None:  # the callbacks hear which tile: a first one tags the state
                 cbs = [kw["callback"]] if callable(kw["callback"]) else list(kw["callback"])
-                kw["callback"] = [_tag(TileInfo(fitted.index((top, left)), len(fitted), top * s, left * s)), *cbs]
+                kw["callback"] = [_tag(TileInfo(fitted[top, left], len(fitted), top * s, left * s)), *cbs]
             res = run_task(task, part, scale=scale, rng=None if rng is None else rng + i, **extra, **kw)
             results.append(res)
             fit = getattr(getattr(res, "restoration", None), "fit", None)
