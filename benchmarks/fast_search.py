@@ -186,6 +186,12 @@ def candidates(task: str) -> dict[str, tuple[str, dict, int, str]]:
             c["blindspot-s16-" + "-".join(map(str, widths))] = (bs, {"network": _net(
                 channels_down=widths, channels_up=widths, channels_skip=(16,) * 4), **SHIPPED_BETAS}, 2000,
                 f"`inpaint-blindspot` (16 skip channels) on skip {'/'.join(map(str, widths))}")
+        # nearest-neighbour upsampling (the paper's text and hole networks'; inpaint-small keeps
+        # restoration.ipynb's bilinear), which lifted the text task's fits (fast-search-inpaint-text.md)
+        c["blindspot-nearest"] = (bs, {"network": _net(
+            channels_down=(32, 32, 64, 64), channels_up=(32, 32, 64, 64), channels_skip=(16,) * 4,
+            upsample="nearest")}, 2000,
+            "`inpaint-blindspot` with nearest-neighbour upsampling (restoration.ipynb: bilinear)")
         # Self2Self's data augmentation (fitting.fit's blindspot_flips)
         c["blindspot-flips"] = (bs, {"blindspot_flips": True, **SHIPPED_BETAS}, 2000,
                                 "`inpaint-blindspot` (betas 0.8, 0.9) with "
