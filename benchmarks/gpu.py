@@ -1,6 +1,6 @@
 """The GPU checks, in one command sized for a short loan of a GPU machine.
 
-    python -m benchmarks.gpu [--image F16_GT.png] [--out DIR] [--parts smoke speed startup target]
+    python -m benchmarks.gpu [--image F16_GT.png] [--out DIR] [--parts smoke speed startup target profile]
                              [--ref-steps 3000] [--ref-seconds 150] [--candidates denoise-small ...]
     python -m benchmarks.gpu --report [--out DIR] [--before OLD_DIR]   # DIR's results as markdown
 
@@ -29,6 +29,9 @@ target
     default preset with the automatic stop; each candidate with the automatic stop, and fixed at
     the step count the in-process run needed), timed from process start to the written file, and
     the PSNR of the written PNG is measured.
+profile
+    Not run by default: ``torch.profiler`` over 20 steps of ``denoise-sure`` on the target's noisy
+    image, with CUDA graphs (as the CLI fits) and without; the kernels' table of each.
 
 Scratch images go to a temporary folder.  ``--device cpu`` with a small ``--size`` tries the script
 out on a machine without a GPU.
@@ -374,6 +377,62 @@ def startup(out: Path, device: str) -> dict:
             "bytecode": bytecode, "profile_top": text}
 
 
+def profile(out: Path, image: Path, device: str, size: int, preset: str = "denoise-sure", warmup: int = 30,
+            steps: int = 20) -> dict:
+    """Where a step of ``preset``'s fit goes on the device: ``torch.profiler`` over ``steps`` steps
+    after ``warmup``, the fit as the CLI runs it (CUDA graphs on) and eager (graphs off, every
+    kernel launched from Python), on the target's noisy image (sigma 25 given).  The tables go to
+    ``DIR/gpu-profile-<mode>.txt``; the part's JSON has each mode's milliseconds per step and its
+    top kernels."""
+    import statistics
+
+    import numpy as np
+    import torch
+    from torch.profiler import ProfilerActivity
+
+    import deepprior
+    from deepprior import pipeline
+    from deepprior.degrade import add_noise
+    from deepprior.io import read_image
+
+    clean, _ = read_image(image)
+    clean = np.ascontiguousarray(clean[:size, :size, :3], dtype=np.float32)
+    noisy = np.asarray(add_noise(clean, 25, rng=0), dtype=np.float32)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.startswith("cuda") else [])
+    sort = "cuda_time_total" if device.startswith("cuda") else "cpu_time_total"
+    modes = {}
+    for mode in ("graph", "eager"):
+        prof = torch.profiler.profile(activities=activities)
+        times = []
+
+        def watch(step, state, prof=prof, times=times):
+            times.append(state.elapsed)
+            if step == warmup:
+                prof.__enter__()
+            elif step == warmup + steps:
+                prof.__exit__(None, None, None)
+
+        original = pipeline.fit
+        if mode == "eager":  # the pipeline's fit with CUDA graphs off
+            pipeline.fit = lambda *a, **kw: original(*a, **{**kw, "cuda_graph": False})
+        try:
+            deepprior.run_task("denoise", noisy, preset=preset, iters=warmup + steps, rng=0, device=device,
+                               sigma=25 / 255, stop="fixed", callback=watch)
+        finally:
+            pipeline.fit = original
+        table = prof.key_averages().table(sort_by=sort, row_limit=30)
+        (out / f"gpu-profile-{mode}.txt").write_text(table + "\n")
+        per_step = [b - a for a, b in zip(times[warmup:], times[warmup + 1:])]
+        events = sorted(prof.key_averages(), key=lambda e: getattr(e, "device_time_total", 0) or e.cpu_time_total,
+                        reverse=True)[:15]
+        modes[mode] = {"ms_per_step_median": round(1000 * statistics.median(per_step), 3),
+                       "top": [{"name": e.key[:120], "calls": e.count,
+                                "device_ms": round(getattr(e, "device_time_total", 0) / 1000, 3),
+                                "cpu_ms": round(e.cpu_time_total / 1000, 3)} for e in events]}
+        print(f"profile {mode}: {modes[mode]['ms_per_step_median']} ms/step (median of {len(per_step)})", flush=True)
+    return {"preset": preset, "size": size, "warmup": warmup, "steps": steps, "device": device, "modes": modes}
+
+
 def report(out: Path, before: list[Path] = ()) -> str:
     """The markdown section of the results in ``out`` (``before``: earlier runs, for their target rows)."""
     from benchmarks import speed as speed_bench
@@ -491,7 +550,7 @@ def main(argv=None) -> int:
     ap.add_argument("--image", type=Path, default=F16)
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "gpu")
     ap.add_argument("--parts", nargs="+", default=["smoke", "target", "speed", "startup"],
-                    choices=["smoke", "target", "speed", "startup"])
+                    choices=["smoke", "target", "speed", "startup", "profile"])
     ap.add_argument("--ref-steps", type=int, default=3000)
     ap.add_argument("--ref-seconds", type=float, default=150.0)
     ap.add_argument("--device", default="cuda", help="cpu only to try the script out")
@@ -534,6 +593,9 @@ def main(argv=None) -> int:
                          args.size, args.cli_paper, args.run_through, args.cli)
         elif part == "startup":
             res = startup(args.out, args.device)
+        elif part == "profile":
+            args.out.mkdir(parents=True, exist_ok=True)
+            res = profile(args.out, args.image, args.device, args.size)
         else:
             res = speed(args.out)
         res["part_seconds"] = round(time.perf_counter() - t0, 1)
