@@ -210,6 +210,12 @@ def candidates(task: str) -> dict[str, tuple[str, dict, int, str]]:
         for eps in (1e-3, 3e-3, 5e-3, 1e-2):
             c[f"sure-eps{eps * 1000:g}e-3"] = ("denoise-sure", {"sure_epsilon": eps}, 1000,
                                                f"`denoise-sure`, divergence step {eps:g} (Jo et al.: 1e-3)")
+        # the divergence's probe every second step (weighted 2x), the data term alone between: a
+        # step then costs one network pass in two instead of two (a batch of two)
+        for k in (2, 3, 4):
+            c[f"sure-every{k}"] = ("denoise-sure", {"sure_every": k}, 1000,
+                                   f"`denoise-sure`, the divergence every {k}th step (weighted {k}x)".replace("2th", "2nd")
+                                   .replace("3th", "3rd"))
     if task == "inpaint-text":  # sr-x4-fast's fitting recipe (as deblock-fast's), the paper's jitter
         fast = {"betas": (0.8, 0.9), "ema_warmup": True, "backtrack": False}
         c["small-b"] = (small, fast, 1600, f"`{small}` with Adam's betas 0.8, 0.9")

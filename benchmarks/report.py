@@ -277,6 +277,10 @@ def build(results: Path, output: Path) -> str:
                         ("fast-inpaint-search-blindspot-s16-48-48-64-64-tuned.md", "Inpainting: the wider "
                          "network on house (`search:blindspot-s16-48-48-64-64`, the allocator tuned)"),
                         ("fast-search-denoise.md", "Searching for faster denoising presets (tune images)"),
+                        ("fast-denoise-search-sure-every2-tuned.md", "Denoising: the divergence's probe every second "
+                         "step (`search:sure-every2`, held-out crops, the allocator tuned; not adopted)"),
+                        ("fast-search-denoise-final-every2.md", "Denoising: where the probe every second step ends "
+                         "(700 steps, held-out crops)"),
                         ("fast-search-denoise-skip16.md", "Denoising: 16 skip channels for `denoise-sure` (tune "
                          "images, the allocator tuned)"),
                         ("fast-search-sr.md", "Searching for faster super-resolution presets (tune images)"),

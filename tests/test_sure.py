@@ -182,3 +182,28 @@ def test_denoisings_default_preset_follows_the_noise_level(data_dir):
     # the task functions use it when no preset is given
     r = deepprior.run_task("denoise", add_noise(clean, 15, rng=0), iters=2, rng=0, device="cpu")
     assert r.restoration.preset.name == "denoise-sure" and r.restoration.fit.steps == 2
+
+
+def test_a_probe_every_other_step_finds_the_same_shrinkage_and_reports_the_divergence_on_its_steps():
+    """``sure_every=2``: the divergence's penalty on every other step, weighted 2x, is the same on
+    average: the fit still finds the MSE-optimal shrinkage (see the test above)."""
+    torch.manual_seed(0)
+    clean = torch.full((1, 3, 32, 32), 0.5)
+    y = clean + 0.2 * torch.randn(clean.shape)
+    sure, seen = Scale(0.5), []
+    fit(sure, y.clone(), Identity(), y, iters=300, lr=0.01, jitter=0.0, ema=None, backtrack=False, sure_sigma=0.2,
+        sure_every=2, callback=lambda step, s: seen.append(s.divergence))
+    assert sure.w.item() == pytest.approx(1 - 0.2**2 / float((y**2).mean()), abs=0.02)
+    assert all(d is not None for d in seen[::2]) and all(d is None for d in seen[1::2])
+    with pytest.raises(ValueError, match="sure_every"):
+        fit(Scale(1), y.clone(), Identity(), y, iters=1, sure_sigma=0.1, sure_every=0)
+
+
+def test_the_divergence_guard_skips_the_steps_without_a_probe():
+    from deepprior.stopping import DivergenceDrop
+
+    y = torch.rand(1, 3, 20, 17)
+    rule = DivergenceDrop(warmup=2)
+    r = fit(Scale(1.0), y.clone(), Identity(), y, iters=6, lr=1e-9, jitter=0.0, ema=None, sure_sigma=0.1,
+            sure_every=2, stop=rule)
+    assert r.steps == 6 and rule.smoothed == pytest.approx(1.0, abs=0.1)

@@ -395,6 +395,7 @@ def fit(
     cuda_graph: bool = False,
     sure_sigma: float | None = None,
     sure_epsilon: float = 5e-3,
+    sure_every: int = 1,
     blindspot_keep: float | None = None,
     blindspot_flips: bool = False,
     blindspot_fill: bool = False,
@@ -481,6 +482,11 @@ def fit(
         (``python -m benchmarks.gpu``; BENCHMARKS.md, "GPU").  Larger steps bias the estimate more:
         1e-2 let some fits collapse late (the network shrinks its estimated divergence, even below
         zero, while drifting from ``y``).
+    sure_every : int
+        Probe the divergence on every ``sure_every``-th step only (the first step probes), its
+        penalty weighted by ``sure_every``; the steps between minimise the data term alone and run
+        the network on one image instead of two (``state.divergence`` is None on them).  The
+        penalty is the same on average.  Not with ``cuda_graph`` (its graph takes one batch shape).
     blindspot_keep : float, optional
         Fit as a blind-spot network (inpainting of scattered missing pixels; after Self2Self, Quan
         et al., CVPR 2020, and Noise2Self, Batson and Royer, ICML 2019): ``forward`` must be a
@@ -522,6 +528,8 @@ def fit(
     if cuda_graph and (device.type != "cuda" or precision != "fp32"):
         raise ValueError("cuda_graph needs a CUDA device and precision='fp32'")
     sure = sure_sigma is not None
+    if sure_every < 1 or (sure_every > 1 and cuda_graph):
+        raise ValueError(f"sure_every must be >= 1 (and 1 with cuda_graph), got {sure_every}")
     blindspot = blindspot_keep is not None
     if blindspot_flips and not blindspot:
         raise ValueError("blindspot_flips needs a blind-spot fit (blindspot_keep)")
@@ -661,14 +669,19 @@ def fit(
                     group["lr"] = learning_rate(step, lr, lr_final, lr_decay_steps)
             optimizer.zero_grad(set_to_none=True)
             divergence = None
-            if sure:
+            if sure and (step - 1) % sure_every == 0:  # the first step probes
                 probe_buf.normal_(0.0, 1.0, generator=jitter_gen)
                 both = run_network(torch.cat([net_in, net_in + sure_epsilon * probe_buf]))
                 out = both[:1]
                 loss_t = forward.data_term(out, y)
                 div_t = (probe_buf * (both[1:] - out)).sum() / (sure_epsilon * out.numel())
-                objective = loss_t + 2 * sure_sigma**2 * div_t
+                # weighted by sure_every: the steps between see the data term only (unbiased on average)
+                objective = loss_t + 2 * sure_sigma**2 * sure_every * div_t
                 loss, divergence = torch.stack([loss_t.detach(), div_t.detach()]).tolist()  # one sync
+            elif sure:  # a step without the divergence's probe: the network on x alone
+                out = run_network(net_in)
+                objective = loss_t = forward.data_term(out, y)
+                loss = float(loss_t.item())
             elif blindspot:
                 shown_buf.uniform_(0.0, 1.0, generator=jitter_gen)
                 shown = known * (shown_buf < blindspot_keep)

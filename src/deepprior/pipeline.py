@@ -345,9 +345,10 @@ def restore(
         resume=resume,
         precision=precision,
         # deepprior's networks have no host syncs or data-dependent branches: safe to capture
-        cuda_graph=dev.type == "cuda" and precision == "fp32",
+        cuda_graph=dev.type == "cuda" and precision == "fp32" and preset.sure_every == 1,
         sure_sigma=sure_sigma,
         sure_epsilon=preset.sure_epsilon,
+        sure_every=preset.sure_every,
         blindspot_keep=preset.blindspot_keep if blindspot else None,
         blindspot_flips=preset.blindspot_flips,
         blindspot_fill=preset.blindspot_fill,

@@ -58,6 +58,9 @@ class Preset:
     # the step costs the same, 5e-3 did as well as 1e-3 on the tune crops (fast-search-denoise.md).
     # 1e-2 collapsed late in some fits (baboon on a CPU, F16 on the GPU): BENCHMARKS.md, "SURE".
     sure_epsilon: float = 5e-3
+    # SURE's divergence probe every this many steps (weighted by it), the data term alone between
+    # (fitting.fit's sure_every): a step without the probe runs the network on one image, not two
+    sure_every: int = 1
     blindspot_keep: float = 0.8  # share of the known pixels a blind-spot fit shows the network per step
     blindspot_flips: bool = False  # a blind-spot fit sees its input flipped at random (fitting.fit)
     blindspot_fill: bool = False  # a blind-spot fit's unshown pixels filled from the shown ones, not 0

@@ -620,6 +620,8 @@ class DivergenceDrop(StoppingRule):
 
     def _update(self, step: int, state) -> bool:
         d = getattr(state, "divergence", None)
+        if d is None and self.smoothed is not None:  # a step without the probe (fitting.fit's sure_every)
+            return False
         if d is None:
             raise ValueError("DivergenceDrop watches a SURE fit's divergence: use it with loss='sure' "
                              "(e.g. the denoise-sure preset)")
