@@ -1,7 +1,7 @@
 """The GPU checks, in one command sized for a short loan of a GPU machine.
 
     python -m benchmarks.gpu [--image F16_GT.png] [--out DIR] [--parts smoke speed startup target profile]
-                             [--ref-steps 3000] [--ref-seconds 150] [--candidates denoise-small ...]
+                             [--ref-steps 3000] [--ref-seconds 150] [--ref-from gpu-target.json] [--candidates ...]
     python -m benchmarks.gpu --report [--out DIR] [--before OLD_DIR]   # DIR's results as markdown
 
 The results of each part go to ``DIR/gpu-<part>.json`` (default ``benchmarks/results/gpu``) as soon
@@ -268,7 +268,8 @@ def _cli(noisy_png: Path, clean, out_png: Path, preset: str, extra: list[str], d
 
 
 def target(out: Path, image: Path, ref_steps: int, ref_seconds: float, candidates: list[str], device: str,
-           size: int = 512, cli_paper: bool = True, run_through: bool = False, cli: bool = True) -> dict:
+           size: int = 512, cli_paper: bool = True, run_through: bool = False, cli: bool = True,
+           ref_from: Path | None = None) -> dict:
     import numpy as np
 
     from deepprior import fitting
@@ -286,7 +287,13 @@ def target(out: Path, image: Path, ref_steps: int, ref_seconds: float, candidate
               "run_through": run_through, "sure_without_tf32": True,  # fitting._NoTF32, since 2026-11-27
               "sure_tf32_min_epsilon": fitting.SURE_TF32_MIN_EPSILON,
               "denoise_sure_epsilon": PRESETS["denoise-sure"].sure_epsilon}
-    ref = _fit_curve("denoise-paper", noisy, clean, ref_steps, ref_seconds, device)
+    if ref_from is not None:  # an earlier run's reference (the same image, size and seed): ~1 min saved
+        earlier = json.loads(ref_from.read_text())
+        if (earlier["image"], earlier["size"]) != (result["image"], result["size"]):
+            raise SystemExit(f"--ref-from {ref_from}: its reference is of {earlier['image']} {earlier['size']}")
+        ref = dict(earlier["reference"], reused_from=str(ref_from))
+    else:
+        ref = _fit_curve("denoise-paper", noisy, clean, ref_steps, ref_seconds, device)
     result["reference"] = ref
     bar = ref["best_db"] - MARGIN_DB
     result["bar_db"] = bar
@@ -553,6 +560,8 @@ def main(argv=None) -> int:
                     choices=["smoke", "target", "speed", "startup", "profile"])
     ap.add_argument("--ref-steps", type=int, default=3000)
     ap.add_argument("--ref-seconds", type=float, default=150.0)
+    ap.add_argument("--ref-from", type=Path, help="target: reuse the reference (denoise-paper's best) of an earlier "
+                    "run's gpu-target.json instead of fitting it again")
     ap.add_argument("--device", default="cuda", help="cpu only to try the script out")
     ap.add_argument("--size", type=int, default=512, help="target: the top-left crop's side")
     ap.add_argument("--report", action="store_true", help="only write --markdown from the results in --out")
@@ -590,7 +599,7 @@ def main(argv=None) -> int:
             print(f"smoke: {'all ok' if res['all_ok'] else 'FAILURES'} ({len(res['rows'])} runs)", flush=True)
         elif part == "target":
             res = target(args.out, args.image, args.ref_steps, args.ref_seconds, args.candidates, args.device,
-                         args.size, args.cli_paper, args.run_through, args.cli)
+                         args.size, args.cli_paper, args.run_through, args.cli, args.ref_from)
         elif part == "startup":
             res = startup(args.out, args.device)
         elif part == "profile":
