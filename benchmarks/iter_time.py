@@ -1,8 +1,12 @@
 """Seconds per step of a preset's fit at a given size (median over steps after warm-up).
 
     python -m benchmarks.iter_time [--preset denoise-paper] [--size 256] [--steps 12] [--warmup 2]
+                                   [--set FIELD=VALUE ...] [--tune-allocator]
 
-``--size`` is the output's side (for super-resolution the input is 4x smaller).
+``--size`` is the output's side (for super-resolution the input is 4x smaller).  ``--set`` changes
+preset fields (e.g. ``--set sure_every=2``); ``--tune-allocator`` tunes the allocator as the CLI
+does (deepprior.runtime).  The mean is given beside the median: a fit whose steps alternate in cost
+(``sure_every``) has a mean, not a typical, step.
 """
 
 from __future__ import annotations
@@ -44,15 +48,27 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--set", nargs="+", default=[], metavar="FIELD=VALUE", help="preset fields to change")
+    ap.add_argument("--tune-allocator", action="store_true")
     args = ap.parse_args(argv)
+
+    import ast
 
     import torch
 
-    per_step = step_times(args.preset, args.size, args.steps, args.warmup, args.device)
+    from deepprior.presets import get_preset
+
+    if args.tune_allocator:
+        from deepprior.runtime import tune_allocator
+
+        tune_allocator()
+    changes = {k: ast.literal_eval(v) for k, v in (item.split("=", 1) for item in args.set)}
+    per_step = step_times(get_preset(args.preset).replace(**changes), args.size, args.steps, args.warmup, args.device)
     med = statistics.median(per_step)
-    print(f"{args.preset} at {args.size}x{args.size} on {args.device} (torch {torch.__version__}, "
+    label = args.preset + "".join(f" {k}={v}" for k, v in changes.items())
+    print(f"{label} at {args.size}x{args.size} on {args.device} (torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads): {med:.3f} s/step (median of {len(per_step)}, "
-          f"min {min(per_step):.3f}, max {max(per_step):.3f})")
+          f"mean {statistics.fmean(per_step):.3f}, min {min(per_step):.3f}, max {max(per_step):.3f})")
 
 
 if __name__ == "__main__":
