@@ -210,6 +210,10 @@ def candidates(task: str) -> dict[str, tuple[str, dict, int, str]]:
         for eps in (1e-3, 3e-3, 5e-3, 1e-2):
             c[f"sure-eps{eps * 1000:g}e-3"] = ("denoise-sure", {"sure_epsilon": eps}, 1000,
                                                f"`denoise-sure`, divergence step {eps:g} (Jo et al.: 1e-3)")
+        # a wider network (every channel count a multiple of 16): fewer steps on a whole photo, where
+        # the small network needs ~500 to the GPU target's bar (benchmarks.sure whole --candidate)?
+        c["sure-48-96"] = ("denoise-sure", {"network": _net(channels_down=(48, 48, 96, 96), channels_up=(
+            48, 48, 96, 96), channels_skip=(16,) * 4)}, 1000, "`denoise-sure` on skip 48/48/96/96, 16 skip channels")
         # the divergence's probe every second step (weighted 2x), the data term alone between: a
         # step then costs one network pass in two instead of two (a batch of two)
         for k in (2, 3, 4):
