@@ -210,6 +210,19 @@ def candidates(task: str) -> dict[str, tuple[str, dict, int, str]]:
         for eps in (1e-3, 3e-3, 5e-3, 1e-2):
             c[f"sure-eps{eps * 1000:g}e-3"] = ("denoise-sure", {"sure_epsilon": eps}, 1000,
                                                f"`denoise-sure`, divergence step {eps:g} (Jo et al.: 1e-3)")
+        # sr-x4-fast's Adam memories (0.8, 0.9) reach the peak ~3x sooner on a whole photo but then
+        # collapse (sure-whole-F16_GT-sure-b8-90.json): the learning rate decayed by a cosine over
+        # the steps, to freeze the fit near its peak
+        for n in (200, 300):
+            c[f"sure-b8-90-cos{n}"] = ("denoise-sure", {"betas": (0.8, 0.9), "lr_final": 0.0005, "lr_decay_steps": n,
+                                                        "iters": n}, n,
+                                       f"`denoise-sure` with Adam's betas 0.8, 0.9, the learning rate 0.01 decaying "
+                                       f"to 0.0005 by step {n} (cosine)")
+        for b1, b2 in ((0.9, 0.99), (0.85, 0.95)):  # gentler memories, the same decay
+            c[f"sure-b{b1 * 100:.0f}-{b2 * 100:.0f}-cos300"] = ("denoise-sure", {
+                "betas": (b1, b2), "lr_final": 0.0005, "lr_decay_steps": 300, "iters": 300}, 300,
+                f"`denoise-sure` with Adam's betas {b1:g}, {b2:g}, the learning rate 0.01 decaying to 0.0005 by "
+                "step 300 (cosine)")
         # a wider network (every channel count a multiple of 16): fewer steps on a whole photo, where
         # the small network needs ~500 to the GPU target's bar (benchmarks.sure whole --candidate)?
         c["sure-48-96"] = ("denoise-sure", {"network": _net(channels_down=(48, 48, 96, 96), channels_up=(

@@ -568,9 +568,12 @@ def main(argv=None) -> int:
     ap.add_argument("--before", type=Path, nargs="*", default=[], help="--report: earlier runs' folders, for comparison")
     ap.add_argument("--markdown", type=Path, default=REPO / "benchmarks" / "results" / "gpu.md")
     # the default (divergence step 5e-3, TF32 kept: fitting.SURE_TF32_MIN_EPSILON; runs
-    # 2026-11-27-run5 and -run6 chose the step), and with cuDNN's autotuner on (not yet measured)
+    # 2026-11-27-run5 and -run6 chose the step), with cuDNN's autotuner on (not yet measured), and
+    # Adam's betas 0.8/0.9 with the learning rate's cosine decay over 300 or 200 steps (on this
+    # CPU 32.78 / 32.52 dB on the whole F16 in 300 / 200 steps: benchmarks.sure whole --candidate)
     ap.add_argument("--candidates", nargs="+",
-                    default=["denoise-sure", "denoise-sure@cudnnbench"],
+                    default=["denoise-sure", "search:sure-b8-90-cos300", "search:sure-b8-90-cos200",
+                             "denoise-sure@cudnnbench"],
                     help="presets, NAME@bf16, or search:NAME (a benchmarks.fast_search denoising candidate)")
     ap.add_argument("--cli-paper", action=argparse.BooleanOptionalAction, default=True,
                     help="target: also run the paper preset through the CLI (about a minute)")

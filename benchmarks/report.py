@@ -319,6 +319,7 @@ def build(results: Path, output: Path) -> str:
                         ("fast-seeds-inpaint.md", "Several seeds averaged (blind-spot inpainting, tune images)"),
                         ("sure.md", "SURE: a stopping rule, and a loss (DIP-SURE)"),
                         ("sure-whole.md", "SURE: whole photos"),
+                        ("sure-recipes.md", "SURE: faster recipes on crops (several seeds)"),
                         ("sure-eps.md", "SURE: the divergence's finite-difference step (held-out crops)"),
                         ("sure-guard.md", "SURE: a guard against the collapse"),
                         ("gpu.md", "GPU (CUDA)")):

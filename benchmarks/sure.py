@@ -4,6 +4,7 @@
     python -m benchmarks.sure report
     python -m benchmarks.sure whole [--steps 1000]      # a whole photo: the 512 px F16 at sigma 25
     python -m benchmarks.sure tiled [--tile 128] [--steps 100 200 300]  # the same photo in tiles
+    python -m benchmarks.sure recipes [--candidates NAME ...] [--images ...] [--sigmas 15 25] [--seeds 0 1]
     python -m benchmarks.sure eps [--images F16_GT baboon] [--eps 1e-3 5e-3 1e-2] [--seeds 0 1]
     python -m benchmarks.sure guard run [--seeds 0 1 2 3]; python -m benchmarks.sure guard report
 
@@ -415,7 +416,8 @@ def whole_lines() -> list[str]:
             a = o["psnr_average"]
             lines.append(f"| {o['image']} | {o.get('candidate') or 'denoise-sure'} | {o.get('lr', 0.01):g} | "
                          f"{o.get('ema', 0.99):g} | {o.get('sure_every', 1)} | "
-                         f"{a[299]:.2f} / {a[499]:.2f} / {a[-1]:.2f} | {len(a)} | "
+                         + " / ".join(f"{a[k - 1]:.2f}" if len(a) >= k else "–" for k in (300, 500))
+                         + f" / {a[-1]:.2f} | {len(a)} | "
                          f"{max(a):.2f} @ {a.index(max(a)) + 1} | {o['seconds']:.0f} |")
         lines += ["", "Reading: neither twice the learning rate nor a shorter memory of the average brings the peak "
                   "sooner on a whole photo (set14/man: the same curve within 0.05 dB up to step 600). The average's "
@@ -429,7 +431,15 @@ def whole_lines() -> list[str]:
                   "skip channels, 2.5x the small network's time per step here) rises faster for 200 steps (30.42 and "
                   "31.69 dB at steps 100 and 200, against 29.70 and 31.20) but peaks at 31.92 dB at step 258 and then "
                   "collapses, as DIP-SURE does at high noise: more capacity lets the network shrink its divergence "
-                  "and drift from the image."]
+                  "and drift from the image. "
+                  "Adam's shorter memories (`--candidate sure-b8-90`: betas 0.8 and 0.9, sr-x4-fast's) make the "
+                  "whole photo's fit ~3x faster: 32.70 dB at step 230, but then it collapses (29.36 dB at step 700), "
+                  "as it did on crops. With the learning rate decayed by a cosine to 0.0005 (`sure-b8-90-cos300`, "
+                  "`sure-b8-90-cos200`) the fit freezes near its peak: 32.78 dB at step 300 in 125 s (32.72 at "
+                  "step 400), level with `denoise-sure`'s 700 steps in 280 s, or 32.52 dB at step 200 in 78 s; "
+                  "gentler memories (0.85, 0.95; `sure-b85-95-cos300`) 32.56 dB at step 300. On crops the same "
+                  "decay over 300 steps did not always prevent the collapse (BENCHMARKS.md, \"SURE: faster recipes "
+                  "on crops\"), so these are candidates, not the default, until they are shown robust."]
     tiled = RESULTS / "sure-tiled.json"
     if tiled.is_file():
         t = json.loads(tiled.read_text())
@@ -498,12 +508,51 @@ def cmd_tiled(args) -> None:
     (RESULTS / "sure-whole.md").write_text("\n".join(whole_lines()) + "\n")
 
 
-def _sure_crop_fit(case, seed: int, iters: int, **kwargs):
-    """``denoise-sure`` for exactly ``iters`` steps on a quick-tier crop (CPU, PSNR against its truth)."""
+def _sure_crop_fit(case, seed: int, iters: int, preset="denoise-sure", **kwargs):
+    """``preset`` (``denoise-sure``) for exactly ``iters`` steps on a quick-tier crop (CPU, PSNR
+    against its truth)."""
     import deepprior
 
-    return deepprior.run_task("denoise", case.degraded, preset="denoise-sure", iters=iters, rng=seed,
+    return deepprior.run_task("denoise", case.degraded, preset=preset, iters=iters, rng=seed,
                               reference=case.truth, stop="fixed", device="cpu", **kwargs).restoration.fit
+
+
+def cmd_recipes(args) -> None:
+    """Faster recipes against ``denoise-sure`` on the quick tier's crops, several seeds each: the
+    PSNR of the returned image at each recipe's last step (what a user gets), its peak, the raw
+    output's lowest PSNR in the second half of the fit (a collapse shows there), and the fit's
+    seconds.  Writes ``benchmarks/results/sure-recipes.md``."""
+    from benchmarks.fast_search import preset_of
+    from deepprior.presets import get_preset
+
+    lines = ["Reproduce: `python -m benchmarks.sure recipes --candidates " + " ".join(args.candidates) + " --images "
+             + " ".join(args.images) + " --sigmas " + " ".join(map(str, args.sigmas)) + " --seeds "
+             + " ".join(map(str, args.seeds)) + "` (the quick tier's 128 px crops, the noise level estimated as the "
+             "library does; each recipe for its own steps; seed = the crop's seed + the offset; CPU, the allocator "
+             "tuned). Per cell: the returned image's PSNR at the last step, its peak, the raw output's lowest PSNR in "
+             "the fit's second half, and the seconds.", "",
+             "| crop | sigma | seed offset | " + " | ".join(["denoise-sure"] + args.candidates) + " |",
+             "|---|---:|---:|" + "---|" * (1 + len(args.candidates))]
+    from deepprior.runtime import tune_allocator
+
+    tune_allocator()
+    for job in paper.make_jobs("denoise", "quick", images=args.images):
+        if int(float(job.level)) not in args.sigmas:
+            continue
+        case = paper.denoise_case(job)
+        for offset in args.seeds:
+            cells = []
+            for name in ["denoise-sure"] + args.candidates:
+                p = get_preset(name) if name == "denoise-sure" else preset_of("denoise", name)
+                t0 = time.perf_counter()
+                h = _sure_crop_fit(case, job.seed + offset, p.iters, preset=p).history
+                seconds = time.perf_counter() - t0
+                avg, raw = h["psnr_average_reference"], h["psnr_reference"]
+                low = min(raw[len(raw) // 2:])
+                cells.append(f"{avg[-1]:.2f} @ {len(avg)} (peak {max(avg):.2f}; raw low {low:.2f}; {seconds:.0f} s)")
+            lines.append(f"| {job.dataset}/{job.image} | {int(float(job.level))} | {offset} | " + " | ".join(cells) + " |")
+            print(lines[-1], flush=True)
+    (RESULTS / "sure-recipes.md").write_text("\n".join(lines) + "\n")
 
 
 def cmd_eps(args) -> None:
@@ -672,6 +721,11 @@ def main(argv=None) -> None:
     t = sub.add_parser("tiled")
     t.add_argument("--tile", type=int, default=128)
     t.add_argument("--steps", type=int, nargs="+", default=[100, 200, 300], help="each tile's steps, one run each")
+    rc = sub.add_parser("recipes")
+    rc.add_argument("--candidates", nargs="+", default=["sure-b8-90-cos200", "sure-b8-90-cos300"])
+    rc.add_argument("--images", nargs="+", default=["F16_GT", "baboon", "108070"])
+    rc.add_argument("--sigmas", type=int, nargs="+", default=[15, 25])
+    rc.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     e = sub.add_parser("eps")
     e.add_argument("--images", nargs="+", default=["F16_GT", "baboon"])
     e.add_argument("--eps", type=float, nargs="+", default=[1e-3, 5e-3, 1e-2])
@@ -680,7 +734,7 @@ def main(argv=None) -> None:
     g.add_argument("action", choices=("run", "report"))
     g.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
     args = ap.parse_args(argv)
-    {"run": cmd_run, "report": cmd_report, "whole": cmd_whole, "tiled": cmd_tiled, "eps": cmd_eps,
+    {"run": cmd_run, "report": cmd_report, "whole": cmd_whole, "tiled": cmd_tiled, "recipes": cmd_recipes, "eps": cmd_eps,
      "guard": cmd_guard}[args.cmd](args)
 
 
