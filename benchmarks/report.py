@@ -281,6 +281,11 @@ def build(results: Path, output: Path) -> str:
                          "step (`search:sure-every2`, held-out crops, the allocator tuned; not adopted)"),
                         ("fast-search-denoise-final-every2.md", "Denoising: where the probe every second step ends "
                          "(700 steps, held-out crops)"),
+                        ("fast-denoise-search-sure-b8-90-cos300-tuned.md", "Denoising: Adam's betas 0.8/0.9 with the "
+                         "learning rate decaying over 300 steps (`search:sure-b8-90-cos300`, held-out crops, the "
+                         "allocator tuned; not adopted)"),
+                        ("fast-search-denoise-final-cos300.md", "Denoising: where `sure-b8-90-cos300` ends (its 300 "
+                         "steps, held-out crops)"),
                         ("fast-search-denoise-skip16.md", "Denoising: 16 skip channels for `denoise-sure` (tune "
                          "images, the allocator tuned)"),
                         ("fast-search-sr.md", "Searching for faster super-resolution presets (tune images)"),
