@@ -439,7 +439,10 @@ def whole_lines() -> list[str]:
                   "step 400), level with `denoise-sure`'s 700 steps in 280 s, or 32.52 dB at step 200 in 78 s; "
                   "gentler memories (0.85, 0.95; `sure-b85-95-cos300`) 32.56 dB at step 300. On crops the same "
                   "decay over 300 steps did not always prevent the collapse (BENCHMARKS.md, \"SURE: faster recipes "
-                  "on crops\"), so these are candidates, not the default, until they are shown robust."]
+                  "on crops\"), so these are candidates, not the default, until they are shown robust. On another whole photo, "
+                  "set14/man (not a target image), the 300-step decay collapsed too (peak 29.18 dB at step 184, 28.11 "
+                  "at step 300), while the 200-step one ended at 29.24 dB at step 200, above `denoise-sure`'s 29.02 at "
+                  "step 700: the lead for a faster default, to be confirmed on more photos, seeds and noise levels."]
     tiled = RESULTS / "sure-tiled.json"
     if tiled.is_file():
         t = json.loads(tiled.read_text())
