@@ -323,6 +323,8 @@ def target(out: Path, image: Path, ref_steps: int, ref_seconds: float, candidate
         fit = next(r for r in result["candidates"] if r["preset"] == c)
         if _resolve(c).loss != "sure":  # SURE's fits stop at a fixed count ("auto" runs to --iters)
             plan.append((c, ["--stop", "auto", "--iters", "5000", "--time-budget", "30"], True))
+        elif c != "denoise-sure":  # another SURE recipe as a user runs it: its own steps (the default's are above)
+            plan.append((c, ["--time-budget", "60"], True))
         if fit["reached"]:
             plan.append((c, ["--stop", "fixed", "--iters", str(fit["step_at_target"])], False))
     for c, extra, sigma in plan if cli else []:
@@ -569,10 +571,10 @@ def main(argv=None) -> int:
     ap.add_argument("--markdown", type=Path, default=REPO / "benchmarks" / "results" / "gpu.md")
     # the default (divergence step 5e-3, TF32 kept: fitting.SURE_TF32_MIN_EPSILON; runs
     # 2026-11-27-run5 and -run6 chose the step), with cuDNN's autotuner on (not yet measured), and
-    # Adam's betas 0.8/0.9 with the learning rate's cosine decay over 300 or 200 steps (on this
-    # CPU 32.78 / 32.52 dB on the whole F16 in 300 / 200 steps: benchmarks.sure whole --candidate)
+    # Adam's betas 0.8/0.9 with the learning rate's cosine decay over 200 steps (denoise-sure-fast)
+    # or 300 (on this CPU 32.52 / 32.78 dB on the whole F16: benchmarks.sure whole --candidate)
     ap.add_argument("--candidates", nargs="+",
-                    default=["denoise-sure", "search:sure-b8-90-cos300", "search:sure-b8-90-cos200",
+                    default=["denoise-sure", "denoise-sure-fast", "search:sure-b8-90-cos300",
                              "denoise-sure@cudnnbench"],
                     help="presets, NAME@bf16, or search:NAME (a benchmarks.fast_search denoising candidate)")
     ap.add_argument("--cli-paper", action=argparse.BooleanOptionalAction, default=True,

@@ -4,7 +4,7 @@
     python -m benchmarks.sure report
     python -m benchmarks.sure whole [--steps 1000]      # a whole photo: the 512 px F16 at sigma 25
     python -m benchmarks.sure tiled [--tile 128] [--steps 100 200 300]  # the same photo in tiles
-    python -m benchmarks.sure recipes [--candidates NAME ...] [--images ...] [--sigmas 15 25] [--seeds 0 1]
+    python -m benchmarks.sure recipes [--candidates NAME ...] [--images ...] [--sigmas 15 25 30] [--seeds 0 1]
     python -m benchmarks.sure eps [--images F16_GT baboon] [--eps 1e-3 5e-3 1e-2] [--seeds 0 1]
     python -m benchmarks.sure guard run [--seeds 0 1 2 3]; python -m benchmarks.sure guard report
 
@@ -539,9 +539,12 @@ def cmd_recipes(args) -> None:
     from deepprior.runtime import tune_allocator
 
     tune_allocator()
-    for job in paper.make_jobs("denoise", "quick", images=args.images):
-        if int(float(job.level)) not in args.sigmas:
-            continue
+    from dataclasses import replace
+
+    jobs = [replace(job, level=float(sigma), degradation=paper.degradation_label("denoise", sigma))
+            for job in paper.make_jobs("denoise", "quick", images=args.images) if float(job.level) == 25
+            for sigma in args.sigmas]  # the crop's own noise seed at each level
+    for job in jobs:
         case = paper.denoise_case(job)
         for offset in args.seeds:
             cells = []
@@ -725,9 +728,9 @@ def main(argv=None) -> None:
     t.add_argument("--tile", type=int, default=128)
     t.add_argument("--steps", type=int, nargs="+", default=[100, 200, 300], help="each tile's steps, one run each")
     rc = sub.add_parser("recipes")
-    rc.add_argument("--candidates", nargs="+", default=["sure-b8-90-cos200", "sure-b8-90-cos300"])
+    rc.add_argument("--candidates", nargs="+", default=["sure-b8-90-cos200"])
     rc.add_argument("--images", nargs="+", default=["F16_GT", "baboon", "108070"])
-    rc.add_argument("--sigmas", type=int, nargs="+", default=[15, 25])
+    rc.add_argument("--sigmas", type=int, nargs="+", default=[15, 25, 30])
     rc.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     e = sub.add_parser("eps")
     e.add_argument("--images", nargs="+", default=["F16_GT", "baboon"])

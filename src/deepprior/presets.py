@@ -333,6 +333,29 @@ PRESETS["denoise-sure"] = PRESETS["denoise-small"].replace(
     iters=700,
 )
 
+# DIP-SURE in 200 steps: denoise-sure with Adam's shorter memories (betas 0.8, 0.9, as sr-x4-fast) and
+# the learning rate decaying by a cosine from 0.01 to 0.0005 over the fit, which freezes it near its
+# peak (the shorter memories alone peak ~3x sooner and then collapse: on the whole 512 px F16 32.70 dB
+# at step 230, 29.36 at 700; python -m benchmarks.sure whole --candidate sure-b8-90).  On two whole
+# 512 px photos at sigma 25 (python -m benchmarks.sure whole --steps 200 --tune-allocator --candidate
+# sure-b8-90-cos200 [--image set14/man.png]): 32.52 dB on F16 in 78 s (denoise-sure: 32.76 in 280 s)
+# and 29.24 dB on set14/man in 82 s (denoise-sure: 29.02 in 296 s).  On 18 crop fits at sigma 15, 25
+# and 30 (python -m benchmarks.sure recipes): mean -0.08, +0.03 and +1.21 dB against denoise-sure's 700
+# steps in 3.5x less time; at sigma 30 denoise-sure collapsed in four of six fits (to 23.71-29.30 dB),
+# this recipe ended 0.4 and 1.1 dB below its peak in two (baboon).  The same decay over 300 steps
+# collapsed on baboon (sigma 25) and set14/man.
+# Not yet the default: too few fits to measure its collapse risk, and the quick tier and the speed
+# targets are measured with denoise-sure.
+PRESETS["denoise-sure-fast"] = PRESETS["denoise-sure"].replace(
+    name="denoise-sure-fast",
+    description="DIP-SURE in 200 steps: denoise-sure with Adam betas 0.8/0.9 and the learning rate "
+                "decaying to 0.0005 (cosine); not yet the default",
+    betas=(0.8, 0.9),
+    lr_final=0.0005,
+    lr_decay_steps=200,
+    iters=200,
+)
+
 # Inpainting of text, scratches and thin strokes, a quick look (not a default): the paper's text task
 # on the small network with sr-x4-fast's fitting (as deblock-fast: 16 input channels, the running
 # average with its warm-up, Adam's betas 0.8 and 0.9, the jitter -- the paper's 0.03 -- rising over
