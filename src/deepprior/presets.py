@@ -339,11 +339,11 @@ PRESETS["denoise-sure"] = PRESETS["denoise-small"].replace(
 # at step 230, 29.36 at 700; python -m benchmarks.sure whole --candidate sure-b8-90).  On two whole
 # 512 px photos at sigma 25 (python -m benchmarks.sure whole --steps 200 --tune-allocator --candidate
 # sure-b8-90-cos200 [--image set14/man.png]): 32.52 dB on F16 in 78 s (denoise-sure: 32.76 in 280 s)
-# and 29.24 dB on set14/man in 82 s (denoise-sure: 29.02 in 296 s).  On 18 crop fits at sigma 15, 25
-# and 30 (python -m benchmarks.sure recipes): mean -0.08, +0.03 and +1.21 dB against denoise-sure's 700
-# steps in 3.5x less time; at sigma 30 denoise-sure collapsed in four of six fits (to 23.71-29.30 dB),
-# this recipe ended 0.4 and 1.1 dB below its peak in two (baboon).  The same decay over 300 steps
-# collapsed on baboon (sigma 25) and set14/man.
+# and 29.24 dB on set14/man in 82 s (denoise-sure: 29.02 in 296 s).  On 36 crop fits at sigma 15, 25
+# and 30 (python -m benchmarks.sure recipes --seeds 0 1 2 3): mean -0.11, +0.09 and +0.57 dB against
+# denoise-sure's 700 steps in 3.5x less time; fits ending more than 0.4 dB below their own peak (the
+# collapse, all on baboon): denoise-sure 3 and 8 of 12 at sigma 25 and 30, this recipe 1 and 3.  The
+# same decay over 300 steps collapsed on baboon (sigma 25) and set14/man.
 # Not yet the default: too few fits to measure its collapse risk, and the quick tier and the speed
 # targets are measured with denoise-sure.
 PRESETS["denoise-sure-fast"] = PRESETS["denoise-sure"].replace(
