@@ -229,10 +229,9 @@ def candidates(task: str) -> dict[str, tuple[str, dict, int, str]]:
             48, 48, 96, 96), channels_skip=(16,) * 4)}, 1000, "`denoise-sure` on skip 48/48/96/96, 16 skip channels")
         # the divergence's probe every second step (weighted 2x), the data term alone between: a
         # step then costs one network pass in two instead of two (a batch of two)
-        for k in (2, 3, 4):
+        for k, nth in ((2, "2nd"), (3, "3rd"), (4, "4th")):
             c[f"sure-every{k}"] = ("denoise-sure", {"sure_every": k}, 1000,
-                                   f"`denoise-sure`, the divergence every {k}th step (weighted {k}x)".replace("2th", "2nd")
-                                   .replace("3th", "3rd"))
+                                   f"`denoise-sure`, the divergence every {nth} step (weighted {k}x)")
     if task == "inpaint-text":  # sr-x4-fast's fitting recipe (as deblock-fast's), the paper's jitter
         fast = {"betas": (0.8, 0.9), "ema_warmup": True, "backtrack": False}
         c["small-b"] = (small, fast, 1600, f"`{small}` with Adam's betas 0.8, 0.9")

@@ -326,20 +326,26 @@ def defaults_lines(cache: dict, zcache: dict, denoise_rule) -> list[str]:
     return lines
 
 
-def cmd_whole(args) -> None:
+def _whole_photo(image: str):
+    """The top-left 512 px of ``image`` (under the data folder) and its noisy copy (sigma 25, seed 0)."""
     import numpy as np
 
-    import deepprior
     from deepprior.degrade import add_noise
     from deepprior.io import read_image
+
+    clean, _ = read_image(paper.DATA / image)
+    clean = np.ascontiguousarray(clean[:512, :512, :3], dtype=np.float32)
+    return clean, np.asarray(add_noise(clean, 25, rng=0), dtype=np.float32)
+
+
+def cmd_whole(args) -> None:
+    import deepprior
 
     if args.tune_allocator:  # as the CLI does (deepprior.runtime)
         from deepprior.runtime import tune_allocator
 
         tune_allocator()
-    clean, _ = read_image(paper.DATA / args.image)
-    clean = np.ascontiguousarray(clean[:512, :512, :3], dtype=np.float32)
-    noisy = np.asarray(add_noise(clean, 25, rng=0), dtype=np.float32)
+    clean, noisy = _whole_photo(args.image)
     times, div = [], []
 
     def watch(step, state):
@@ -405,7 +411,7 @@ def whole_lines() -> list[str]:
                           f"returned {cli['psnr_db']:.2f} dB.")
     others = sorted(RESULTS.glob("sure-whole-*.json"))
     if others:
-        lines += ["", "Other runs (`python -m benchmarks.sure whole --steps 700 --tune-allocator [--image IMAGE] "
+        lines += ["", "Other runs (`python -m benchmarks.sure whole --steps N --tune-allocator [--image IMAGE] "
                   "[--lr LR] [--ema W] [--sure-every K] [--candidate NAME]`, the top-left 512 px at sigma 25, seed 0; `denoise-sure`, PSNR "
                   "of the returned image; the divergence's probe every K steps):", "",
                   "| image | network | lr | average's weight | probe every | at 300 / 500 / last step (dB) | steps "
@@ -475,32 +481,26 @@ def cmd_tiled(args) -> None:
     """``denoise-sure`` on the 512 px F16 at sigma 25 in overlapping tiles (deepprior.tiles), each
     tile fitted for a given number of steps: crops reach the paper's quality in far fewer steps
     than a whole photo does, so do tiles of the photo, at the same cost, end higher sooner?"""
-    import time as _time
-
-    import numpy as np
     import torch
 
     import deepprior
-    from deepprior.degrade import add_noise
-    from deepprior.io import read_image
+    from benchmarks.protocol import psnr
     from deepprior.measures import estimate_noise_level
     from deepprior.runtime import tune_allocator
     from deepprior.tiles import tile_overlap
 
     tune_allocator()  # as the CLI does, and as the whole-photo run did
-    clean, _ = read_image(paper.DATA / "paper/denoising/F16_GT.png")
-    clean = np.ascontiguousarray(clean[:512, :512, :3], dtype=np.float32)
-    noisy = np.asarray(add_noise(clean, 25, rng=0), dtype=np.float32)
+    clean, noisy = _whole_photo("paper/denoising/F16_GT.png")
     # the noise level of the whole photo, as the whole-photo fit estimates it, for every tile
     sigma = estimate_noise_level(torch.from_numpy(noisy).permute(2, 0, 1)[None])
     f = RESULTS / "sure-tiled.json"
     runs = json.loads(f.read_text())["runs"] if f.is_file() else []
     for steps in args.steps:
         preset = deepprior.get_preset("denoise-sure").replace(tile=args.tile, iters=steps)
-        start = _time.perf_counter()
+        start = time.perf_counter()
         r = deepprior.run_task("denoise", noisy, preset=preset, rng=0, device="cpu", stop="fixed", sigma=sigma)
-        seconds = _time.perf_counter() - start
-        db = float(-10 * np.log10(np.mean((np.asarray(r.image, np.float64) - clean) ** 2)))
+        seconds = time.perf_counter() - start
+        db = psnr(r.image, clean)
         runs = [x for x in runs if (x["tile"], x["steps"]) != (args.tile, steps)]
         runs.append({"tile": args.tile, "overlap": tile_overlap(args.tile), "tiles": len(r.tiles.results),
                      "steps": steps, "psnr": round(db, 3), "seconds": round(seconds, 1), "commit": paper.git_commit()})

@@ -344,8 +344,8 @@ PRESETS["denoise-sure"] = PRESETS["denoise-small"].replace(
 # denoise-sure's 700 steps in 3.5x less time; fits ending more than 0.4 dB below their own peak (the
 # collapse, all on baboon): denoise-sure 3 and 8 of 12 at sigma 25 and 30, this recipe 1 and 3.  The
 # same decay over 300 steps collapsed on baboon (sigma 25) and set14/man.
-# Not yet the default: too few fits to measure its collapse risk, and the quick tier and the speed
-# targets are measured with denoise-sure.
+# Not yet the default: it collapses too on some crops (above), gives up 0.24 dB on the whole F16, and
+# the quick tier and the speed targets are measured with denoise-sure.
 PRESETS["denoise-sure-fast"] = PRESETS["denoise-sure"].replace(
     name="denoise-sure-fast",
     description="DIP-SURE in 200 steps: denoise-sure with Adam betas 0.8/0.9 and the learning rate "
