@@ -48,7 +48,7 @@ class FastTask:
 TASKS = {
     # denoise-paper's recipe is 3000 steps; its averaged output peaks well before 1600 on these
     # crops (the report flags a best at the last step), so 1600 steps find the best iterate.
-    # the CLI's default: by the noise level it estimates on the crop (denoise-sure at sigma 25)
+    # the CLI's default: by the noise level it estimates on the crop (denoise-sure-fast at sigma 25)
     "denoise": FastTask("denoise", 25, "denoise-paper", 1600, "default", 3000),
     "sr": FastTask("sr", 4, "sr-x4-paper", 2000, "sr-x4-fast", 3000),
     # the CLI's default: by the mask (inpaint-blindspot for these scattered missing pixels)

@@ -36,7 +36,7 @@ Tiers:
   for a GPU; hours on a CPU.
 * ``quick``: a few images per table, 128 px centre crops (for SR: of the HR image, so the LR is
   32 px at x4 and 16 px at x8) and the reduced ``*-small`` presets with fewer steps, or the fast
-  defaults where the CLI picks one (``denoise-sure`` at sigma 25, ``inpaint-blindspot``, ``sr-x4-fast``,
+  defaults where the CLI picks one (``denoise-sure-fast`` at sigma 25, ``inpaint-blindspot``, ``sr-x4-fast``,
   ``deblock-fast``; ``inpaint-text-fast`` for text, standing in for ``inpaint-text-paper``); the paper's four
   tables together are planned to finish in well under 30 minutes on a 2-core CPU, the text table in
   about 5 more.  Each fit on the
@@ -137,10 +137,10 @@ def tier_specs(tier: str) -> dict[str, TierSpec]:
         "inpaint": TierSpec(("inpainting11/barbara", "inpainting11/house", "inpainting11/Cameraman256"), 128,
                             # the default for these masks, 1600 of its 2000 steps (the plan's 30 minutes)
                             (0.5,), ("inpaint-blindspot",), (1600,)),
-        # sigma 25: the preset `deepprior denoise` picks there (denoise-sure, its own 700 steps);
+        # sigma 25: the preset `deepprior denoise` picks there (denoise-sure-fast, its own 200 steps);
         # sigma 50: denoise-small standing in for denoise-paper, the default there
         "denoise": TierSpec(("paper/denoising/F16_GT", "set14/baboon", "cbsd68/108070"), 128, (25, 50),
-                            ("denoise-sure", "denoise-small"), (None, 1200)),
+                            ("denoise-sure-fast", "denoise-small"), (None, 1200)),
         # the CLI's default, deblock-fast, its own 1000 steps (a 128 px crop is one of its tiles)
         "jpeg": TierSpec(("cbsd68/101085", "cbsd68/167083", "cbsd68/241048"), 128, (10, 20),
                          ("deblock-fast",) * 2, (None, None)),
@@ -258,7 +258,7 @@ def fit_seconds(job: Job, device: str) -> float | None:
     """Planned seconds of the deepprior fit of a job (None: no cost figures for this device)."""
     if device != "cpu":
         return None
-    kind = {"denoise-sure": "sure", "inpaint-blindspot": "blindspot", "sr-x4-fast": "small",
+    kind = {"denoise-sure": "sure", "denoise-sure-fast": "sure", "inpaint-blindspot": "blindspot", "sr-x4-fast": "small",
             "deblock-fast": "small", "inpaint-text-fast": "small"}.get(job.preset)
     kind = kind or ("small" if job.preset.endswith("-small") else "paper")
     rate = CPU_STEPS_PER_S_128[kind]

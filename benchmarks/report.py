@@ -122,7 +122,7 @@ def used_lines(table: str, tier: str, rows: list[dict], meta: dict, csv_path: Pa
     lines.append(f"- Data: `{shown}`")
     if tier != "full":
         lines.append(f"- **{tier.capitalize()} tier, indicative only**: centre crops, the reduced `*-small` presets "
-                     "(and the fast defaults where the CLI picks them: `denoise-sure` at sigma 25, "
+                     "(and the fast defaults where the CLI picks them: `denoise-sure-fast` at sigma 25, "
                      "`inpaint-blindspot`, `sr-x4-fast`, `deblock-fast`) "
                      "and fewer steps; the paper's figures (whole images, the paper's networks) are shown "
                      "for orientation, not as a like-for-like comparison.")

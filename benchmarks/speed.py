@@ -496,7 +496,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--sgemm-repeats", type=int, default=5)
     ap.add_argument("--ttq", action="store_true", help="also measure time to quality (slower)")
     ap.add_argument("--ttq-presets", nargs="+", default=["denoise-paper", "denoise-small", "denoise-small@bf16",
-                                                         "denoise-sure"],
+                                                         "denoise-sure", "denoise-sure-fast"],
                     help="preset names; NAME@bf16 runs the preset with precision='bf16'")
     ap.add_argument("--ttq-crop", type=int, default=128)
     ap.add_argument("--target-db", type=float, default=29.0)

@@ -145,7 +145,7 @@ def test_the_page_and_its_files_are_served_and_nothing_else():
         assert status == 200 and config["device"] == "cpu"
         assert config["defaults"]["inpaint"] == "inpaint-small"  # small presets on a CPU
         assert {"inpaint-small", "denoise-paper"} <= {p["name"] for p in config["presets"]}
-        assert "denoise-sure" in config["auto"]["denoise"]  # the page's "auto" choice says what it does
+        assert "denoise-sure-fast up to" in config["auto"]["denoise"]  # the page's "auto" choice says what it does
         assert "inpaint-blindspot" in config["auto"]["inpaint"]
 
 
@@ -242,7 +242,7 @@ def test_a_denoising_job_without_a_preset_gets_one_by_its_noise_level(device_kin
 
     ramp = np.linspace(0.2, 0.8, 40)[None, :, None] * np.ones((36, 40, 3))
     rng = np.random.default_rng(0)
-    for sigma, given, want in [(10, None, "denoise-sure"), (60, None, high), (60, 20, "denoise-sure")]:
+    for sigma, given, want in [(10, None, "denoise-sure-fast"), (60, None, high), (60, 20, "denoise-sure-fast")]:
         noisy = (np.clip(ramp + rng.normal(0, sigma / 255, ramp.shape), 0, 1) * 255).round().astype(np.uint8)
         body = {"task": "denoise", "image": data_url(png_bytes(noisy)), "sigma": given, "iters": 7}
         job = parse_job(body, device_kind=device_kind, max_bytes=1 << 20, max_pixels=1 << 20)

@@ -236,6 +236,6 @@ def test_mask_tools_and_refusals(page, tmp_path):
     page.wait_for_selector("#editor", state="hidden")
     page.select_option("#task", "denoise")
     # denoising starts on "auto": the server picks the preset by the image's noise level
-    assert page.input_value("#preset") == "" and "denoise-sure up to" in page.text_content("#preset-info")
+    assert page.input_value("#preset") == "" and "denoise-sure-fast up to" in page.text_content("#preset-info")
     page.click("#start")
     page.wait_for_function("() => document.getElementById('message').textContent.includes('not an image')")

@@ -107,7 +107,7 @@ def test_folder_results_beside_the_inputs_are_not_inputs_next_time(folder, capsy
 
 
 def test_denoising_picks_each_images_preset_by_its_noise_level_and_resumes(tmp_path, capsys):
-    """Without --preset each image gets the default for its estimated noise level (denoise-sure up
+    """Without --preset each image gets the default for its estimated noise level (denoise-sure-fast up
     to 30, denoise-paper above), recorded in its sidecar; a rerun skips both, another --iters redoes both."""
     inputs, out = tmp_path / "in", tmp_path / "out"
     inputs.mkdir()
@@ -118,7 +118,7 @@ def test_denoising_picks_each_images_preset_by_its_noise_level_and_resumes(tmp_p
         Image.fromarray((noisy * 255).round().astype(np.uint8)).save(inputs / name)
     assert run("denoise", inputs, "-o", out, "--iters", "3", "--quiet") == 0
     low, high = sidecar(out / "low_denoised.png"), sidecar(out / "high_denoised.png")
-    assert (low["preset"]["name"], high["preset"]["name"]) == ("denoise-sure", "denoise-paper")
+    assert (low["preset"]["name"], high["preset"]["name"]) == ("denoise-sure-fast", "denoise-paper")
     assert low["preset"]["iters"] == high["preset"]["iters"] == 3 and low["sure_sigma"] < 30
     assert low["stop"]["auto"] is None and high["stop"]["auto"]["rule"]  # SURE runs its steps; paper: the rule
     capsys.readouterr()

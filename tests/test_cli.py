@@ -147,7 +147,7 @@ def test_presets_are_listed(capsys):
     for name in ["denoise-paper", "deblock-paper", "sr-x4-paper", "sr-x8-paper", "inpaint-text-paper",
                  "inpaint-hole-paper", "inpaint-pixels-paper", "origin-tutorial"]:
         assert name in out
-    assert "denoise: denoise-sure up to noise level 30" in out  # the defaults are said
+    assert "denoise: denoise-sure-fast up to noise level 30" in out  # the defaults are said
     assert "inpaint: inpaint-blindspot for scattered missing pixels, inpaint-text-paper for strokes" in out
     assert run("presets", "sr-x8-paper") == 0
     assert '"jitter": 0.05' in capsys.readouterr().out
@@ -308,12 +308,12 @@ def test_the_sure_preset_records_its_noise_level(tiny, tmp_path, capsys):
 
 
 def test_the_default_denoising_preset_says_the_noise_level_it_was_picked_for(tiny, tmp_path, capsys):
-    # tiny is uniform noise: far above 30, so the paper recipe; --sigma 20 picks denoise-sure
+    # tiny is uniform noise: far above 30, so the paper recipe; --sigma 20 picks denoise-sure-fast
     assert run("denoise", tiny, "-o", tmp_path / "a.png", "--iters", "1", "--seed", "0") == 0
     assert "(preset denoise-paper for noise level ~" in capsys.readouterr().err
     assert run("denoise", tiny, "-o", tmp_path / "b.png", "--iters", "1", "--seed", "0", "--sigma", "20") == 0
-    assert "(preset denoise-sure for noise level 20 (given)" in capsys.readouterr().err
-    assert json.loads((tmp_path / "b.json").read_text())["preset"]["name"] == "denoise-sure"
+    assert "(preset denoise-sure-fast for noise level 20 (given)" in capsys.readouterr().err
+    assert json.loads((tmp_path / "b.json").read_text())["preset"]["name"] == "denoise-sure-fast"
 
 
 def test_auto_stop_without_a_rule_runs_the_presets_steps(tiny, tmp_path, capsys):

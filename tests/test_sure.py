@@ -166,24 +166,24 @@ def test_auto_stop_runs_the_sure_presets_step_count():
 def test_denoisings_default_preset_follows_the_noise_level(data_dir):
     from deepprior.presets import SURE_MAX_SIGMA, default_choices, default_preset
 
-    assert default_preset("denoise", sigma=25 / 255) == "denoise-sure"
+    assert default_preset("denoise", sigma=25 / 255) == "denoise-sure-fast"
     assert default_preset("denoise", sigma=SURE_MAX_SIGMA * 1.01) == "denoise-paper"
     assert default_preset("denoise") == "denoise-paper"  # unknown level: the paper recipe
     assert deepprior.choose_preset("denoise", np.full((40, 40, 3), 0.5)).name == "denoise-paper"  # nothing to read
-    assert set(default_choices("denoise")) == {"denoise-sure", "denoise-paper"}
+    assert set(default_choices("denoise")) == {"denoise-sure-fast", "denoise-paper"}
     clean = crop("set14/pepper.png", (37, 45))
-    for level, want in [(15, "denoise-sure"), (25, "denoise-sure"), (50, "denoise-paper")]:
+    for level, want in [(15, "denoise-sure-fast"), (25, "denoise-sure-fast"), (50, "denoise-paper")]:
         noisy = add_noise(clean, level, rng=0)
         assert deepprior.choose_preset("denoise", noisy).name == want, level  # estimated from the image
         # alpha is not noise; torch input and a given sigma work as well
         rgba = np.concatenate([noisy, np.ones_like(noisy[:, :, :1])], axis=2)
         assert deepprior.choose_preset("denoise", rgba).name == want
         assert deepprior.choose_preset("denoise", torch.from_numpy(noisy).permute(2, 0, 1)).name == want
-    assert deepprior.choose_preset("denoise", add_noise(clean, 50, rng=0), sigma=20 / 255).name == "denoise-sure"
+    assert deepprior.choose_preset("denoise", add_noise(clean, 50, rng=0), sigma=20 / 255).name == "denoise-sure-fast"
     assert deepprior.choose_preset("sr", clean, scale=8).name == "sr-x8-paper"
     # the task functions use it when no preset is given
     r = deepprior.run_task("denoise", add_noise(clean, 15, rng=0), iters=2, rng=0, device="cpu")
-    assert r.restoration.preset.name == "denoise-sure" and r.restoration.fit.steps == 2
+    assert r.restoration.preset.name == "denoise-sure-fast" and r.restoration.fit.steps == 2
 
 
 def test_a_probe_every_other_step_finds_the_same_shrinkage_and_reports_the_divergence_on_its_steps():

@@ -212,8 +212,8 @@ def run_task(
     (:func:`deepprior.tiles.run_tiled`; ``result.tiles``), unless checkpointing or resuming;
     ``preset.replace(tile=None)`` fits it whole.
     ``sigma``: denoising's noise level on the image scale ([0, 1]: 25/255 for "sigma 25"), for the
-    default preset's choice, the noise gate of the automatic rule and the SURE preset
-    (``denoise-sure``); None (default) estimates it from the image.
+    default preset's choice, the noise gate of the automatic rule and the SURE presets
+    (``denoise-sure-fast``, ``denoise-sure``); None (default) estimates it from the image.
     ``checkpoint``, ``checkpoint_every`` and ``resume`` save and restore the fit's state (see :func:`deepprior.fitting.fit`); ``check_memory`` and
     ``announce`` are those of :func:`deepprior.pipeline.restore`.
     """
@@ -331,7 +331,7 @@ def denoise(image, *, preset=None, iters=None, rng=None, device=None, callback=N
     image : ndarray or torch.Tensor
         The noisy image (see the module docstring for shapes, dtypes and ranges).
     preset : str or Preset, optional
-        Default: by the noise level (``sigma=``, or estimated from the image), ``"denoise-sure"`` up
+        Default: by the noise level (``sigma=``, or estimated from the image), ``"denoise-sure-fast"`` up
         to 30 (on the 0..255 scale) and ``"denoise-paper"`` above (:func:`choose_preset`; see
         ``deepprior presets``).
     iters : int, optional

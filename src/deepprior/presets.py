@@ -317,15 +317,15 @@ PRESETS["deblock-fast"] = PRESETS["deblock-small"].replace(
 # at sigma 15 and 25 (python -m benchmarks.sure; BENCHMARKS.md, "SURE").  On the quick tier's test
 # crops there it beat denoise-small with the automatic stop by 1.31 dB on average (worst +0.69) in
 # 2.2x less time.  Gaussian noise up to sigma ~25-30 only: at sigma 50 its fits peak within 100-300
-# steps and then collapse (1.8 dB below denoise-small on average), so restore() warns above 30 and
-# it is denoising's default only up to SURE_MAX_SIGMA (default_preset).  It keeps PyTorch's Adam
+# steps and then collapse (1.8 dB below denoise-small on average), so restore() warns above 30.  It
+# was denoising's default up to SURE_MAX_SIGMA until denoise-sure-fast (below).  It keeps PyTorch's Adam
 # betas: with sr-x4-fast's 0.8/0.9 it peaked 2x sooner on the tune images but then collapsed (cbsd68
 # 130026: 27.99 dB at step 404, 24.14 at 700; python -m benchmarks.fast_search run --task denoise
 # --candidates sure-b8-90).
 PRESETS["denoise-sure"] = PRESETS["denoise-small"].replace(
     name="denoise-sure",
-    description="Gaussian denoising with SURE (Jo et al. 2021): noisy image as input, small network; "
-                "the default up to sigma 30",
+    description="Gaussian denoising with SURE (Jo et al. 2021): noisy image as input, small network, "
+                "700 steps at a constant learning rate",
     input="measurement",
     loss="sure",
     jitter=0.0,
@@ -333,23 +333,22 @@ PRESETS["denoise-sure"] = PRESETS["denoise-small"].replace(
     iters=700,
 )
 
-# DIP-SURE in 200 steps: denoise-sure with Adam's shorter memories (betas 0.8, 0.9, as sr-x4-fast) and
-# the learning rate decaying by a cosine from 0.01 to 0.0005 over the fit, which freezes it near its
-# peak (the shorter memories alone peak ~3x sooner and then collapse: on the whole 512 px F16 32.70 dB
-# at step 230, 29.36 at 700; python -m benchmarks.sure whole --candidate sure-b8-90).  On two whole
-# 512 px photos at sigma 25 (python -m benchmarks.sure whole --steps 200 --tune-allocator --candidate
-# sure-b8-90-cos200 [--image set14/man.png]): 32.52 dB on F16 in 78 s (denoise-sure: 32.76 in 280 s)
-# and 29.24 dB on set14/man in 82 s (denoise-sure: 29.02 in 296 s).  On 36 crop fits at sigma 15, 25
-# and 30 (python -m benchmarks.sure recipes --seeds 0 1 2 3): mean -0.11, +0.09 and +0.57 dB against
-# denoise-sure's 700 steps in 3.5x less time; fits ending more than 0.4 dB below their own peak (the
-# collapse, all on baboon): denoise-sure 3 and 8 of 12 at sigma 25 and 30, this recipe 1 and 3.  The
-# same decay over 300 steps collapsed on baboon (sigma 25) and set14/man.
-# Not yet the default: it collapses too on some crops (above), gives up 0.24 dB on the whole F16, and
-# the quick tier and the speed targets are measured with denoise-sure.
+# DIP-SURE in 200 steps, denoising's default up to SURE_MAX_SIGMA: denoise-sure with Adam's shorter
+# memories (betas 0.8, 0.9, as sr-x4-fast) and the learning rate decaying by a cosine from 0.01 to
+# 0.0005 over the fit, which freezes it near its peak (the shorter memories alone peak ~3x sooner and
+# then collapse: on the whole 512 px F16 32.70 dB at step 230, 29.36 at 700; python -m benchmarks.sure
+# whole --candidate sure-b8-90).  On six whole photos at sigma 25 (the top-left 512 px; python -m
+# benchmarks.sure whole --steps 200 --tune-allocator --candidate sure-b8-90-cos200 --image IMAGE,
+# against --steps 700 without the candidate; BENCHMARKS.md, "SURE: whole photos") it ends 0.24 dB
+# below denoise-sure's 700 steps at worst (F16) and above it on four, in 3.5x less time.  On 36 crop
+# fits at sigma 15, 25 and 30 (python -m benchmarks.sure recipes --seeds 0 1 2 3): mean -0.11, +0.09
+# and +0.57 dB against denoise-sure, collapsing (ending more than 0.4 dB below its own peak, all on
+# baboon) less often: 1 and 3 of 12 fits at sigma 25 and 30, denoise-sure 3 and 8.  The same decay
+# over 300 steps collapsed on baboon (sigma 25) and set14/man.
 PRESETS["denoise-sure-fast"] = PRESETS["denoise-sure"].replace(
     name="denoise-sure-fast",
-    description="DIP-SURE in 200 steps: denoise-sure with Adam betas 0.8/0.9 and the learning rate "
-                "decaying to 0.0005 (cosine); not yet the default",
+    description="Gaussian denoising with SURE in 200 steps: denoise-sure with Adam betas 0.8/0.9 and the "
+                "learning rate decaying to 0.0005; the default up to sigma 30",
     betas=(0.8, 0.9),
     lr_final=0.0005,
     lr_decay_steps=200,
@@ -423,9 +422,9 @@ _DEFAULTS = {
 }
 
 #: Denoising's default depends on the noise level (on the image scale [0, 1]; given, or estimated
-#: from the image by :func:`deepprior.api.choose_preset`): ``denoise-sure`` up to this level, where
-#: it was measured (sigma 15 and 25: above the paper recipe's best image, 20-69x sooner on the held-out
-#: crops), ``denoise-paper`` above it, where SURE's fits collapse (sigma 50; BENCHMARKS.md, "SURE").
+#: from the image by :func:`deepprior.api.choose_preset`): ``denoise-sure-fast`` up to this level, where
+#: it was measured (sigma 15, 25 and 30: at sigma 25 the paper recipe's best image less 0.2 dB 52-109x
+#: sooner on the held-out crops), ``denoise-paper`` above it, where SURE's fits collapse (sigma 50; BENCHMARKS.md, "SURE").
 SURE_MAX_SIGMA = 30 / 255
 
 
@@ -435,7 +434,7 @@ def default_preset(task: str, *, scale: int | None = None, sigma: float | None =
 
     ``sr``: by ``scale``: ``sr-x4-fast`` for x2 and x4 (the paper's x4 quality about 25x sooner on
     held-out crops: BENCHMARKS.md), ``sr-x8-paper`` for x8.  ``denoise``: by the noise level
-    ``sigma`` (image scale [0, 1]): ``denoise-sure`` up to :data:`SURE_MAX_SIGMA`, ``denoise-paper`` above it or when
+    ``sigma`` (image scale [0, 1]): ``denoise-sure-fast`` up to :data:`SURE_MAX_SIGMA`, ``denoise-paper`` above it or when
     ``sigma`` is None (unknown; e.g. a flat image, with no texture to estimate it from) or not positive.
     ``inpaint``: ``inpaint-blindspot`` when the missing pixels are ``scattered``
     (:func:`deepprior.masks.is_scattered`), else ``inpaint-text-paper``.  ``deblock``:
@@ -444,7 +443,7 @@ def default_preset(task: str, *, scale: int | None = None, sigma: float | None =
     if task == "sr":
         return "sr-x8-paper" if scale == 8 else "sr-x4-fast"
     if task == "denoise":
-        return "denoise-sure" if sigma is not None and 0 < sigma <= SURE_MAX_SIGMA else "denoise-paper"
+        return "denoise-sure-fast" if sigma is not None and 0 < sigma <= SURE_MAX_SIGMA else "denoise-paper"
     if task == "inpaint" and scattered:
         return "inpaint-blindspot"
     if task not in _DEFAULTS:
@@ -455,7 +454,7 @@ def default_preset(task: str, *, scale: int | None = None, sigma: float | None =
 def default_choices(task: str, *, scale: int | None = None) -> tuple[str, ...]:
     """Every preset :func:`default_preset` may return for ``task`` (and ``scale``)."""
     if task == "denoise":
-        return ("denoise-sure", "denoise-paper")
+        return ("denoise-sure-fast", "denoise-paper")
     if task == "inpaint":
         return ("inpaint-blindspot", "inpaint-text-paper")
     return (default_preset(task, scale=scale),)

@@ -18,14 +18,14 @@ level given (``sigma=``, ``--sigma``) or estimated; for tasks whose measurements
 still rises at the preset's count, and JPEG at quality 10, whose averaged output peaks before the
 count (near half of it on four of five crops) but where the one rule that stopped early on the tune
 crops stopped test crops far too early (:class:`BlockArtifacts`).  ``stop="fixed"`` runs exactly the preset's steps.
-A SURE preset (``denoise-sure``) runs its step count under ``auto`` too (:func:`auto_spec`).
+A SURE preset (``denoise-sure-fast``, ``denoise-sure``) runs its step count under ``auto`` too (:func:`auto_spec`).
 
 No SURE-based *rule* is offered: measured (``python -m benchmarks.sure``), it does not earn its
 cost.  SURE needs the output to depend on the noisy image, so the network must take the noisy
 image as input; fitted with the plain data term, such a network copies its input within 12-160
 steps, and its image at SURE's minimum was 0.4-5.0 dB below the usual fit's automatic stop
 on every case at sigma 15, 25 and 50.  SURE works as the *loss* instead (DIP-SURE, the
-``denoise-sure`` preset, sigma up to about 25).
+``denoise-sure-fast`` and ``denoise-sure`` presets, sigma up to about 30).
 
 After (or during) the fit every rule exposes
 
@@ -766,7 +766,7 @@ AUTO_STOP: dict[str, StopSpec | None] = {
 
 def auto_spec(task: str, preset=None) -> StopSpec | None:
     """What ``--stop auto`` builds for ``task`` with ``preset`` (a name or :class:`Preset`, optional):
-    :data:`AUTO_STOP`'s rule, except for a SURE preset (``loss="sure"``, ``denoise-sure``), whose step
+    :data:`AUTO_STOP`'s rule, except for a SURE preset (``loss="sure"``, ``denoise-sure-fast``), whose step
     count was chosen as a fixed count (``python -m benchmarks.sure``: the denoising rule lowered its
     worst tune case from +0.17 to -0.05 dB against the usual fit; :class:`DivergenceDrop`, a guard
     against its collapse, helped on 128 px crops but stopped a whole photo too early), and a

@@ -500,7 +500,7 @@ def parse_job(body: dict, *, device_kind: str, max_bytes: int, max_pixels: int) 
         # the CLI's default by the image (denoising: its noise level; inpainting: its mask) where it
         # is a fast recipe; otherwise (noise above 30, painted strokes) this device's fallback
         chosen = choose_preset(task, image, sigma=None if sigma is None else sigma / 255, mask=mask)
-        if chosen.name in ("denoise-sure", "inpaint-blindspot"):
+        if chosen.loss in ("sure", "blindspot"):
             preset = chosen
     preset = preset.replace(**changes)
     return Job(id=uuid.uuid4().hex[:12], task=task, scale=scale, preset=preset, seed=seed, preview_every=every,
@@ -513,7 +513,7 @@ def default_presets(device_kind: str) -> dict:
     CLI's defaults).
 
     Denoising's is the one for noise above 30 (0..255): a request without a preset gets
-    ``denoise-sure`` where the noise is lower (:func:`parse_job`, as the CLI).  Inpainting's is the
+    ``denoise-sure-fast`` where the noise is lower (:func:`parse_job`, as the CLI).  Inpainting's is the
     one for painted strokes: a request without a preset whose mask is scattered pixels gets
     ``inpaint-blindspot``.
     """
@@ -632,7 +632,7 @@ class Handler(BaseHTTPRequestHandler):
         self._send(200, body, STATIC[name])
 
     def _config(self) -> dict:
-        from ..presets import PRESETS
+        from ..presets import PRESETS, SURE_MAX_SIGMA, default_preset
 
         kind = self.server.device_name().split(":")[0]
         return {
@@ -642,7 +642,8 @@ class Handler(BaseHTTPRequestHandler):
                          "averages": p.ema is not None} for p in PRESETS.values()],
             "defaults": default_presets(kind),
             # a task whose default depends on the image: the page offers it as its first choice
-            "auto": {"denoise": f"denoise-sure up to noise level 30, {default_presets(kind)['denoise']} above",
+            "auto": {"denoise": f"{default_preset('denoise', sigma=SURE_MAX_SIGMA)} up to noise level "
+                                f"{SURE_MAX_SIGMA * 255:.0f}, {default_presets(kind)['denoise']} above",
                      "inpaint": f"inpaint-blindspot for scattered missing pixels, {default_presets(kind)['inpaint']} "
                                 "for strokes and holes"},
             "max_upload_bytes": self.server.max_bytes,
