@@ -275,7 +275,7 @@ def target(out: Path, image: Path, ref_steps: int, ref_seconds: float, candidate
     from deepprior import fitting
     from deepprior.degrade import add_noise
     from deepprior.io import read_image, write_image
-    from deepprior.presets import PRESETS
+    from deepprior.presets import PRESETS, default_preset
 
     clean, _ = read_image(image)
     clean = np.ascontiguousarray(clean[:size, :size, :3], dtype=np.float32)
@@ -312,7 +312,7 @@ def target(out: Path, image: Path, ref_steps: int, ref_seconds: float, candidate
               + f"; {r['final_db']:.2f} dB at step {r['steps_run']}, {r['wall_seconds']:.1f} s", flush=True)
         _write(out, "target", result)
     result["cli"] = []
-    # what a user gets by default (denoise-sure at sigma 25), and the paper preset with the automatic stop
+    # what a user gets by default (denoise-sure-fast at sigma 25), and the paper preset with the automatic stop
     # (the in-process fits above estimate the noise level, as the CLI does without --sigma)
     plan = [("default", ["--time-budget", "60"], False), ("default", ["--time-budget", "60"], True)]
     if cli_paper:
@@ -323,7 +323,8 @@ def target(out: Path, image: Path, ref_steps: int, ref_seconds: float, candidate
         fit = next(r for r in result["candidates"] if r["preset"] == c)
         if _resolve(c).loss != "sure":  # SURE's fits stop at a fixed count ("auto" runs to --iters)
             plan.append((c, ["--stop", "auto", "--iters", "5000", "--time-budget", "30"], True))
-        elif c != "denoise-sure":  # another SURE recipe as a user runs it: its own steps (the default's are above)
+        elif c != default_preset("denoise", sigma=25 / 255):  # another SURE recipe as a user runs it: its own
+            # steps (the default's are above)
             plan.append((c, ["--time-budget", "60"], True))
         if fit["reached"]:
             plan.append((c, ["--stop", "fixed", "--iters", str(fit["step_at_target"])], False))
@@ -569,13 +570,14 @@ def main(argv=None) -> int:
     ap.add_argument("--report", action="store_true", help="only write --markdown from the results in --out")
     ap.add_argument("--before", type=Path, nargs="*", default=[], help="--report: earlier runs' folders, for comparison")
     ap.add_argument("--markdown", type=Path, default=REPO / "benchmarks" / "results" / "gpu.md")
-    # the default (divergence step 5e-3, TF32 kept: fitting.SURE_TF32_MIN_EPSILON; runs
-    # 2026-11-27-run5 and -run6 chose the step), with cuDNN's autotuner on (not yet measured), and
-    # Adam's betas 0.8/0.9 with the learning rate's cosine decay over 200 steps (denoise-sure-fast)
-    # or 300 (on this CPU 32.52 / 32.78 dB on the whole F16: benchmarks.sure whole --candidate)
+    # the default, denoise-sure-fast (Adam's betas 0.8/0.9, the learning rate's cosine decay over
+    # 200 steps), the same decay over 300 steps (on this CPU 32.52 / 32.78 dB on the whole F16:
+    # benchmarks.sure whole --candidate), denoise-sure (the default until 2026-11-27; divergence step
+    # 5e-3, TF32 kept: fitting.SURE_TF32_MIN_EPSILON; runs 2026-11-27-run5 and -run6 chose the step),
+    # and the default with cuDNN's autotuner on (not yet measured)
     ap.add_argument("--candidates", nargs="+",
-                    default=["denoise-sure", "denoise-sure-fast", "search:sure-b8-90-cos300",
-                             "denoise-sure@cudnnbench"],
+                    default=["denoise-sure-fast", "search:sure-b8-90-cos300", "denoise-sure",
+                             "denoise-sure-fast@cudnnbench"],
                     help="presets, NAME@bf16, or search:NAME (a benchmarks.fast_search denoising candidate)")
     ap.add_argument("--cli-paper", action=argparse.BooleanOptionalAction, default=True,
                     help="target: also run the paper preset through the CLI (about a minute)")
