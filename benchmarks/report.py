@@ -327,6 +327,8 @@ def build(results: Path, output: Path) -> str:
                         ("sure-recipes.md", "SURE: faster recipes on crops (several seeds)"),
                         ("sure-eps.md", "SURE: the divergence's finite-difference step (held-out crops)"),
                         ("sure-guard.md", "SURE: a guard against the collapse"),
+                        ("sure-rise.md", "SURE: the data-term guard (--stop auto's)"),
+                        ("sure-rise-heldout.md", "SURE: the data-term guard on other crops"),
                         ("gpu.md", "GPU (CUDA)")):
         part = results / name  # written by benchmarks.stopping / benchmarks.memory / benchmarks.precision
         if part.is_file():

@@ -346,11 +346,12 @@ def cmd_whole(args) -> None:
 
         tune_allocator()
     clean, noisy = _whole_photo(args.image, args.sigma)
-    times, div = [], []
+    times, div, loss = [], [], []
 
     def watch(step, state):
         times.append(state.elapsed)
         div.append(state.divergence)
+        loss.append(state.loss)
         if step % 100 == 0:
             print(f"step {step}: {state.psnr_average_reference:.2f} dB, {state.elapsed:.0f} s", flush=True)
 
@@ -372,6 +373,7 @@ def cmd_whole(args) -> None:
            "sigma_estimated": round(r.sigma * 255, 3), "steps": len(avg), "seconds": round(times[-1], 1),
            "sure_epsilon": r.preset.sure_epsilon, "sure_every": r.preset.sure_every,
            "psnr_average": [round(v, 4) for v in avg], "divergence": [None if v is None else round(v, 5) for v in div],
+           "data_term": [float(f"{v:.6g}") for v in loss],
            "device": "cpu", "commit": paper.git_commit()}
     default = image == "paper/denoising/F16_GT" and not args.lr and not args.ema and not args.sure_every \
         and not args.candidate and args.sigma == 25
@@ -432,7 +434,7 @@ def whole_lines() -> list[str]:
                   "for 0.99): over the preset's 700 steps the average already follows the network closely. "
                   "Probing the divergence on every second step only (`--sure-every 2`, its penalty weighted 2x; the "
                   "steps between run the network on one image, not two) makes a step 1.3x cheaper on this CPU (F16: "
-                  "216 against 280 s for 700 steps, run back to back with the default above) but the fit slower per "
+                  "216 against 280 s for 700 steps, run back to back with the default above; 291 s in its later rerun) but the fit slower per "
                   "step: 32.54 against 32.76 dB at step 700; at the same time (216 s, the default's step 540: 32.56 "
                   "dB) the two are level. Not adopted. A wider network (`--candidate sure-48-96`: skip 48/48/96/96 with 16 "
                   "skip channels, 2.5x the small network's time per step here) rises faster for 200 steps (30.42 and "
@@ -596,6 +598,111 @@ def cmd_eps(args) -> None:
     (RESULTS / "sure-eps.md").write_text("\n".join(lines) + "\n")
 
 
+RISE_CACHE = RESULTS / "runs" / "sure-rise.json"
+RISE_PRESETS = ("denoise-sure-fast", "denoise-sure")
+
+
+def rise_replay(losses: list[float], avg: list[float], **kwargs) -> tuple[float, int | None]:
+    """What a fit with :class:`deepprior.stopping.DataTermRise` (these settings) returns, replayed on
+    its recorded data term and running-average PSNR: (PSNR, stop step or None)."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from deepprior.stopping import DataTermRise
+
+    rule = DataTermRise(**kwargs)
+    for step, loss in enumerate(losses, 1):
+        if rule(step, SimpleNamespace(loss=loss, backtracked=False, result=torch.tensor([float(step - 1)]))):
+            return avg[int(rule.best.item())], step
+    return avg[-1], None
+
+
+def largest_rise(losses: list[float], alpha: float = 0.1, warmup: int = 50) -> float:
+    """The largest share by which the smoothed data term (as ``DataTermRise`` smooths it) rose above
+    its running minimum from step ``warmup`` on."""
+    smoothed, lowest, largest = None, None, 0.0
+    for step, loss in enumerate(losses, 1):
+        smoothed = loss if smoothed is None else smoothed + alpha * (loss - smoothed)
+        if step >= warmup:
+            lowest = smoothed if lowest is None else min(lowest, smoothed)
+            largest = max(largest, smoothed / lowest - 1)
+    return largest
+
+
+def cmd_rise(args) -> None:
+    """The SURE presets on the quick tier's crops with the data-term guard (``DataTermRise``, the
+    default of ``--stop auto`` for them): each fit runs its steps recording its data term, then the
+    rule is replayed on it (the same rule object the fit would call).  Also replays it on the whole
+    photos' runs that recorded their data term.  Writes ``benchmarks/results/sure-rise.md``."""
+    cache = json.loads(RISE_CACHE.read_text()) if RISE_CACHE.exists() else {}
+    from dataclasses import replace
+
+    from deepprior.runtime import tune_allocator
+
+    tune_allocator()
+    jobs = [replace(job, level=float(sigma), degradation=paper.degradation_label("denoise", sigma))
+            for job in paper.make_jobs("denoise", "quick", images=args.images) if float(job.level) == 25
+            for sigma in args.sigmas]
+    lines = ["Reproduce: `python -m benchmarks.sure rise --images " + " ".join(args.images) + " --sigmas "
+             + " ".join(map(str, args.sigmas)) + " --seeds " + " ".join(map(str, args.seeds))
+             + ("" if args.out == "sure-rise.md" else f" --out {args.out}") + "` (the quick tier's "
+             "128 px crops, the noise level estimated as the library does, seed = the crop's seed + the offset; each "
+             "preset for its own steps, the data term recorded and `DataTermRise()` replayed on it; CPU). Per cell: "
+             "what the fit returns at its last step without the guard, its peak, and with the guard (the step it "
+             "stopped at, if it did).", "",
+             "| crop | sigma | seed offset | " + " | ".join(f"`{p}`" for p in RISE_PRESETS) + " |",
+             "|---|---:|---:|" + "---|" * len(RISE_PRESETS)]
+    rows = []
+    for job in jobs:
+        case = paper.denoise_case(job)
+        for offset in args.seeds:
+            cells = []
+            for name in RISE_PRESETS:
+                key = f"{job.dataset}/{job.image}|{int(float(job.level))}|{offset}|{name}"
+                if key not in cache:
+                    loss = []
+                    h = _sure_crop_fit(case, job.seed + offset, None, preset=name,
+                                       callback=lambda step, state: loss.append(state.loss)).history
+                    cache[key] = {"loss": [float(f"{v:.6g}") for v in loss],
+                                  "avg": [round(v, 4) for v in h["psnr_average_reference"]]}
+                    RISE_CACHE.parent.mkdir(parents=True, exist_ok=True)
+                    RISE_CACHE.write_text(json.dumps(cache))
+                c = cache[key]
+                guarded, at = rise_replay(c["loss"], c["avg"])
+                rows.append((name, int(float(job.level)), c["avg"][-1], max(c["avg"]), guarded, largest_rise(c["loss"])))
+                cells.append(f"{c['avg'][-1]:.2f} (peak {max(c['avg']):.2f}) → "
+                             + (f"**{guarded:.2f}** (stopped at {at})" if at else f"{guarded:.2f}"))
+            lines.append(f"| {job.dataset}/{job.image} | {int(float(job.level))} | {offset} | " + " | ".join(cells) + " |")
+            print(lines[-1], flush=True)
+    lines += ["", "| preset | sigma | fits | mean change with the guard (dB) | worst | best | collapsed without / with "
+              "the guard (ended > 0.4 dB below the peak) | largest rise of the data term in a fit that did not "
+              "collapse |", "|---|---:|---:|---:|---:|---:|---|---:|"]
+    for name in RISE_PRESETS:
+        for sigma in args.sigmas:
+            sel = [r for r in rows if r[0] == name and r[1] == sigma]
+            if not sel:
+                continue
+            d = [r[4] - r[2] for r in sel]
+            lines.append(f"| `{name}` | {sigma} | {len(sel)} | {_mean(d):+.2f} | {min(d):+.2f} | {max(d):+.2f} | "
+                         f"{sum(r[3] - r[2] > 0.4 for r in sel)} / {sum(r[3] - r[4] > 0.4 for r in sel)} | "
+                         f"{max((r[5] for r in sel if r[3] - r[2] <= 0.4), default=0):.1%} |")
+    whole = [json.loads(f.read_text()) for f in sorted(RESULTS.glob("sure-whole*.json"))]
+    whole = [w for w in whole if w.get("data_term") and args.out == "sure-rise.md"]
+    if whole:
+        lines += ["", "Whole photos (`python -m benchmarks.sure whole ...`, the runs that recorded their data term; "
+                  "BENCHMARKS.md, \"SURE: whole photos\"), the guard replayed the same way:", "",
+                  "| image | sigma | recipe | steps | last step (dB) | peak | with the guard | largest rise of the "
+                  "data term |", "|---|---:|---|---:|---:|---:|---|---:|"]
+        for w in whole:
+            a = w["psnr_average"]
+            guarded, at = rise_replay(w["data_term"], a)
+            lines.append(f"| {w['image']} | {w.get('sigma', 25)} | {w.get('candidate') or 'denoise-sure'} | {len(a)} | "
+                         f"{a[-1]:.2f} | {max(a):.2f} | " + (f"{guarded:.2f} (stopped at {at})" if at else "no stop")
+                         + f" | {largest_rise(w['data_term']):.1%} |")
+    (RESULTS / args.out).write_text("\n".join(lines) + "\n")
+
+
 GUARD_CACHE = RESULTS / "runs" / "sure-guard.json"
 GUARD_STEPS = 700  # denoise-sure's count
 
@@ -745,12 +852,17 @@ def main(argv=None) -> None:
     e.add_argument("--images", nargs="+", default=["F16_GT", "baboon"])
     e.add_argument("--eps", type=float, nargs="+", default=[1e-3, 5e-3, 1e-2])
     e.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ri = sub.add_parser("rise")
+    ri.add_argument("--images", nargs="+", default=["F16_GT", "baboon", "108070"])
+    ri.add_argument("--sigmas", type=int, nargs="+", default=[15, 25, 30])
+    ri.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
+    ri.add_argument("--out", default="sure-rise.md", help="under benchmarks/results")
     g = sub.add_parser("guard")
     g.add_argument("action", choices=("run", "report"))
     g.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
     args = ap.parse_args(argv)
     {"run": cmd_run, "report": cmd_report, "whole": cmd_whole, "tiled": cmd_tiled, "recipes": cmd_recipes, "eps": cmd_eps,
-     "guard": cmd_guard}[args.cmd](args)
+     "guard": cmd_guard, "rise": cmd_rise}[args.cmd](args)
 
 
 if __name__ == "__main__":

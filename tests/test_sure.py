@@ -156,11 +156,48 @@ def test_denoise_sure_warns_above_the_noise_levels_it_was_measured_at():
 def test_auto_stop_runs_the_sure_presets_step_count():
     from deepprior.stopping import AUTO_STOP, auto_spec
 
+    from deepprior.stopping import DataTermRise, make_rule
+
     assert auto_spec("denoise", "denoise-sure") is None
     assert auto_spec("denoise", "denoise-small") is AUTO_STOP["denoise"] is not None
+    assert isinstance(make_rule("auto", task="denoise", preset="denoise-sure-fast"), DataTermRise)
+    with pytest.raises(ValueError, match="no window or patience"):
+        make_rule("auto", task="denoise", preset="denoise-sure-fast", window=50)
+    assert make_rule("fixed", task="denoise", preset="denoise-sure-fast") is None
     img = np.random.default_rng(0).random((16, 16, 3)).astype(np.float32)
     r = deepprior.run_task("denoise", img, preset="denoise-sure", iters=3, device="cpu", sigma=0.1)  # stop="auto"
-    assert r.restoration.stop_rule is None and r.restoration.fit.steps == 3
+    # the guard watches but a healthy (here: short) fit runs its steps and returns its running average
+    assert isinstance(r.restoration.stop_rule, DataTermRise) and r.restoration.fit.steps == 3
+    assert not r.restoration.stop_rule.stopped
+
+
+def _replay(rule, losses):
+    """Feed a data-term curve to ``rule``; each step's result is a tensor holding its step number."""
+    from types import SimpleNamespace
+
+    for step, loss in enumerate(losses, 1):
+        if rule(step, SimpleNamespace(loss=loss, backtracked=False, result=torch.tensor([float(step)]))):
+            return step
+    return None
+
+
+def test_data_term_rise_returns_the_average_from_before_the_collapse():
+    from deepprior.stopping import DataTermRise
+
+    falling = [1.0 / (1 + 0.05 * k) for k in range(300)]
+    rule = DataTermRise(rise=0.03, alpha=0.1, warmup=20)
+    assert _replay(rule, falling) is None and not rule.stopped  # a healthy fit: no stop
+    # falls to a minimum at step 150, then rises (the collapse): stops, keeps the result from near the minimum
+    collapse = falling[:150] + [falling[149] * (1 + 0.01 * k) for k in range(1, 150)]
+    rule = DataTermRise(rise=0.03, alpha=0.1, warmup=20)
+    stop = _replay(rule, collapse)
+    assert stop is not None and 150 < stop < 170 and "rose" in rule.reason
+    assert 145 <= rule.best_step <= 155 and float(rule.best) == rule.best_step
+    # non-finite losses and backtracked steps are ignored; bad settings are refused
+    assert _replay(DataTermRise(warmup=2), [1.0, float("nan"), 0.9, 0.8]) is None
+    for bad in [dict(rise=0), dict(alpha=0), dict(alpha=1.5), dict(warmup=0)]:
+        with pytest.raises(ValueError):
+            DataTermRise(**bad)
 
 
 def test_denoisings_default_preset_follows_the_noise_level(data_dir):
@@ -209,3 +246,15 @@ def test_the_divergence_guard_skips_the_steps_without_a_probe():
     r = fit(Scale(1.0), y.clone(), Identity(), y, iters=6, lr=1e-9, jitter=0.0, ema=None, sure_sigma=0.1,
             sure_every=2, stop=rule)
     assert r.steps == 6 and rule.smoothed == pytest.approx(1.0, abs=0.1)
+
+
+def test_a_fit_stopped_by_data_term_rise_returns_the_kept_average():
+    from deepprior.stopping import DataTermRise
+
+    img = np.random.default_rng(0).random((16, 16, 3)).astype(np.float32)
+    rule = DataTermRise(rise=1e-6, alpha=1.0, warmup=1)  # stops at the first step whose data term goes up
+    r = deepprior.run_task("denoise", img, preset="denoise-sure-fast", iters=60, rng=0, device="cpu", sigma=0.1,
+                           stop=rule)
+    assert r.restoration.fit.stop_reason == "rule" and rule.stop_step == r.restoration.fit.steps
+    assert rule.best_step < rule.stop_step
+    np.testing.assert_allclose(r.image, rule.best.clamp(0, 1)[0].permute(1, 2, 0).numpy(), atol=1e-6)
