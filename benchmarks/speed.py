@@ -465,7 +465,9 @@ def markdown(result: dict, tolerance: float) -> str:
         lines += ["", f"Time to quality: F16 centre crop {t0['crop']}x{t0['crop']}, sigma 25, target "
                   f"{t0['target_db']:g} dB (averaged output), cap {t0['cap_steps']} steps"
                   + (", the allocator tuned as the CLI runs (`deepprior.runtime`)"
-                     if result["meta"].get("ttq_allocator_tuned") else "") + ".", "",
+                     if result["meta"].get("ttq_allocator_tuned") else "")
+                  + (f"; measured at commit {result['meta']['ttq_commit']} (`python -m benchmarks.speed --ttq-only`)"
+                     if result["meta"].get("ttq_commit") else "") + ".", "",
                   "| preset | steps | seconds | PSNR at stop (dB) |", "|---|---:|---:|---:|"]
         for t in result["ttq"]:
             if t["reached"]:
@@ -495,6 +497,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--sgemm-n", type=int, default=4096)
     ap.add_argument("--sgemm-repeats", type=int, default=5)
     ap.add_argument("--ttq", action="store_true", help="also measure time to quality (slower)")
+    ap.add_argument("--ttq-only", action="store_true",
+                    help="measure time to quality only and replace it in --out (and --markdown), keeping that "
+                         "file's earlier per-iteration measurements")
     ap.add_argument("--ttq-presets", nargs="+", default=["denoise-paper", "denoise-small", "denoise-small@bf16",
                                                          "denoise-sure", "denoise-sure-fast"],
                     help="preset names; NAME@bf16 runs the preset with precision='bf16'")
@@ -528,6 +533,37 @@ def machine_meta(args, device: str) -> dict:
     return meta
 
 
+def measure_ttq(args) -> tuple[bool, list[dict]]:
+    """Time to quality of each of ``args.ttq_presets``, the allocator tuned as the CLI runs them:
+    (whether the allocator was tuned, one dict per preset)."""
+    from deepprior.runtime import tune_allocator
+
+    tuned = tune_allocator()
+    ttq = []
+    for name in args.ttq_presets:
+        t = time_to_quality(name, args.ttq_crop, args.target_db, args.ttq_cap, args.device)
+        ttq.append(t)
+        print(f"  ttq {name}: " + (f"{t['target_db']:g} dB at step {t['steps']} in {t['seconds']:.1f} s" if t["reached"]
+              else f"not reached within {t['cap_steps']} steps ({t['psnr_db_at_stop']:.2f} dB)"), flush=True)
+    return tuned, ttq
+
+
+def ttq_only(args) -> int:
+    """``--ttq-only``: remeasure time to quality into an earlier run's ``--out`` file."""
+    if not args.out.is_file():
+        raise SystemExit(f"--ttq-only needs an earlier run's results in {args.out}")
+    result = json.loads(args.out.read_text())
+    meta = machine_meta(args, args.device)
+    result["meta"]["ttq_allocator_tuned"], result["ttq"] = measure_ttq(args)
+    result["meta"]["ttq_commit"] = meta["commit"]
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    md = markdown(result, result.get("tolerance", args.tolerance))
+    print("\n" + md)
+    if args.markdown:
+        args.markdown.write_text(md)
+    return 0
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == [WORKER]:
@@ -546,6 +582,8 @@ def main(argv=None) -> int:
         for size in args.sizes:
             print(profile(size, args.profile, args.device, args.preset))
         return 0
+    if args.ttq_only:
+        return ttq_only(args)
     meta = machine_meta(args, args.device)
     if meta["load_average_at_start"] > 0.5 * (os.cpu_count() or 1):
         print(f"WARNING: the machine is busy (load average {meta['load_average_at_start']}): timings will be off; "
@@ -570,14 +608,7 @@ def main(argv=None) -> int:
 
     ttq = []
     if args.ttq:
-        from deepprior.runtime import tune_allocator
-
-        meta["ttq_allocator_tuned"] = tune_allocator()  # as the CLI runs them
-        for name in args.ttq_presets:
-            t = time_to_quality(name, args.ttq_crop, args.target_db, args.ttq_cap, args.device)
-            ttq.append(t)
-            print(f"  ttq {name}: " + (f"{t['target_db']:g} dB at step {t['steps']} in {t['seconds']:.1f} s" if t["reached"]
-                  else f"not reached within {t['cap_steps']} steps ({t['psnr_db_at_stop']:.2f} dB)"), flush=True)
+        meta["ttq_allocator_tuned"], ttq = measure_ttq(args)
 
     result = {"meta": meta, "variants": {n: VARIANTS[n].description for n in args.variants},
               "tolerance": args.tolerance, "sgemm": sgemm, "runs": runs, "ttq": ttq}

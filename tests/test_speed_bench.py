@@ -43,6 +43,13 @@ def test_markdown_has_a_row_per_run_and_the_ttq_table():
     assert "| 64 | channels_last | 8.0 | 1.000 | 8.0 | 8.0 | 2.00x | 410 | 2.0e-05 ok (tol 0.0001) |" in md
     assert "error: boom" in md
     assert "not reached within 10" in md
+    result["meta"]["ttq_commit"] = "def"  # --ttq-only remeasured it later
+    assert "measured at commit def (`python -m benchmarks.speed --ttq-only`)" in speed.markdown(result, tolerance=1e-4)
+
+
+def test_ttq_only_needs_an_earlier_run(tmp_path):
+    with pytest.raises(SystemExit, match="needs an earlier run"):
+        speed.main(["--ttq-only", "--out", str(tmp_path / "none.json")])
 
 
 def test_every_variant_matches_eager_on_one_forward():
