@@ -552,10 +552,11 @@ def ttq_only(args) -> int:
     """``--ttq-only``: remeasure time to quality into an earlier run's ``--out`` file."""
     if not args.out.is_file():
         raise SystemExit(f"--ttq-only needs an earlier run's results in {args.out}")
+    from benchmarks.paper import git_commit
+
     result = json.loads(args.out.read_text())
-    meta = machine_meta(args, args.device)
     result["meta"]["ttq_allocator_tuned"], result["ttq"] = measure_ttq(args)
-    result["meta"]["ttq_commit"] = meta["commit"]
+    result["meta"]["ttq_commit"] = git_commit()
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     md = markdown(result, result.get("tolerance", args.tolerance))
     print("\n" + md)

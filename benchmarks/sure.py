@@ -530,6 +530,16 @@ def _sure_crop_fit(case, seed: int, iters: int, preset="denoise-sure", **kwargs)
                               reference=case.truth, stop="fixed", device="cpu", **kwargs).restoration.fit
 
 
+def _crop_jobs(images, sigmas) -> list:
+    """The quick tier's 128 px denoising crops of ``images`` at each noise level of ``sigmas`` (the
+    crop's own seed at each level)."""
+    from dataclasses import replace
+
+    return [replace(job, level=float(sigma), degradation=paper.degradation_label("denoise", sigma))
+            for job in paper.make_jobs("denoise", "quick", images=images) if float(job.level) == 25
+            for sigma in sigmas]
+
+
 def cmd_recipes(args) -> None:
     """Faster recipes against ``denoise-sure`` on the quick tier's crops, several seeds each: the
     PSNR of the returned image at each recipe's last step (what a user gets), its peak, the raw
@@ -549,12 +559,7 @@ def cmd_recipes(args) -> None:
     from deepprior.runtime import tune_allocator
 
     tune_allocator()
-    from dataclasses import replace
-
-    jobs = [replace(job, level=float(sigma), degradation=paper.degradation_label("denoise", sigma))
-            for job in paper.make_jobs("denoise", "quick", images=args.images) if float(job.level) == 25
-            for sigma in args.sigmas]  # the crop's own noise seed at each level
-    for job in jobs:
+    for job in _crop_jobs(args.images, args.sigmas):
         case = paper.denoise_case(job)
         for offset in args.seeds:
             cells = []
@@ -602,9 +607,9 @@ RISE_CACHE = RESULTS / "runs" / "sure-rise.json"
 RISE_PRESETS = ("denoise-sure-fast", "denoise-sure")
 
 
-def rise_replay(losses: list[float], avg: list[float], **kwargs) -> tuple[float, int | None]:
-    """What a fit with :class:`deepprior.stopping.DataTermRise` (these settings) returns, replayed on
-    its recorded data term and running-average PSNR: (PSNR, stop step or None)."""
+def _feed_rise(losses: list[float], **kwargs):
+    """Feed a :class:`deepprior.stopping.DataTermRise` (these settings) a recorded data term, step by
+    step, each step's result standing in as its 0-based index; yields (step, rule, stopped)."""
     from types import SimpleNamespace
 
     import torch
@@ -613,21 +618,24 @@ def rise_replay(losses: list[float], avg: list[float], **kwargs) -> tuple[float,
 
     rule = DataTermRise(**kwargs)
     for step, loss in enumerate(losses, 1):
-        if rule(step, SimpleNamespace(loss=loss, backtracked=False, result=torch.tensor([float(step - 1)]))):
+        yield step, rule, rule(step, SimpleNamespace(loss=loss, backtracked=False,
+                                                     result=torch.tensor([float(step - 1)])))
+
+
+def rise_replay(losses: list[float], avg: list[float], **kwargs) -> tuple[float, int | None]:
+    """What a fit with ``DataTermRise`` (these settings) returns, replayed on its recorded data term
+    and running-average PSNR: (PSNR, stop step or None)."""
+    for step, rule, stopped in _feed_rise(losses, **kwargs):
+        if stopped:
             return avg[int(rule.best.item())], step
     return avg[-1], None
 
 
-def largest_rise(losses: list[float], alpha: float = 0.1, warmup: int = 50) -> float:
-    """The largest share by which the smoothed data term (as ``DataTermRise`` smooths it) rose above
-    its running minimum from step ``warmup`` on."""
-    smoothed, lowest, largest = None, None, 0.0
-    for step, loss in enumerate(losses, 1):
-        smoothed = loss if smoothed is None else smoothed + alpha * (loss - smoothed)
-        if step >= warmup:
-            lowest = smoothed if lowest is None else min(lowest, smoothed)
-            largest = max(largest, smoothed / lowest - 1)
-    return largest
+def largest_rise(losses: list[float], **kwargs) -> float:
+    """The largest share by which ``DataTermRise``'s smoothed data term rose above its minimum (the
+    rule with these settings, never stopping)."""
+    return max((rule.smoothed / rule.lowest - 1 for _, rule, _ in _feed_rise(losses, rise=math.inf, **kwargs)
+                if rule.lowest is not None), default=0.0)
 
 
 def cmd_rise(args) -> None:
@@ -636,14 +644,10 @@ def cmd_rise(args) -> None:
     rule is replayed on it (the same rule object the fit would call).  Also replays it on the whole
     photos' runs that recorded their data term.  Writes ``benchmarks/results/sure-rise.md``."""
     cache = json.loads(RISE_CACHE.read_text()) if RISE_CACHE.exists() else {}
-    from dataclasses import replace
-
     from deepprior.runtime import tune_allocator
 
     tune_allocator()
-    jobs = [replace(job, level=float(sigma), degradation=paper.degradation_label("denoise", sigma))
-            for job in paper.make_jobs("denoise", "quick", images=args.images) if float(job.level) == 25
-            for sigma in args.sigmas]
+    jobs = _crop_jobs(args.images, args.sigmas)
     lines = ["Reproduce: `python -m benchmarks.sure rise --images " + " ".join(args.images) + " --sigmas "
              + " ".join(map(str, args.sigmas)) + " --seeds " + " ".join(map(str, args.seeds))
              + ("" if args.out == "sure-rise.md" else f" --out {args.out}") + "` (the quick tier's "
