@@ -2,7 +2,7 @@
 
     python -m benchmarks.sure run [--set tune|test|all] [--sigmas 15 25 50]
     python -m benchmarks.sure report
-    python -m benchmarks.sure whole [--steps 1000]      # a whole photo: the 512 px F16 at sigma 25
+    python -m benchmarks.sure whole [--steps 1000] [--sigma 25] [--preset NAME --stop auto]  # a whole photo (512 px)
     python -m benchmarks.sure tiled [--tile 128] [--steps 100 200 300]  # the same photo in tiles
     python -m benchmarks.sure recipes [--candidates NAME ...] [--images ...] [--sigmas 15 25 30] [--seeds 0 1]
     python -m benchmarks.sure eps [--images F16_GT baboon] [--eps 1e-3 5e-3 1e-2] [--seeds 0 1]
@@ -355,36 +355,44 @@ def cmd_whole(args) -> None:
         if step % 100 == 0:
             print(f"step {step}: {state.psnr_average_reference:.2f} dB, {state.elapsed:.0f} s", flush=True)
 
-    preset = "denoise-sure"
+    preset = args.preset or "denoise-sure"
     if args.candidate:  # a benchmarks.fast_search denoising candidate
         from benchmarks.fast_search import preset_of
 
         preset = preset_of("denoise", args.candidate)
-    r = deepprior.run_task("denoise", noisy, preset=preset, iters=args.steps, rng=0, device="cpu",
-                           reference=clean, callback=watch, stop="fixed",
+    task = deepprior.run_task("denoise", noisy, preset=preset, iters=args.steps, rng=0, device="cpu",
+                           reference=clean, callback=watch, stop=args.stop,
                            **({"lr": args.lr} if args.lr else {}),
                            **({"ema": args.ema} if args.ema else {}),
-                           **({"sure_every": args.sure_every} if args.sure_every else {})).restoration
+                           **({"sure_every": args.sure_every} if args.sure_every else {}))
+    r = task.restoration
     avg = r.fit.history["psnr_average_reference"]
     image = args.image.removesuffix(".png")
-    out = {"image": image, "size": list(clean.shape[:2]), "sigma": args.sigma, "preset": "denoise-sure", "candidate": args.candidate,
+    import numpy as np
+
+    returned = float(10 * np.log10(1 / np.mean((np.clip(np.asarray(task.image, dtype=np.float64), 0, 1) - clean) ** 2)))
+    out = {"image": image, "size": list(clean.shape[:2]), "sigma": args.sigma, "preset": preset if not args.candidate
+           else "denoise-sure", "candidate": args.candidate, "stop": args.stop, "returned_psnr": round(returned, 4),
            "lr": r.preset.lr,
            "ema": r.preset.ema,
-           "sigma_estimated": round(r.sigma * 255, 3), "steps": len(avg), "seconds": round(times[-1], 1),
+           "sigma_estimated": None if r.sigma is None else round(r.sigma * 255, 3), "steps": len(avg), "seconds": round(times[-1], 1),
            "sure_epsilon": r.preset.sure_epsilon, "sure_every": r.preset.sure_every,
            "psnr_average": [round(v, 4) for v in avg], "divergence": [None if v is None else round(v, 5) for v in div],
            "data_term": [float(f"{v:.6g}") for v in loss],
            "device": "cpu", "commit": paper.git_commit()}
     default = image == "paper/denoising/F16_GT" and not args.lr and not args.ema and not args.sure_every \
-        and not args.candidate and args.sigma == 25
+        and not args.candidate and args.sigma == 25 and not args.preset and args.stop == "fixed"
     name = "sure-whole.json" if default else (f"sure-whole-{Path(image).name}" + (f"-lr{args.lr:g}" if args.lr else "")
                                               + (f"-ema{args.ema:g}" if args.ema else "")
                                               + (f"-every{args.sure_every}" if args.sure_every else "")
                                               + (f"-{args.candidate}" if args.candidate else "")
+                                              + (f"-{args.preset}" if args.preset else "")
+                                              + ("-auto" if args.stop == "auto" else "")
                                               + (f"-s{args.sigma}" if args.sigma != 25 else "") + ".json")
     (RESULTS / name).write_text(json.dumps(out) + "\n")
     (RESULTS / "sure-whole.md").write_text("\n".join(whole_lines()) + "\n")  # every whole-photo run so far
-    print(f"best {max(avg):.2f} dB at step {avg.index(max(avg)) + 1}; {avg[-1]:.2f} dB at {len(avg)}")
+    print(f"best {max(avg):.2f} dB at step {avg.index(max(avg)) + 1}; {avg[-1]:.2f} dB at {len(avg)}; "
+          f"returned {returned:.2f} dB")
 
 
 def whole_lines() -> list[str]:
@@ -418,16 +426,17 @@ def whole_lines() -> list[str]:
                   "[--lr LR] [--ema W] [--sure-every K] [--candidate NAME] [--sigma S]`, the top-left 512 px (or less), "
                   "noise seed 0; `denoise-sure`, PSNR of the returned image; the divergence's probe every K steps):", "",
                   "| image | sigma | network | lr | average's weight | probe every | at 300 / 500 / last step (dB) | steps "
-                  "| best (dB @ step) | time (s) |",
-                  "|---|---:|---|---:|---:|---:|---|---:|---|---:|"]
+                  "| best (dB @ step) | returned (dB) | time (s) |",
+                  "|---|---:|---|---:|---:|---:|---|---:|---|---:|---:|"]
         for f in others:
             o = json.loads(f.read_text())
             a = o["psnr_average"]
-            lines.append(f"| {o['image']} | {o.get('sigma', 25)} | {o.get('candidate') or 'denoise-sure'} | {o.get('lr', 0.01):g} | "
+            net = (o.get("candidate") or o.get("preset", "denoise-sure")) + (", auto stop" if o.get("stop") == "auto" else "")
+            lines.append(f"| {o['image']} | {o.get('sigma', 25)} | {net} | {o.get('lr', 0.01):g} | "
                          f"{o.get('ema', 0.99):g} | {o.get('sure_every', 1)} | "
                          + " / ".join(f"{a[k - 1]:.2f}" if len(a) >= k else "–" for k in (300, 500))
                          + f" / {a[-1]:.2f} | {len(a)} | "
-                         f"{max(a):.2f} @ {a.index(max(a)) + 1} | {o['seconds']:.0f} |")
+                         f"{max(a):.2f} @ {a.index(max(a)) + 1} | {o.get('returned_psnr', a[-1]):.2f} | {o['seconds']:.0f} |")
         lines += ["", "Reading: neither twice the learning rate nor a shorter memory of the average brings the peak "
                   "sooner on a whole photo (set14/man: the same curve within 0.05 dB up to step 600). The average's "
                   "weight is the warm-up's, (1 + step) / (10 + step), until that reaches it (step 440 for 0.98, 890 "
@@ -692,7 +701,8 @@ def cmd_rise(args) -> None:
                          f"{sum(r[3] - r[2] > 0.4 for r in sel)} / {sum(r[3] - r[4] > 0.4 for r in sel)} | "
                          f"{max((r[5] for r in sel if r[3] - r[2] <= 0.4), default=0):.1%} |")
     whole = [json.loads(f.read_text()) for f in sorted(RESULTS.glob("sure-whole*.json"))]
-    whole = [w for w in whole if w.get("data_term") and args.out == "sure-rise.md"]
+    whole = [w for w in whole if w.get("data_term") and args.out == "sure-rise.md"
+             and w.get("preset", "denoise-sure") == "denoise-sure"]  # the SURE fits (not --preset's)
     if whole:
         lines += ["", "Whole photos (`python -m benchmarks.sure whole ...`, the runs that recorded their data term; "
                   "BENCHMARKS.md, \"SURE: whole photos\"), the guard replayed the same way:", "",
@@ -844,6 +854,9 @@ def main(argv=None) -> None:
     w.add_argument("--sure-every", type=int, help="the divergence's probe every K steps (default: the preset's)")
     w.add_argument("--candidate", help="a benchmarks.fast_search denoising candidate instead of denoise-sure")
     w.add_argument("--sigma", type=int, default=25, help="the noise level (of 255)")
+    w.add_argument("--preset", help="another denoising preset (default: denoise-sure)")
+    w.add_argument("--stop", choices=("fixed", "auto"), default="fixed",
+                   help="auto: the preset's automatic stop, as the CLI runs it (--steps is then the cap)")
     t = sub.add_parser("tiled")
     t.add_argument("--tile", type=int, default=128)
     t.add_argument("--steps", type=int, nargs="+", default=[100, 200, 300], help="each tile's steps, one run each")
