@@ -4,6 +4,7 @@
     python -m benchmarks.sure report
     python -m benchmarks.sure whole [--steps 1000] [--sigma 25] [--preset NAME --stop auto]  # a whole photo (512 px)
     python -m benchmarks.sure tiled [--tile 128] [--steps 100 200 300]  # the same photo in tiles
+    python -m benchmarks.sure versus [--presets denoise-paper denoise-small denoise-sure-fast] [--sigmas 50]
     python -m benchmarks.sure recipes [--candidates NAME ...] [--images ...] [--sigmas 15 25 30] [--seeds 0 1]
     python -m benchmarks.sure eps [--images F16_GT baboon] [--eps 1e-3 5e-3 1e-2] [--seeds 0 1]
     python -m benchmarks.sure guard run [--seeds 0 1 2 3]; python -m benchmarks.sure guard report
@@ -597,6 +598,55 @@ def _crop_jobs(images, sigmas) -> list:
             for sigma in sigmas]
 
 
+VERSUS_CACHE = RESULTS / "runs" / "sure-versus.json"
+
+
+def cmd_versus(args) -> None:
+    """Denoising presets as the CLI runs them (``--stop auto``: the SURE presets guarded, the others
+    with the automatic rule; the noise level estimated) on the quick tier's 128 px crops: the PSNR
+    of the returned image, the steps run and the seconds.  Writes ``benchmarks/results/<--out>``."""
+    import deepprior
+    from benchmarks.protocol import psnr
+    from deepprior.runtime import tune_allocator
+
+    tune_allocator()
+    cache = json.loads(VERSUS_CACHE.read_text()) if VERSUS_CACHE.exists() else {}
+    lines = ["Reproduce: `python -m benchmarks.sure versus --presets " + " ".join(args.presets) + " --images "
+             + " ".join(args.images) + " --sigmas " + " ".join(map(str, args.sigmas))
+             + ("" if args.out == "sure-versus.md" else f" --out {args.out}") + "` (the quick tier's 128 px crops, "
+             "noise and seeds; each preset as the CLI runs it, `--stop auto`, the noise level estimated; CPU, the "
+             "allocator tuned). Per cell: the PSNR of the returned image, the steps run and the seconds.", "",
+             "| crop | sigma | " + " | ".join(f"`{p}`" for p in args.presets) + " |",
+             "|---|---:|" + "---|" * len(args.presets)]
+    rows = []
+    for job in _crop_jobs(args.images, args.sigmas):
+        case = paper.denoise_case(job)
+        cells = []
+        for name in args.presets:
+            key = f"{job.dataset}/{job.image}|{int(float(job.level))}|{name}"
+            if key not in cache:
+                steps = []
+                start = time.perf_counter()
+                r = deepprior.run_task("denoise", case.degraded, preset=name, rng=job.seed, device="cpu",
+                                       stop="auto", callback=lambda step, state: steps.append(step))
+                cache[key] = {"psnr": round(psnr(r.image, case.truth), 4), "steps": len(steps),
+                              "seconds": round(time.perf_counter() - start, 1), "commit": paper.git_commit()}
+                VERSUS_CACHE.parent.mkdir(parents=True, exist_ok=True)
+                VERSUS_CACHE.write_text(json.dumps(cache))
+            c = cache[key]
+            cells.append(f"{c['psnr']:.2f} dB, {c['steps']} steps, {c['seconds']:.0f} s")
+        rows.append([cache[f"{job.dataset}/{job.image}|{int(float(job.level))}|{name}"] for name in args.presets])
+        lines.append(f"| {job.dataset}/{job.image} | {int(float(job.level))} | " + " | ".join(cells) + " |")
+        print(lines[-1], flush=True)
+    lines.append("")
+    for k, name in enumerate(args.presets[1:], 1):
+        d = [r[k]["psnr"] - r[0]["psnr"] for r in rows]
+        t = sum(r[0]["seconds"] for r in rows) / sum(r[k]["seconds"] for r in rows)
+        lines.append(f"- `{name}` against `{args.presets[0]}`: {_mean(d):+.2f} dB on average ({min(d):+.2f} to "
+                     f"{max(d):+.2f}), {t:.1f}x less time in all.")
+    (RESULTS / args.out).write_text("\n".join(lines) + "\n")
+
+
 def cmd_recipes(args) -> None:
     """Faster recipes against ``denoise-sure`` on the quick tier's crops, several seeds each: the
     PSNR of the returned image at each recipe's last step (what a user gets), its peak, the raw
@@ -917,6 +967,11 @@ def main(argv=None) -> None:
     e.add_argument("--images", nargs="+", default=["F16_GT", "baboon"])
     e.add_argument("--eps", type=float, nargs="+", default=[1e-3, 5e-3, 1e-2])
     e.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    vs = sub.add_parser("versus")
+    vs.add_argument("--presets", nargs="+", default=["denoise-paper", "denoise-small", "denoise-sure-fast"])
+    vs.add_argument("--images", nargs="+", default=["F16_GT", "baboon", "108070"])
+    vs.add_argument("--sigmas", type=int, nargs="+", default=[50])
+    vs.add_argument("--out", default="sure-versus.md", help="under benchmarks/results")
     ri = sub.add_parser("rise")
     ri.add_argument("--images", nargs="+", default=["F16_GT", "baboon", "108070"])
     ri.add_argument("--sigmas", type=int, nargs="+", default=[15, 25, 30])
@@ -926,7 +981,7 @@ def main(argv=None) -> None:
     g.add_argument("action", choices=("run", "report"))
     g.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
     args = ap.parse_args(argv)
-    {"run": cmd_run, "report": cmd_report, "whole": cmd_whole, "tiled": cmd_tiled, "recipes": cmd_recipes, "eps": cmd_eps,
+    {"run": cmd_run, "report": cmd_report, "whole": cmd_whole, "tiled": cmd_tiled, "recipes": cmd_recipes, "versus": cmd_versus, "eps": cmd_eps,
      "guard": cmd_guard, "rise": cmd_rise}[args.cmd](args)
 
 

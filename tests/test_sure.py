@@ -149,7 +149,7 @@ def test_measurement_input_and_sure_loss_go_together():
 
 def test_denoise_sure_warns_above_the_noise_levels_it_was_measured_at():
     img = np.random.default_rng(0).random((16, 16, 3)).astype(np.float32)
-    with pytest.warns(UserWarning, match="fails at 50"):
+    with pytest.warns(UserWarning, match="denoise-paper .the default at this level. is safer"):
         deepprior.run_task("denoise", img, preset="denoise-sure", iters=1, device="cpu", sigma=60 / 255)
 
 

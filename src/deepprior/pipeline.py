@@ -166,8 +166,9 @@ def _sure_sigma(preset: Preset, y: torch.Tensor, sigma: float | None, forward: F
     if not (math.isfinite(sigma) and sigma > 0):
         raise InputError(f"the noise level must be positive, got {sigma}")
     if sigma > SURE_MAX_SIGMA:
-        warnings.warn(f"preset {preset.name!r} was measured at noise levels up to 25 (0..255) and fails at 50; "
-                      f"this image's is {sigma * 255:.0f}: denoise-paper (the default at this level) is safer",
+        warnings.warn(f"preset {preset.name!r} was measured good at noise levels up to {SURE_MAX_SIGMA * 255:.0f} "
+                      f"(0..255) and loses to denoise-paper's fit at 50; this image's is {sigma * 255:.0f}: "
+                      "denoise-paper (the default at this level) is safer",
                       stacklevel=3)
     return float(sigma)
 
