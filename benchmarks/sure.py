@@ -280,7 +280,8 @@ def defaults_lines(cache: dict, zcache: dict, denoise_rule) -> list[str]:
     benchmark, what ``--stop auto`` with the default preset runs against the fixed count.
 
     Denoising picks its preset by the noise level estimated from the image (as the CLI does):
-    ``denoise-sure-fast`` for its steps up to sigma 30 (guarded, as ``--stop auto`` runs it), else the usual fit (``denoise-small`` standing in
+    ``denoise-sure-fast`` for its steps up to sigma 30 (guarded, as ``--stop auto`` runs it), else
+    the usual fit (``denoise-small`` standing in
     for the paper's network, as in the stopping benchmark) with the automatic rule.  JPEG, SR and
     inpainting have no rule: ``auto`` runs their count.  PSNR of the returned image."""
     import deepprior
@@ -313,7 +314,8 @@ def defaults_lines(cache: dict, zcache: dict, denoise_rule) -> list[str]:
         return []
     lines = ["", "**The defaults as shipped, against the fixed count** (the stopping issue's savings): on the stopping "
              "benchmark's test cases, `--stop auto` with the preset the CLI picks (denoising: by the noise level it "
-             "estimates; the SURE preset runs its steps, guarded by `DataTermRise`, the others `denoise-small` standing in for the "
+             "estimates; the SURE preset runs its steps, guarded by `DataTermRise`, the others `denoise-small` "
+             "standing in for the "
              "paper's network as in the stopping benchmark; JPEG, SR and inpainting: the stopping benchmark's "
              "stand-ins, which run their count) against the paper recipe's fixed count:", "",
              "| case | default preset | steps run (dB) | fixed count (dB) | difference | steps saved "
@@ -383,7 +385,8 @@ def cmd_whole(args) -> None:
            else "denoise-sure", "candidate": args.candidate, "stop": args.stop, "returned_psnr": round(returned, 4),
            "lr": r.preset.lr,
            "ema": r.preset.ema,
-           "sigma_estimated": None if r.sigma is None else round(r.sigma * 255, 3), "steps": len(avg), "seconds": round(times[-1], 1),
+           "sigma_estimated": None if r.sigma is None else round(r.sigma * 255, 3),
+           "steps": len(avg), "seconds": round(times[-1], 1),
            "sure_epsilon": r.preset.sure_epsilon, "sure_every": r.preset.sure_every,
            "psnr_average": [round(v, 4) for v in avg], "divergence": [None if v is None else round(v, 5) for v in div],
            "data_term": [float(f"{v:.6g}") for v in loss],
@@ -537,10 +540,10 @@ def versus_lines() -> list[str]:
                      f"{guarded - m['returned_psnr']:+.2f} |")
     lines += ["", "Reading (2026-11-27): at sigma 30, the top of its domain, the default is level with the noise-input "
               "fit or above it on whole photos (+0.15 dB on F16, +2.42 on baboon, whose noise-input fit still rose at "
-              "its cap of 3000 steps, -0.11 on lenna) in a tenth of the time. At sigma 50 it falls behind even with "
-              "its guard (both fits collapsed; the guard returned their average from before): -2.48 dB on F16 and "
-              "-0.16 on man. The crops at sigma 50, where the guarded fit came out ahead of `denoise-small` (BENCHMARKS.md, "
-              "\"SURE: the data-term guard above sigma 30\"), do not carry over to whole photos, so `SURE_MAX_SIGMA` "
+              "its cap of 3000 steps, -0.11 on lenna) in a tenth of the time. At sigma 40 and 50 it falls behind even "
+              "with its guard (every fit collapsed; the guard returned its average from before): -1.40 and -2.48 dB "
+              "on F16, -0.06 and -0.16 on man. The crops at sigma 40 and 50, where the guarded fit came out ahead of `denoise-paper` (BENCHMARKS.md, "
+              "\"SURE above sigma 30: the presets as the CLI runs them on crops\"), do not carry over to whole photos, so `SURE_MAX_SIGMA` "
               "stays at 30. The stand-in is the small network: `denoise-paper` itself may do better above sigma 30."]
     return lines
 

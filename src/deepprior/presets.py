@@ -426,8 +426,9 @@ _DEFAULTS = {
 #: it was measured (sigma 15, 25 and 30: at sigma 25 the paper recipe's best image less 0.2 dB 52-109x
 #: sooner on the held-out crops), ``denoise-paper`` above it, where SURE's fits collapse (sigma 50; BENCHMARKS.md, "SURE").
 #: On whole 512 px photos the noise-input fit (denoise-small, automatic stop) beat the guarded
-#: denoise-sure-fast at sigma 50 (F16 -2.48 dB, set14/man -0.16) and lost to it or tied at sigma 30
-#: (F16 +0.15, baboon +2.42, lenna -0.11): python -m benchmarks.sure whole --preset denoise-small --stop auto.
+#: denoise-sure-fast at sigma 40 and 50 (F16 -1.40 and -2.48 dB, set14/man -0.06 and -0.16) and
+#: lost to it or tied at sigma 30 (F16 +0.15, baboon +2.42, lenna -0.11): python -m benchmarks.sure
+#: whole --preset denoise-small --stop auto (BENCHMARKS.md, "SURE: whole photos").
 SURE_MAX_SIGMA = 30 / 255
 
 
