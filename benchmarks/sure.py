@@ -134,8 +134,8 @@ def cmd_run(args) -> None:
                 else:  # the default up to sigma 30, its own steps
                     from deepprior.presets import get_preset
 
-                    cache[key] = stopping.record(task, image, preset="denoise-sure-fast",
-                                                 steps=get_preset("denoise-sure-fast").iters)
+                    fast = get_preset("denoise-sure-fast")
+                    cache[key] = stopping.record(task, image, preset=fast.name, steps=fast.iters)
                 CACHE.parent.mkdir(parents=True, exist_ok=True)
                 CACHE.write_text(json.dumps(cache))
                 print(f"{key}: {time.perf_counter() - t0:.0f} s", flush=True)
@@ -350,6 +350,7 @@ def _whole_photo(image: str, sigma: int = 25):
 
 def cmd_whole(args) -> None:
     import deepprior
+    from benchmarks.protocol import psnr
 
     if args.tune_allocator:  # as the CLI does (deepprior.runtime)
         from deepprior.runtime import tune_allocator
@@ -378,9 +379,7 @@ def cmd_whole(args) -> None:
     r = task.restoration
     avg = r.fit.history["psnr_average_reference"]
     image = args.image.removesuffix(".png")
-    import numpy as np
-
-    returned = float(10 * np.log10(1 / np.mean((np.clip(np.asarray(task.image, dtype=np.float64), 0, 1) - clean) ** 2)))
+    returned = psnr(task.image, clean)
     out = {"image": image, "size": list(clean.shape[:2]), "sigma": args.sigma, "preset": preset if not args.candidate
            else "denoise-sure", "candidate": args.candidate, "stop": args.stop, "returned_psnr": round(returned, 4),
            "lr": r.preset.lr,
@@ -434,8 +433,10 @@ def whole_lines() -> list[str]:
     others = sorted(RESULTS.glob("sure-whole-*.json"))
     if others:
         lines += ["", "Other runs (`python -m benchmarks.sure whole --steps N --tune-allocator [--image IMAGE] "
-                  "[--lr LR] [--ema W] [--sure-every K] [--candidate NAME] [--sigma S]`, the top-left 512 px (or less), "
-                  "noise seed 0; `denoise-sure`, PSNR of the returned image; the divergence's probe every K steps):", "",
+                  "[--lr LR] [--ema W] [--sure-every K] [--candidate NAME] [--sigma S] [--preset NAME --stop auto]`, the "
+                  "top-left 512 px (or less), noise seed 0; `denoise-sure` unless named; PSNR of the returned image "
+                  "(the running average's at 300 / 500 / last step, best; then what the fit returned); the "
+                  "divergence's probe every K steps):", "",
                   "| image | sigma | network | lr | average's weight | probe every | at 300 / 500 / last step (dB) | steps "
                   "| best (dB @ step) | returned (dB) | time (s) |",
                   "|---|---:|---|---:|---:|---:|---|---:|---|---:|---:|"]
@@ -624,7 +625,7 @@ def cmd_versus(args) -> None:
     rows = []
     for job in _crop_jobs(args.images, args.sigmas):
         case = paper.denoise_case(job)
-        cells = []
+        row = []
         for name in args.presets:
             key = f"{job.dataset}/{job.image}|{int(float(job.level))}|{name}"
             if key not in cache:
@@ -636,10 +637,10 @@ def cmd_versus(args) -> None:
                               "seconds": round(time.perf_counter() - start, 1), "commit": paper.git_commit()}
                 VERSUS_CACHE.parent.mkdir(parents=True, exist_ok=True)
                 VERSUS_CACHE.write_text(json.dumps(cache))
-            c = cache[key]
-            cells.append(f"{c['psnr']:.2f} dB, {c['steps']} steps, {c['seconds']:.0f} s")
-        rows.append([cache[f"{job.dataset}/{job.image}|{int(float(job.level))}|{name}"] for name in args.presets])
-        lines.append(f"| {job.dataset}/{job.image} | {int(float(job.level))} | " + " | ".join(cells) + " |")
+            row.append(cache[key])
+        rows.append(row)
+        lines.append(f"| {job.dataset}/{job.image} | {int(float(job.level))} | "
+                     + " | ".join(f"{c['psnr']:.2f} dB, {c['steps']} steps, {c['seconds']:.0f} s" for c in row) + " |")
         print(lines[-1], flush=True)
     lines.append("")
     for k, name in enumerate(args.presets[1:], 1):
