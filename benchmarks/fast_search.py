@@ -196,6 +196,26 @@ def candidates(task: str) -> dict[str, tuple[str, dict, int, str]]:
         c["blindspot-flips"] = (bs, {"blindspot_flips": True, **SHIPPED_BETAS}, 2000,
                                 "`inpaint-blindspot` (betas 0.8, 0.9) with "
                                 "Self2Self's flips (input flipped at random each step, output flipped back)")
+        # the architecture's other knobs (networks.NetworkConfig), on inpaint-blindspot as shipped: a
+        # 3x3 skip branch (a full-size path that sees each pixel's neighbours; paper: 1x1), 5x5
+        # decoder convolutions, ELU (smooth) instead of LeakyReLU, 2x2 average pooling after a
+        # stride-1 conv instead of a stride-2 conv
+        for key, change, what in (("skipk3", {"filter_skip": 3}, "a 3x3 skip branch (paper: 1x1)"),
+                                  ("up5", {"filter_up": 5}, "5x5 decoder convolutions (paper: 3x3)"),
+                                  ("elu", {"activation": "elu"}, "ELU instead of LeakyReLU"),
+                                  ("avgdown", {"downsample": "avg"}, "conv then 2x2 average pooling (paper: "
+                                                                     "stride-2 conv)")):
+            c[f"blindspot-{key}"] = (bs, {"network": _net(
+                channels_down=(32, 32, 64, 64), channels_up=(32, 32, 64, 64), channels_skip=(16,) * 4, **change),
+                **SHIPPED_BETAS}, 2000, f"`inpaint-blindspot` with {what}")
+        # fewer known pixels shown as the fit goes on (fitting.blindspot_keep_at): the first fill
+        # from most of them, then more hidden ones scored per step
+        for final, ramp in ((0.6, 2000), (0.4, 2000), (0.4, 1000), (0.2, 2000)):
+            c[f"blindspot-keep{final * 10:02.0f}-r{ramp}"] = (bs, {
+                "network": _net(channels_down=(32, 32, 64, 64), channels_up=(32, 32, 64, 64), channels_skip=(16,) * 4),
+                "blindspot_keep_final": final, "blindspot_keep_steps": ramp, **SHIPPED_BETAS}, 2000,
+                f"`inpaint-blindspot` (as blindspot-skip16), the share shown falling from 0.8 to {final:g} over "
+                f"{ramp} steps")
     if task == "denoise":  # DIP-SURE (presets.py, denoise-sure), the default up to sigma 30
         c["sure"] = ("denoise-sure", {}, 1000, "`denoise-sure`: SURE loss, the noisy image as input")
         for b1, b2 in ((0.9, 0.99), (0.8, 0.9)):
@@ -271,6 +291,11 @@ def candidates(task: str) -> dict[str, tuple[str, dict, int, str]]:
         if base == "inpaint-blindspot" and "network" not in changes:
             c[name] = (base, {"network": _net(channels_down=(32, 32, 64, 64), channels_up=(32, 32, 64, 64),
                                               channels_skip=(4,) * 4), **changes}, steps, what)
+    # and inpaint-blindspot showed a constant 0.8 of the known pixels until blindspot-keep04-r2000
+    # (0.8 falling to 0.4): those that do not set the schedule keep the constant share, as measured
+    for name, (base, changes, steps, what) in list(c.items()):
+        if base == "inpaint-blindspot" and "blindspot_keep_final" not in changes:
+            c[name] = (base, {"blindspot_keep_final": None, **changes}, steps, what)
     # and sr-x4-fast had the paper's 32 input channels until fast-b-in16 (16): those that do not set
     # them keep the 32, as measured
     for name, (base, changes, steps, what) in list(c.items()):

@@ -276,6 +276,12 @@ def build(results: Path, output: Path) -> str:
                          "images, the allocator tuned)"),
                         ("fast-inpaint-search-blindspot-s16-48-48-64-64-tuned.md", "Inpainting: the wider "
                          "network on house (`search:blindspot-s16-48-48-64-64`, the allocator tuned)"),
+                        ("fast-search-inpaint-arch.md", "Inpainting: the network's other knobs (tune images, "
+                         "the allocator tuned)"),
+                        ("fast-search-inpaint-keep.md", "Inpainting: fewer known pixels shown as the fit goes on "
+                         "(tune images, the allocator tuned)"),
+                        ("fast-search-inpaint-keep-final.md", "Inpainting: the falling share on the held-out crops "
+                         "(2000 steps; `inpaint-blindspot` since)"),
                         ("fast-search-denoise.md", "Searching for faster denoising presets (tune images)"),
                         ("fast-denoise-search-sure-every2-tuned.md", "Denoising: the divergence's probe every second "
                          "step (`search:sure-every2`, held-out crops, the allocator tuned; not adopted)"),

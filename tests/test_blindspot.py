@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import deepprior
-from deepprior.fitting import blindspot_input, fit
+from deepprior.fitting import blindspot_input, blindspot_keep_at, fit
 from deepprior.forward import Identity, Mask
 from deepprior.masks import MaskError, hole_mask, is_scattered, random_pixels_mask, strokes_mask, text_mask
 from deepprior.pipeline import InputError
@@ -103,6 +103,34 @@ def test_flips_feed_the_network_flipped_inputs_and_flip_its_output_back():
         assert seen == expected
 
 
+class RecordShown(CopyShown):
+    """CopyShown that records the share of the known pixels shown to it (its input's mask channel)."""
+
+    def __init__(self, channels, known):
+        super().__init__(channels)
+        self.known, self.shares = known, []
+
+    def forward(self, x):
+        self.shares.append(float(x[:, self.channels:].sum() / self.known.sum()))
+        return super().forward(x)
+
+
+def test_the_share_shown_falls_from_keep_to_keep_final_then_stays():
+    assert blindspot_keep_at(1, 0.8) == blindspot_keep_at(500, 0.8, 0.4, 0) == 0.8  # no schedule
+    assert blindspot_keep_at(1000, 0.8, 0.4, 2000) == pytest.approx(0.6)
+    assert blindspot_keep_at(2000, 0.8, 0.4, 2000) == blindspot_keep_at(5000, 0.8, 0.4, 2000) == pytest.approx(0.4)
+    g = torch.Generator().manual_seed(0)
+    known = (torch.rand(1, 1, 64, 64, generator=g) < 0.5).float()  # ~2000 known pixels: the share to ~0.01
+    y = torch.rand(1, 3, 64, 64, generator=g) * known
+    net = RecordShown(3, known)
+    fit(net, y.clone(), Mask(known), y, iters=30, lr=1e-9, jitter=0.0, ema=None, backtrack=False,
+        blindspot_keep=0.8, blindspot_keep_final=0.4, blindspot_keep_steps=20, generator=torch.Generator().manual_seed(1))
+    steps = net.shares[:30]  # (then the final pass, without an average: every known pixel shown)
+    for step, share in enumerate(steps, start=1):
+        assert share == pytest.approx(blindspot_keep_at(step, 0.8, 0.4, 20), abs=0.05)
+    assert steps[0] > 0.7 and steps[-1] < 0.5
+
+
 def test_blindspot_fit_checks_its_arguments():
     y = torch.rand(1, 3, 16, 16)
     known = torch.ones(1, 1, 16, 16)
@@ -114,6 +142,10 @@ def test_blindspot_fit_checks_its_arguments():
         fit(CopyShown(3), torch.rand(1, 32, 16, 16), Mask(known), y, iters=1, blindspot_keep=0.8)
     with pytest.raises(ValueError, match="blindspot_flips"):
         fit(CopyShown(3), y.clone(), Mask(known), y, iters=1, blindspot_flips=True)
+    with pytest.raises(ValueError, match="blindspot_keep_final need a blind-spot fit"):
+        fit(CopyShown(3), y.clone(), Mask(known), y, iters=1, blindspot_keep_final=0.4)
+    with pytest.raises(ValueError, match=r"blindspot_keep_final must be in \(0, 1\)"):
+        fit(CopyShown(3), y.clone(), Mask(known), y, iters=1, blindspot_keep=0.8, blindspot_keep_final=0.0)
 
 
 def test_the_preset_is_for_inpainting_with_the_measurement_as_input():
@@ -127,6 +159,10 @@ def test_the_preset_is_for_inpainting_with_the_measurement_as_input():
     flipped = deepprior.get_preset("inpaint-small").replace(blindspot_flips=True)
     with pytest.raises(InputError, match="blindspot_flips needs loss='blindspot'"):
         deepprior.run_task("inpaint", img, mask=random_pixels_mask((16, 16), 0.5, rng=0), preset=flipped, iters=1,
+                           device="cpu")
+    falling = deepprior.get_preset("inpaint-small").replace(blindspot_keep_final=0.4, blindspot_keep_steps=10)
+    with pytest.raises(InputError, match="blindspot_keep_final needs loss='blindspot'"):
+        deepprior.run_task("inpaint", img, mask=random_pixels_mask((16, 16), 0.5, rng=0), preset=falling, iters=1,
                            device="cpu")
 
 

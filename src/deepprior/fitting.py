@@ -276,6 +276,15 @@ def _jitter_generator(generator: torch.Generator | None, device: torch.device) -
 FLIPS = ((), (-1,), (-2,), (-2, -1))
 
 
+def blindspot_keep_at(step: int, keep: float, final: float | None = None, steps: int = 0) -> float:
+    """A blind-spot fit's share of known pixels shown at ``step`` (from 1): ``keep`` falling
+    linearly to ``final`` at step ``steps``, then ``final`` (``keep`` throughout when ``final`` is
+    None or ``steps`` is 0)."""
+    if final is None or steps <= 0:
+        return keep
+    return keep + (final - keep) * min(1.0, step / steps)
+
+
 def blindspot_input(z: torch.Tensor, shown: torch.Tensor, fill: bool = False) -> torch.Tensor:
     """A blind-spot network's input: the shown pixels of ``z`` and the mask of the shown pixels (1
     or C channels), stacked along the channels.  The other pixels are zero, or with ``fill`` a
@@ -397,6 +406,8 @@ def fit(
     sure_epsilon: float = 5e-3,
     sure_every: int = 1,
     blindspot_keep: float | None = None,
+    blindspot_keep_final: float | None = None,
+    blindspot_keep_steps: int = 0,
     blindspot_flips: bool = False,
     blindspot_fill: bool = False,
 ) -> FitResult:
@@ -498,6 +509,12 @@ def fit(
         known pixels is then replaced by ``y`` (in ``state.output``, the average and the result:
         the returned image keeps the known pixels exactly).  ``state.loss`` is the hidden pixels'
         mean squared error.
+    blindspot_keep_final, blindspot_keep_steps : float or None, int
+        A blind-spot fit's share of known pixels shown falls linearly from ``blindspot_keep`` to
+        ``blindspot_keep_final`` over the first ``blindspot_keep_steps`` steps, then stays there
+        (:func:`blindspot_keep_at`; None: ``blindspot_keep`` throughout).  Early on most pixels
+        shown make the first fill quick; later, more pixels hidden score the network on more of
+        them per step (inpaint-blindspot: 0.8 to 0.4 over 2000 steps; presets.py).
     blindspot_flips : bool
         A blind-spot fit's data augmentation (Self2Self's flips): every step feeds the network its
         input flipped left-right, upside down, both or neither (one of the four at random) and flips
@@ -531,11 +548,15 @@ def fit(
     if sure_every < 1 or (sure_every > 1 and cuda_graph):
         raise ValueError(f"sure_every must be >= 1 (and 1 with cuda_graph), got {sure_every}")
     blindspot = blindspot_keep is not None
-    if blindspot_flips and not blindspot:
-        raise ValueError("blindspot_flips needs a blind-spot fit (blindspot_keep)")
+    if (blindspot_flips or blindspot_keep_final is not None) and not blindspot:
+        raise ValueError("blindspot_flips and blindspot_keep_final need a blind-spot fit (blindspot_keep)")
     if blindspot:
         if not 0 < blindspot_keep < 1:
             raise ValueError(f"blindspot_keep must be in (0, 1), got {blindspot_keep}")
+        if blindspot_keep_final is not None and not 0 < blindspot_keep_final < 1:
+            raise ValueError(f"blindspot_keep_final must be in (0, 1), got {blindspot_keep_final}")
+        if blindspot_keep_steps < 0:
+            raise ValueError(f"blindspot_keep_steps must be >= 0, got {blindspot_keep_steps}")
         if sure or not isinstance(forward, Mask):
             raise ValueError("a blind-spot fit needs a Mask forward model (inpainting) and no SURE")
         if z.shape != y.shape:
@@ -684,7 +705,8 @@ def fit(
                 loss = float(loss_t.item())
             elif blindspot:
                 shown_buf.uniform_(0.0, 1.0, generator=jitter_gen)
-                shown = known * (shown_buf < blindspot_keep)
+                keep = blindspot_keep_at(step, blindspot_keep, blindspot_keep_final, blindspot_keep_steps)
+                shown = known * (shown_buf < keep)
                 if blindspot_flips:
                     dims = FLIPS[int(torch.randint(4, (1,), generator=jitter_gen, device=device))]
                     raw = run_network(blindspot_input(net_in, shown, blindspot_fill).flip(dims)).flip(dims)

@@ -141,6 +141,8 @@ def _sure_sigma(preset: Preset, y: torch.Tensor, sigma: float | None, forward: F
         raise InputError(f"preset {preset.name!r}: loss must be 'mse', 'sure' or 'blindspot', got {preset.loss!r}")
     if preset.blindspot_flips and preset.loss != "blindspot":
         raise InputError(f"preset {preset.name!r}: blindspot_flips needs loss='blindspot'")
+    if preset.blindspot_keep_final is not None and preset.loss != "blindspot":
+        raise InputError(f"preset {preset.name!r}: blindspot_keep_final needs loss='blindspot'")
     if preset.loss == "blindspot":
         if preset.input != "measurement":
             raise InputError(f"preset {preset.name!r}: a blind-spot fit needs input='measurement'")
@@ -351,6 +353,8 @@ def restore(
         sure_epsilon=preset.sure_epsilon,
         sure_every=preset.sure_every,
         blindspot_keep=preset.blindspot_keep if blindspot else None,
+        blindspot_keep_final=preset.blindspot_keep_final if blindspot else None,
+        blindspot_keep_steps=preset.blindspot_keep_steps,
         blindspot_flips=preset.blindspot_flips,
         blindspot_fill=preset.blindspot_fill,
     )
