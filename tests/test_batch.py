@@ -144,6 +144,22 @@ def test_glob_and_output_naming_errors(folder, tmp_path, capsys):
     assert "no images found" in capsys.readouterr().err
 
 
+def test_a_folder_run_neither_overwrites_a_mask_nor_starts_without_a_place_for_its_results(folder, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    mask = out / "p0_inpainted.png"  # where p0's result would go
+    Image.fromarray(np.where(np.arange(37)[None, :] % 3 == 0, 255, 0).repeat(31, 0).astype(np.uint8)).save(mask)
+    before = mask.read_bytes()
+    assert run("inpaint", folder, "--mask", mask, "-o", out, "--overwrite", *FAST) == 1
+    err = capsys.readouterr().err.strip()
+    assert "would overwrite a mask" in err and "\n" not in err, err
+    assert mask.read_bytes() == before
+    (tmp_path / "afile").write_bytes(b"x")
+    assert run("denoise", folder, "-o", tmp_path / "afile" / "sub", *FAST) == 1
+    assert "is not a folder" in capsys.readouterr().err
+    assert not list(folder.glob("*_denoised*"))
+
+
 def test_inpaint_masks_by_stem_folder_or_one_file(tmp_path, capsys):
     d = tmp_path / "in"
     d.mkdir()

@@ -211,6 +211,93 @@ def test_existing_output_without_overwrite(capsys, tiny, tmp_path):
     assert run("denoise", tiny, "-o", out, "--overwrite", *FAST) == 0
 
 
+def test_an_output_never_replaces_the_mask_or_the_reference(capsys, tiny, tmp_path):
+    """Not with --overwrite, and not with --resume (which may replace only an interrupted run's result)."""
+    mask = tmp_path / "m.png"
+    Image.fromarray(np.where(np.arange(37)[None, :] % 3 == 0, 255, 0).repeat(31, 0).astype(np.uint8)).save(mask)
+    before = mask.read_bytes()
+    for flag in ("--overwrite", "--resume"):
+        _fails(capsys, tmp_path, "inpaint", tiny, "--mask", mask, "-o", mask, flag, *FAST, match="overwrite the mask")
+        _fails(capsys, tmp_path, "denoise", tiny, "--reference", mask, "-o", mask, flag, *FAST,
+               match="overwrite the reference")
+    assert mask.read_bytes() == before
+
+
+def test_resume_does_not_replace_a_file_no_run_of_ours_made(capsys, tiny, tmp_path):
+    out = tmp_path / "o.png"
+    out.write_bytes(b"keep me")  # no sidecar, no checkpoint: not an interrupted run's result
+    _fails(capsys, tmp_path, "denoise", tiny, "-o", out, "--resume", *FAST, match="--overwrite")
+    assert out.read_bytes() == b"keep me"
+
+
+def test_an_output_folder_that_cannot_be_made_fails_before_the_fit(capsys, tiny, tmp_path):
+    (tmp_path / "afile").write_bytes(b"x")
+    _fails(capsys, tmp_path, "denoise", tiny, "-o", str(tmp_path / "afile") + "/", *FAST, match="is not a folder")
+    _fails(capsys, tmp_path, "denoise", tiny, "-o", tmp_path / "afile" / "o.png", *FAST, match="is not a folder")
+
+
+def test_a_result_that_cannot_be_written_is_kept_elsewhere(monkeypatch, capsys, tiny, tmp_path):
+    """The fit is done when its output turns out unwritable (a full disk, say): the result goes to
+    a temporary folder, and the error line says where."""
+    from deepprior import io as dio
+
+    real = dio.write_image
+    target = tmp_path / "o.png"
+
+    def failing(path, *a, **k):
+        if Path(path) == target:
+            raise OSError(28, "No space left on device")
+        return real(path, *a, **k)
+
+    monkeypatch.setattr(dio, "write_image", failing)
+    assert run("denoise", tiny, "-o", target, *FAST) != 0
+    err = capsys.readouterr().err.strip()
+    assert "No space left on device" in err and "the result was kept in" in err and "\n" not in err, err
+    kept = Path(err.split("the result was kept in ")[1])
+    assert Image.open(kept).size == (37, 31)
+
+
+def test_an_empty_mask_is_refused_with_a_preset_and_tiles_too(capsys, tiny, tmp_path):
+    Image.fromarray(np.zeros((31, 37), np.uint8)).save(tmp_path / "empty.png")
+    _fails(capsys, tmp_path, "inpaint", tiny, "--mask", tmp_path / "empty.png", "--preset", "inpaint-small",
+           "--tile", "16", "--tile-overlap", "4", "--time-budget", "5", "--iters", "3", "--quiet",
+           match="no pixel to fill")
+
+
+@pytest.mark.parametrize("flag,value", [("--lr", "0"), ("--lr", "nan"), ("--time-budget", "-1"),
+                                        ("--time-budget", "nan"), ("--max-pixels", "0"), ("--iters", "0")])
+def test_numbers_out_of_range(capsys, tiny, tmp_path, flag, value):
+    args = [a for a in FAST if a not in ("--iters", "3")] + ([] if flag == "--iters" else ["--iters", "3"])
+    _fails(capsys, tmp_path, "denoise", tiny, flag, value, *args, match=flag)
+
+
+def test_an_image_too_large_to_decode(capsys, tmp_path):
+    """A header claiming 20000x20000 pixels (Pillow's decompression-bomb limit): one line."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 20000, 20000, 8, 0, 0, 0, 0))
+           + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+    (tmp_path / "huge.png").write_bytes(png)
+    _fails(capsys, tmp_path, "denoise", tmp_path / "huge.png", *FAST, match="too large to read")
+
+
+def test_an_unexpected_error_is_one_line_too(monkeypatch, capsys, tiny, tmp_path):
+    import deepprior.job
+
+    def boom(*a, **k):
+        raise ZeroDivisionError("float division by zero")
+
+    monkeypatch.setattr(deepprior.job, "compute", boom)
+    assert run("denoise", tiny, "-o", tmp_path / "o.png", *FAST) != 0
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("deepprior: internal error: ZeroDivisionError") and "DEEPPRIOR_DEBUG" in err, err
+    assert "\n" not in err
+
+
 def test_image_over_the_size_limit(capsys, tiny, tmp_path):
     _fails(capsys, tmp_path, "sr", tiny, "--scale", "8", "--max-pixels", "1000", *FAST, match="--max-pixels")
 
@@ -384,3 +471,14 @@ def test_deblock_fast_fits_big_photos_in_its_tiles_unless_told_otherwise(tmp_pat
     capsys.readouterr()
     assert run("deblock", src, "-o", tmp_path / "ck.png", *quick, "--checkpoint-every", "1") != 0
     assert "--tile 0" in capsys.readouterr().err
+
+
+def test_out_of_memory_is_recognised_from_torch_and_numpy():
+    """numpy's MemoryError ("Unable to allocate ...") gets the same hint as torch's allocators."""
+    from deepprior.job import describe_error, is_oom
+
+    for e in (MemoryError("Unable to allocate 3.00 GiB for an array with shape (20000, 20000, 2)"),
+              RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+              RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 bytes")):
+        assert is_oom(e) and describe_error(e).startswith("out of memory; try a smaller image")
+    assert not is_oom(ValueError("the mask marks no pixel to fill"))

@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .io import IMAGE_SUFFIXES
-from .job import Job, Settings, compute_or_error, describe_error, is_done, load, output_path, read_sidecar, save
+from .job import (Job, Settings, compute_or_error, describe_error, is_done, load, output_path, output_problem,
+                  read_sidecar, save)
 
 __all__ = ["PlanError", "collect", "make_job", "plan", "run", "compute_here", "Summary"]
 
@@ -170,12 +171,23 @@ def plan(spec: str, *, task: str, scale: int | None = None, output: str | None =
                 used_by.setdefault(p.resolve(), set()).add(j)
     jobs = [j for j in jobs if not used_by.get(j.input.resolve(), set()) - {j}]
     seen: dict[Path, Job] = {}
+    read = {p.resolve(): kind for j in jobs for kind, p in (("mask", j.mask), ("reference", j.reference)) if p is not None}
     for j in jobs:
         if j.output.resolve() == j.input.resolve():
             raise PlanError(f"{j.output}: the output would overwrite the input; choose another -o")
+        for p in (j.output, j.sidecar):
+            if p.resolve() in read:
+                raise PlanError(f"{p}: the output would overwrite a {read[p.resolve()]}; choose another -o")
         other = seen.setdefault(j.output.resolve(), j)
         if other is not j:
             raise PlanError(f"{other.input} and {j.input} would both write {j.output}; rename one of them")
+    checked = set()
+    for j in jobs:  # before any fit: the results must have a place to go
+        if j.output.parent not in checked:
+            checked.add(j.output.parent)
+            problem = output_problem(j.output)
+            if problem:
+                raise PlanError(problem)
     return jobs
 
 

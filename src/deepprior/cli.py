@@ -178,8 +178,12 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def _check_outputs(inp: Path, paths: list[Path], overwrite: bool) -> None:
+def _check_outputs(inp: Path, paths: list[Path], overwrite: bool, others: dict[str, Path | None] | None = None) -> None:
+    """Before any work: the outputs ``paths`` have a format and a folder they can be written to,
+    and overwrite neither the input ``inp`` nor the ``others`` read (e.g. ``{"mask": path}``), nor
+    (without ``overwrite``) any file."""
     from .io import IMAGE_SUFFIXES
+    from .job import output_problem
 
     out = paths[0]
     if out.suffix.lower() not in IMAGE_SUFFIXES:
@@ -187,6 +191,12 @@ def _check_outputs(inp: Path, paths: list[Path], overwrite: bool) -> None:
     for p in paths:
         if _same_file(inp, p):
             raise CLIError(f"{p}: the output would overwrite the input; choose another -o")
+        for kind, other in (others or {}).items():
+            if other is not None and _same_file(other, p):
+                raise CLIError(f"{p}: the output would overwrite the {kind}; choose another -o")
+        problem = output_problem(p)
+        if problem:
+            raise CLIError(problem)
     if not overwrite:
         for p in paths:
             if p.exists():
@@ -247,7 +257,8 @@ def _task_settings(args, *, several: bool):
     scale = getattr(args, "scale", None)
     if args.task == "sr" and scale not in (2, 4, 8):
         raise CLIError(f"--scale must be 2, 4 or 8, got {scale}")
-    for flag, value, least in [("--save-every", args.save_every, 1), ("--iters", args.iters, 0),
+    for flag, value, least in [("--save-every", args.save_every, 1), ("--iters", args.iters, 1),
+                               ("--max-pixels", args.max_pixels, 1),
                                ("--checkpoint-every", args.checkpoint_every, 1), ("--threads", args.threads, 1),
                                ("--ray-cpus", args.ray_cpus, 1), ("--stop-window", args.stop_window, 2),
                                ("--stop-patience", args.stop_patience, 1), ("--tile", args.tile, 0),
@@ -255,6 +266,9 @@ def _task_settings(args, *, several: bool):
         if value is not None and value < least:
             raise CLIError(f"{flag} must be {'a positive number' if least else '>= 0'}, got {value}")
 
+    for flag, value in [("--lr", args.lr), ("--time-budget", args.time_budget)]:
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise CLIError(f"{flag} must be a positive number, got {value}")
     sigma = getattr(args, "sigma", None)
     if sigma is not None and not (math.isfinite(sigma) and 0 < sigma < 255):
         raise CLIError(f"--sigma must be a noise level between 0 and 255 (e.g. 25), got {sigma}")
@@ -314,10 +328,12 @@ def _run_one_file(args) -> int:
 
     job = make_job(Path(args.input), task=args.task, scale=getattr(args, "scale", None), output=args.output,
                    mask=getattr(args, "mask", None), reference=args.reference)
-    # --resume may replace the partial result of an interrupted run
-    partial = args.resume and not (read_sidecar(job.sidecar) or {}).get("complete")
+    # --resume may replace the partial result of an interrupted run: one its sidecar marks
+    # incomplete, or (killed between the image and its sidecar) one with a checkpoint beside it
+    meta = read_sidecar(job.sidecar)
+    partial = args.resume and (not meta.get("complete") if meta is not None else job.checkpoint.is_file())
     _check_outputs(job.input, [job.output, job.sidecar] + ([job.plot] if args.plot else []),
-                   args.overwrite or partial)
+                   args.overwrite or partial, {"mask": job.mask, "reference": job.reference})
     settings = _task_settings(args, several=False)
 
     from .job import compute, load, pixels_to_fill, save, tiling
@@ -538,8 +554,9 @@ def main(argv=None) -> int:
             raise
         if is_oom(e) or isinstance(e, (ValueError, TypeError, RuntimeError, OSError)):
             print(f"deepprior: error: {describe_error(e)}", file=sys.stderr)
-        else:
-            raise
+        else:  # a bug: still one line, and how to see more
+            print(f"deepprior: internal error: {describe_error(e)} (DEEPPRIOR_DEBUG=1 shows the traceback; "
+                  "please report it)", file=sys.stderr)
         return EXIT_ERROR
 
 

@@ -118,6 +118,8 @@ def read_image(path) -> tuple[np.ndarray, ImageInfo]:
                 elif mode not in ("L", "LA", "RGB", "RGBA"):
                     raise ImageReadError(f"{path}: unsupported image mode {mode}")
                 arr = np.asarray(im)
+    except Image.DecompressionBombError as e:  # a header claiming more pixels than Pillow will decode
+        raise ImageReadError(f"{path}: too large to read ({e})") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         if isinstance(e, ImageReadError):
             raise

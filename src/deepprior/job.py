@@ -279,7 +279,8 @@ def describe_error(e: BaseException) -> str:
 def is_oom(e: BaseException) -> bool:
     """True for out-of-memory errors (CUDA, MPS or the CPU allocator)."""
     msg = str(e).lower()
-    return type(e).__name__ == "OutOfMemoryError" or "out of memory" in msg or "can't allocate memory" in msg
+    return (isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError" or "out of memory" in msg
+            or "can't allocate memory" in msg)
 
 
 def _versions() -> dict:
@@ -386,6 +387,13 @@ def load(job: Job, settings: Settings) -> Loaded:
                 f"the reference is {reference.shape[1]}x{reference.shape[0]} but the result will be "
                 f"{want[1]}x{want[0]} (WxH)"
             )
+    if settings.task == "inpaint":  # before anything is planned from it (tiles, a time budget per tile)
+        from .api import pixels_to_fill as fill_of
+        from .masks import check_mask
+
+        fill = fill_of(image, mask, mask_keeps=bool(settings.mask_keeps), mask_dilate=settings.mask_dilate or 0)
+        if fill is not None:
+            check_mask(fill, image.shape[:2])
     preset = settings.preset_for(image, mask)
     return Loaded(image, info, mask, reference, preset, fingerprint(job, settings, preset))
 
@@ -579,6 +587,34 @@ def compute_or_error(job: Job, loaded: Loaded, settings: Settings, callbacks=())
         return describe_error(e)
 
 
+def _rescue(name: str, image, info) -> Path | None:
+    """Write a result whose output could not be written to a new temporary folder; its path, or
+    None when that fails too."""
+    import tempfile
+
+    from .io import write_image
+
+    try:
+        path = Path(tempfile.mkdtemp(prefix="deepprior-")) / name
+        write_image(path, image, info)
+        return path
+    except Exception:  # noqa: BLE001 - the caller reports the first failure
+        return None
+
+
+def output_problem(path: Path) -> str | None:
+    """Why ``path`` could not be written (checked before a fit, so that its result has a place to
+    go), or None: the first of its folders that exists must be a folder, and writable."""
+    folder = Path(path).absolute().parent
+    while not folder.exists() and folder.parent != folder:  # the missing ones will be made
+        folder = folder.parent
+    if not folder.is_dir():
+        return f"{path}: cannot write there ({folder} is not a folder)"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"{path}: cannot write there ({folder} is not writable)"
+    return None
+
+
 def save(job: Job, loaded: Loaded, computed: Computed, settings: Settings) -> dict:
     """Write the result image, then its sidecar; remove the checkpoint of a complete fit.
 
@@ -592,7 +628,12 @@ def save(job: Job, loaded: Loaded, computed: Computed, settings: Settings) -> di
 
     job.sidecar.unlink(missing_ok=True)
     result = computed.image
-    write_image(job.output, result, loaded.info)
+    try:
+        write_image(job.output, result, loaded.info)
+    except OSError as e:  # a finished fit is never lost: keep it where it can be written
+        kept = _rescue(job.output.name, result, loaded.info)
+        where = f"; the result was kept in {kept}" if kept else ""
+        raise OSError(f"could not write {job.output} ({e.strerror or e}){where}") from e
     hist = computed.history
     last = {k: v[-1] for k, v in hist.items() if v and k != "step"}
     final = {"loss": last.get("loss"), "psnr_measurement": last.get("psnr_measurement")}

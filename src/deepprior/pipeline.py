@@ -311,11 +311,10 @@ def restore(
             "(deepprior presets), or --no-memory-check to try anyway"
         )
     net = net.to(dev)
-    if dev.type in ("cpu", "cuda"):
-        if prefers_channels_last(cfg, dev):
-            net = net.to(memory_format=torch.channels_last)
-            z = z.contiguous(memory_format=torch.channels_last)
-        jitter_gen = torch.Generator(device=dev).manual_seed(seed + 1)
+    if dev.type in ("cpu", "cuda") and prefers_channels_last(cfg, dev):
+        net = net.to(memory_format=torch.channels_last)
+        z = z.contiguous(memory_format=torch.channels_last)
+    jitter_gen = torch.Generator(device=dev).manual_seed(seed + 1)
     ref = None if reference is None else reference.to(dev)
     precision = resolve_precision(preset.precision, dev)
     if sure_sigma is not None:  # "auto" too: fp32 (on CUDA TF32 only for a large enough step: fitting._NoTF32)
