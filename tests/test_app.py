@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 
 from app_helpers import SCRATCH, app_server, data_url, png_bytes, scratched_image
+from helpers import bomb_png
 from deepprior.app.server import RequestError, decode_upload, fill_from_array, mask_from_editor, open_image
 
 # ---- mask extraction -----------------------------------------------------------------------------
@@ -92,6 +93,9 @@ def test_non_images_and_huge_images_are_refused():
     assert e.value.status == 413
     arr, info = open_image(big)
     assert arr.shape == (100, 120, 3) and arr.dtype == np.float32 and info.bits == 8
+    with pytest.raises(RequestError, match="far over the limit") as e:  # Pillow refuses to open it at all
+        open_image(bomb_png(20000, 20000))
+    assert e.value.status == 413
 
 
 # ---- the HTTP API --------------------------------------------------------------------------------
@@ -222,6 +226,9 @@ def test_a_tiled_preset_counts_the_steps_of_all_its_tiles_and_stops_keeping_its_
         long = wait_for(server, long["id"], lambda j: j["state"] == "done")
         assert long["stopped"] and long["step"] < 100_000  # the second tile is the input, not fitted
         assert Image.open(io.BytesIO(request(server, long["result"]["image"])[1])).size == (140, 40)
+        sidecar = request(server, long["result"]["sidecar"])[1]
+        sidecar = json.loads(sidecar) if isinstance(sidecar, bytes) else sidecar
+        assert sidecar["stopped"] and not sidecar["complete"]
 
 
 def test_a_tiled_inpainting_counts_only_the_tiles_with_something_to_fill():
@@ -272,6 +279,7 @@ def test_an_inpainting_job_without_a_preset_gets_one_by_its_mask(device_kind, st
     ({"mask": None}, 400, "needs a mask"),
     ({"task": "colorize"}, 400, "unknown task"),
     ({"preset": "denoise-small"}, 400, "not a preset for inpaint"),
+    ({"preset": ["inpaint-small"]}, 400, "must be a name"),
     ({"iters": "many"}, 400, "iters must be a number"),
     ({"lr": 5}, 400, "lr must be between"),
     ({"task": "sr", "scale": 3, "preset": None}, 400, "must be 2, 4 or 8"),
@@ -291,6 +299,9 @@ def test_oversized_bodies_and_unknown_jobs():
         assert request(server, "/api/jobs", b"not json")[1]["error"] == "the request is not JSON"
         assert request(server, "/api/jobs/0123456789ab")[0] == 404
         assert request(server, "/api/jobs/0123456789ab/stop", b"", "POST")[0] == 404
+        _, job, _ = request(server, "/api/jobs", dict(inpaint_body(), iters=100_000))
+        code, reply, _ = request(server, f"/api/jobs/{job['id']}/stop", {}, "POST")  # a body is ignored
+        assert code == 200 and reply["id"] == job["id"]
 
 
 def test_the_app_command_prints_its_url_and_serves_the_page():

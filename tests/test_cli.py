@@ -273,15 +273,9 @@ def test_numbers_out_of_range(capsys, tiny, tmp_path, flag, value):
 
 def test_an_image_too_large_to_decode(capsys, tmp_path):
     """A header claiming 20000x20000 pixels (Pillow's decompression-bomb limit): one line."""
-    import struct
-    import zlib
+    from helpers import bomb_png
 
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 20000, 20000, 8, 0, 0, 0, 0))
-           + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
-    (tmp_path / "huge.png").write_bytes(png)
+    (tmp_path / "huge.png").write_bytes(bomb_png(20000, 20000))
     _fails(capsys, tmp_path, "denoise", tmp_path / "huge.png", *FAST, match="too large to read")
 
 

@@ -104,6 +104,35 @@ def test_non_finite_input_is_refused():
         deepprior.denoise(img, iters=1, device="cpu")
 
 
+@pytest.mark.parametrize("image, words", [
+    (torch.rand(16, 16, 3), "channels first"),  # a channels-last tensor: 16 "channels"
+    (torch.rand(3, 16, 16, dtype=torch.complex64), "dtype"),
+    (np.zeros((0, 0), np.float32), "empty"),
+    (np.zeros((0, 16, 3), np.float32), "empty"),
+    (torch.zeros(3, 0, 16), "empty"),
+])
+def test_unusable_arrays_are_refused_with_a_reason(image, words):
+    from deepprior.pipeline import InputError
+
+    with pytest.raises(InputError, match=words):
+        deepprior.denoise(image, iters=1, device="cpu")
+    with pytest.raises(InputError, match="out of range"):
+        deepprior.denoise(np.zeros((8, 8, 3), np.float32), iters=1, device="cpu", channel_axis=5)
+    with pytest.raises(InputError, match="the reference is 9x8"):
+        deepprior.run_task("denoise", np.zeros((8, 8), np.float32), reference=np.zeros((8, 9), np.float32),
+                           preset="denoise-small", iters=1, device="cpu")
+
+
+def test_integer_tensors_are_scaled_as_integer_arrays_are():
+    """By the integer type's full scale (int16: 32767), whether the data come as numpy or torch."""
+    from deepprior.api import _to_bchw
+
+    a = (np.random.default_rng(0).random((5, 6)) * 30000).astype(np.int16)
+    t, _ = _to_bchw(torch.from_numpy(a), -1)
+    n, _ = _to_bchw(a, -1)
+    torch.testing.assert_close(t, n)
+
+
 def test_absurd_size_is_refused_before_any_work():
     with pytest.raises(ValueError, match="max-pixels"):
         deepprior.super_resolve(np.zeros((3000, 3000), np.float32), 8, device="cpu")

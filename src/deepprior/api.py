@@ -47,10 +47,15 @@ def _to_bchw(image, channel_axis, what="image"):
             t = t[None]
         elif not (t.ndim == 4 and t.shape[0] == 1):
             raise InputError(f"a torch {what} must be (H, W), (C, H, W) or (1, C, H, W), got {tuple(t.shape)}")
-        if t.dtype == torch.uint8:
-            t = t.float() / 255.0
-        elif t.dtype != torch.bool and not t.is_floating_point():
-            t = t.float() / 65535.0  # 16-bit images come as uint16 or a wider integer type
+        if t.is_complex():
+            raise InputError(f"unsupported {what} dtype {t.dtype}")
+        if t.dtype != torch.bool and not t.is_floating_point():
+            t = t.float() / float(torch.iinfo(t.dtype).max)  # as numpy's: the integer type's full scale
+        if t.shape[1] not in (1, 2, 3, 4):
+            raise InputError(f"the {what} has {t.shape[1]} channels; expected 1 to 4 (a torch image is "
+                             "channels first: (C, H, W))")
+        if 0 in t.shape:
+            raise InputError(f"the {what} is empty: {tuple(image.shape)}")
         return t.float(), layout
     arr = np.asarray(image)
     if arr.ndim == 2:
@@ -58,9 +63,13 @@ def _to_bchw(image, channel_axis, what="image"):
         axis = None
     elif arr.ndim == 3:
         axis = channel_axis if channel_axis is not None else -1
+        if not -3 <= axis < 3:
+            raise InputError(f"channel_axis={axis} is out of range for a {what} of 3 dimensions")
         arr3 = np.moveaxis(arr, axis, -1)
     else:
         raise InputError(f"a numpy {what} must be (H, W) or (H, W, C), got shape {arr.shape}")
+    if 0 in arr.shape:
+        raise InputError(f"the {what} is empty: shape {arr.shape}")
     layout = _Layout(False, arr.ndim, axis, dtype=arr.dtype)
     if arr3.dtype == bool:
         f = arr3.astype(np.float32)

@@ -250,6 +250,9 @@ def restore(
     if scale != 1 and scale not in SR_FACTORS:
         raise InputError(f"super-resolution scale must be one of {', '.join(map(str, SR_FACTORS))}, got {scale}")
     big_h, big_w = h * scale, w * scale
+    if reference is not None and tuple(reference.shape[-2:]) != (big_h, big_w):
+        raise InputError(f"the reference is {reference.shape[-1]}x{reference.shape[-2]} but the result will be "
+                         f"{big_w}x{big_h} (WxH)")
     if max_pixels is not None and big_h * big_w > max_pixels:
         raise InputError(
             f"the output would be {big_w}x{big_h} = {big_h * big_w:,} pixels, over the limit of {max_pixels:,}; "

@@ -108,6 +108,9 @@ def open_image(data: bytes, what: str = "image", max_pixels: int = MAX_INPUT_PIX
     try:
         with Image.open(io.BytesIO(data)) as im:
             w, h = im.size
+    except Image.DecompressionBombError:  # a header claiming more pixels than Pillow will decode
+        raise RequestError(f"the {what} is far over the limit of {max_pixels / 1e6:.1f} megapixels: crop or "
+                           "downscale it first", 413) from None
     except (UnidentifiedImageError, OSError, ValueError):
         raise RequestError(f"the {what} is not an image this app can read (use PNG, JPEG, TIFF, WebP or BMP)") from None
     if w * h > max_pixels:
@@ -398,7 +401,7 @@ def run_job(job: Job, device: str) -> None:
         sidecar = _sidecar(job, res, size)
         with job.lock:
             job.result_png, job.result_size, job.sidecar = png_bytes, size, sidecar
-            job.stopped = res.restoration.fit.stop_reason == "callback" or bool(res.tiles and res.tiles.interrupted)
+            job.stopped = _stopped(res)
             job.state = "done"
     except Exception as e:  # the message goes to the page; the server goes on
         with job.lock:
@@ -423,6 +426,11 @@ def _encode_result(image: np.ndarray, info) -> tuple[bytes, tuple[int, int]]:
         return path.read_bytes(), (image.shape[1], image.shape[0])
 
 
+def _stopped(res) -> bool:
+    """True when the user stopped the fit (for a tiled fit: in any of its tiles)."""
+    return res.restoration.fit.stop_reason == "callback" or bool(res.tiles and res.tiles.interrupted)
+
+
 def _sidecar(job: Job, res, size) -> dict:
     import platform
 
@@ -435,8 +443,8 @@ def _sidecar(job: Job, res, size) -> dict:
     idx = _subsample(list(range(len(hist.get("step", [])))), 500)  # at most 500 points, the last kept
     return {
         "app": True,
-        "complete": r.fit.stop_reason != "callback",
-        "stopped": r.fit.stop_reason == "callback",
+        "complete": not _stopped(res),
+        "stopped": _stopped(res),
         "task": job.task,
         "scale": job.scale,
         "input": job.filename,
@@ -475,6 +483,8 @@ def parse_job(body: dict, *, device_kind: str, max_bytes: int, max_pixels: int) 
         if scale not in SR_SCALES:
             raise RequestError("the super-resolution factor must be 2, 4 or 8")
     name = body.get("preset") or default_presets(device_kind)[task if task != "sr" else f"sr{scale}"]
+    if not isinstance(name, str):
+        raise RequestError(f"the preset must be a name, got {name!r}")
     preset = PRESETS.get(name)
     if preset is None or preset.task != task:
         raise RequestError(f"{name!r} is not a preset for {task}")
@@ -660,17 +670,22 @@ class Handler(BaseHTTPRequestHandler):
             job = self.server.queue.get(m.group(1)) if m and m.group(2) == "/stop" else None
             if job is None:
                 return self._error(404, "no such job")
-            self._read_body(0)
+            self._read_body(64 * 1024)  # a stop needs no body; one is read and ignored
             self.server.queue.stop(job)
             return self._json(200, job.status(self.server.queue.ahead(job)))
         except RequestError as e:
             return self._error(e.status, str(e))
+        except Exception as e:  # noqa: BLE001 - a bug: an answer (one line) rather than a dropped connection
+            self.log_error("internal error: %r", e)
+            return self._error(500, f"internal error: {_error_message(e)}")
 
     def _read_body(self, limit: int) -> bytes:
         try:
             n = int(self.headers.get("Content-Length") or 0)
         except ValueError:
             raise RequestError("bad Content-Length") from None
+        if n < 0:
+            raise RequestError("bad Content-Length")
         if n > limit:
             self._discard(n)  # so that the browser reads the answer rather than a reset connection
             raise RequestError(f"the upload is {_mb(n)}; the limit is {_mb(limit)}", 413)
