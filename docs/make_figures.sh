@@ -3,7 +3,7 @@
 # Usage: bash docs/make_figures.sh [FIGURE ...]   (after `make demo` or `make test` created .venv)
 # FIGURE: denoise deblock sr inpaint inpaint-pixels (default: all).
 # Inputs are 128x128 crops of images in ../shared/data; denoising, JPEG and the missing pixels run
-# their defaults (denoise-sure at this noise level, deblock-fast, inpaint-blindspot), the other
+# their defaults (denoise-sure-fast at this noise level, deblock-fast, inpaint-blindspot), the other
 # tasks the *-small presets: minutes in all.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -383,7 +383,8 @@ PRESETS["inpaint-text-fast"] = PRESETS["inpaint-text-small"].replace(
 
 # Blind-spot inpainting of scattered missing pixels (after Self2Self, Quan et al. 2020, and
 # Noise2Self, Batson and Royer 2019): the masked image (and its mask) is the network's input; every
-# step hides a fifth of the known pixels from it and scores it on those only, so it learns to fill a
+# step hides some of the known pixels from it (a fifth at first, three fifths from step 2000; see
+# below) and scores it on those only, so it learns to fill a
 # pixel from the known ones around it -- what it must do at the missing ones -- and cannot copy its
 # input.  The running average over the steps (each with other hidden pixels) is the ensemble
 # Self2Self averages at test time.  The small network, lr 0.01, no jitter, no backtracking (the
