@@ -61,7 +61,8 @@ class Estimate:
 
     def describe(self, steps: int | None = None) -> str:
         text = f"~{self.gib:.1f} GiB of memory for the fit, {self.gflop_per_step:.0f} GFLOP per step"
-        return text + (f" ({steps * self.gflop_per_step / 1000:.0f} TFLOP for {steps} steps)" if steps else "")
+        tflop = steps * self.gflop_per_step / 1000
+        return text + (f" ({tflop:.{0 if tflop >= 10 else 1}f} TFLOP for {steps} steps)" if steps else "")
 
 
 def estimate(network, in_channels: int, out_channels: int, height: int, width: int, *, multiple: int = 1,
