@@ -280,6 +280,8 @@ def test_an_inpainting_job_without_a_preset_gets_one_by_its_mask(device_kind, st
     ({"task": "colorize"}, 400, "unknown task"),
     ({"preset": "denoise-small"}, 400, "not a preset for inpaint"),
     ({"preset": ["inpaint-small"]}, 400, "must be a name"),
+    ({"task": "denoise", "preset": "denoise-sure-fast", "image": data_url(png_bytes(np.full((32, 32, 3), 128, np.uint8)))},
+     400, "give the noise level"),
     ({"iters": "many"}, 400, "iters must be a number"),
     ({"lr": 5}, 400, "lr must be between"),
     ({"task": "sr", "scale": 3, "preset": None}, 400, "must be 2, 4 or 8"),

@@ -512,6 +512,12 @@ def parse_job(body: dict, *, device_kind: str, max_bytes: int, max_pixels: int) 
         chosen = choose_preset(task, image, sigma=None if sigma is None else sigma / 255, mask=mask)
         if chosen.loss in ("sure", "blindspot"):
             preset = chosen
+    if preset.loss == "sure" and sigma is None:  # refused now rather than failed once queued
+        from ..api import noise_level
+
+        if noise_level(image) is None:
+            raise RequestError(f"{preset.name} needs this image's noise level, which it has too little texture "
+                               "to estimate: give the noise level, or pick another preset")
     preset = preset.replace(**changes)
     return Job(id=uuid.uuid4().hex[:12], task=task, scale=scale, preset=preset, seed=seed, preview_every=every,
                sigma=sigma, image=image, info=info, mask=mask, filename=_safe_stem(body.get("filename")))
