@@ -186,6 +186,26 @@ def test_a_denoising_job_takes_a_known_noise_level():
         assert sidecar["sigma"] == 25 and sidecar["stopped_by"]["stop_step"] is None  # 5 steps: the cap ended it
 
 
+def test_a_job_that_fails_outside_the_fit_fails_alone(monkeypatch):
+    """Whatever a job raises, it is marked failed with one line and the queue goes on to the next."""
+    import deepprior.app.server as srv
+
+    real = srv.run_job
+
+    def first_fails(job, device):
+        if job.filename == "bad":
+            raise KeyError("no tile plan")
+        return real(job, device)
+
+    monkeypatch.setattr(srv, "run_job", first_fails)
+    with app_server() as server:
+        _, bad, _ = request(server, "/api/jobs", dict(inpaint_body(filename="bad"), iters=2))
+        _, good, _ = request(server, "/api/jobs", dict(inpaint_body(), iters=2))
+        bad = wait_for(server, bad["id"], lambda j: j["state"] in ("failed", "done"))
+        assert bad["state"] == "failed" and "no tile plan" in bad["error"]
+        assert wait_for(server, good["id"], lambda j: j["state"] in ("failed", "done"))["state"] == "done"
+
+
 def test_one_job_at_a_time_others_queue_and_stop_keeps_the_result_so_far():
     with app_server() as server:
         _, first, _ = request(server, "/api/jobs", inpaint_body(iters=100_000, preview_every=2, lr=0.005))

@@ -352,6 +352,9 @@ class JobQueue:
                     job.state = "running"
             try:
                 run_job(job, self.device)
+            except Exception as e:  # noqa: BLE001 - raised outside run_job's own handler: the worker goes on
+                with job.lock:
+                    job.error, job.state = _error_message(e), "failed"
             finally:
                 job.image = job.mask = None  # the result and the sidecar are all that is kept
                 with self.cond:
