@@ -61,8 +61,10 @@ class Estimate:
 
     def describe(self, steps: int | None = None) -> str:
         text = f"~{self.gib:.1f} GiB of memory for the fit, {self.gflop_per_step:.0f} GFLOP per step"
+        if not steps:
+            return text
         tflop = steps * self.gflop_per_step / 1000
-        return text + (f" ({tflop:.{0 if tflop >= 10 else 1}f} TFLOP for {steps} steps)" if steps else "")
+        return text + f" ({tflop:.{0 if tflop >= 10 else 1}f} TFLOP for {steps} steps)"
 
 
 def estimate(network, in_channels: int, out_channels: int, height: int, width: int, *, multiple: int = 1,

@@ -387,15 +387,14 @@ def load(job: Job, settings: Settings) -> Loaded:
                 f"the reference is {reference.shape[1]}x{reference.shape[0]} but the result will be "
                 f"{want[1]}x{want[0]} (WxH)"
             )
-    if settings.task == "inpaint":  # before anything is planned from it (tiles, a time budget per tile)
-        from .api import pixels_to_fill as fill_of
+    preset = settings.preset_for(image, mask)
+    loaded = Loaded(image, info, mask, reference, preset, fingerprint(job, settings, preset))
+    fill = pixels_to_fill(loaded, settings)  # inpainting: checked before anything is planned from it (tiles)
+    if fill is not None:
         from .masks import check_mask
 
-        fill = fill_of(image, mask, mask_keeps=bool(settings.mask_keeps), mask_dilate=settings.mask_dilate or 0)
-        if fill is not None:
-            check_mask(fill, image.shape[:2])
-    preset = settings.preset_for(image, mask)
-    return Loaded(image, info, mask, reference, preset, fingerprint(job, settings, preset))
+        check_mask(fill, image.shape[:2])
+    return loaded
 
 
 def _start_state(job: Job, settings: Settings, fp: dict) -> dict | None:

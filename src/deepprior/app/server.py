@@ -442,12 +442,13 @@ def _sidecar(job: Job, res, size) -> dict:
     from .. import __version__
 
     r = res.restoration
+    stopped = _stopped(res)
     hist = r.fit.history
     idx = _subsample(list(range(len(hist.get("step", [])))), 500)  # at most 500 points, the last kept
     return {
         "app": True,
-        "complete": not _stopped(res),
-        "stopped": _stopped(res),
+        "complete": not stopped,
+        "stopped": stopped,
         "task": job.task,
         "scale": job.scale,
         "input": job.filename,
