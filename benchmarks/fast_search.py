@@ -216,6 +216,14 @@ def candidates(task: str) -> dict[str, tuple[str, dict, int, str]]:
                 "blindspot_keep_final": final, "blindspot_keep_steps": ramp, **SHIPPED_BETAS}, 2000,
                 f"`inpaint-blindspot` (as blindspot-skip16), the share shown falling from 0.8 to {final:g} over "
                 f"{ramp} steps")
+        # Self2Self's dropout before each decoder convolution (NetworkConfig.dropout): each step also
+        # fits a thinned network, and the running average is over those too
+        for p in (0.1, 0.3):
+            c[f"blindspot-drop{p * 10:02.0f}"] = (bs, {
+                "network": _net(channels_down=(32, 32, 64, 64), channels_up=(32, 32, 64, 64), channels_skip=(16,) * 4,
+                                dropout=p),
+                "blindspot_keep_final": 0.4, "blindspot_keep_steps": 2000, **SHIPPED_BETAS}, 2000,
+                f"`inpaint-blindspot` with dropout {p:g} before each decoder convolution (Self2Self: 0.3)")
     if task == "denoise":  # DIP-SURE (presets.py, denoise-sure), the default up to sigma 30
         c["sure"] = ("denoise-sure", {}, 1000, "`denoise-sure`: SURE loss, the noisy image as input")
         for b1, b2 in ((0.9, 0.99), (0.8, 0.9)):

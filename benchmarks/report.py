@@ -278,6 +278,8 @@ def build(results: Path, output: Path) -> str:
                          "network on house (`search:blindspot-s16-48-48-64-64`, the allocator tuned)"),
                         ("fast-search-inpaint-arch.md", "Inpainting: the network's other knobs (tune images, "
                          "the allocator tuned)"),
+                        ("fast-search-inpaint-dropout.md", "Inpainting: Self2Self's dropout (tune images, the "
+                         "allocator tuned; not adopted)"),
                         ("fast-search-inpaint-keep.md", "Inpainting: fewer known pixels shown as the fit goes on "
                          "(tune images, the allocator tuned)"),
                         ("fast-search-inpaint-keep-final.md", "Inpainting: the falling share on the held-out crops "

@@ -37,6 +37,7 @@ CONFIGS = {
                                        downsample="max", batchnorm=False, filter_down=5, filter_up=5,
                                        conv1x1_up=False, activation="elu"),
     "decoder": decoder_config(16, 3),
+    "dropout": NetworkConfig(channels_down=(8, 8), channels_up=(8, 8), channels_skip=(4, 4), dropout=0.3),
 }
 
 
@@ -75,6 +76,8 @@ def test_bad_config_is_refused_with_a_clear_message():
         NetworkConfig(upsample="bicubic")
     with pytest.raises(ValueError, match="one \\(equal\\) length"):
         NetworkConfig(channels_down=(8, 8), channels_up=(8,), channels_skip=(4,))
+    with pytest.raises(ValueError, match="dropout"):
+        NetworkConfig(dropout=1.0)
 
 
 def test_deep_decoder_upsamples_a_small_input_with_1x1_convolutions():

@@ -149,3 +149,19 @@ def test_every_preset_runs_its_task_on_an_odd_image(name):
     s = kw.get("scale", 1)
     assert r.image.shape == (31 * s, 37 * s, 3)
     assert np.isfinite(r.image).all() and r.image.min() >= 0 and r.image.max() <= 1
+
+
+def test_a_network_with_dropout_gives_the_same_result_for_the_same_seed():
+    import dataclasses
+
+    preset = small_preset("denoise-paper")
+    preset = preset.replace(network=dataclasses.replace(preset.network, dropout=0.2))
+    x = np.random.default_rng(0).random((19, 23)).astype(np.float32)
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    a = deepprior.denoise(x, preset=preset, iters=3, rng=5, device="cpu")
+    assert torch.equal(torch.rand(1), before)  # the caller's global generator is left as it was
+    b = deepprior.denoise(x, preset=preset, iters=3, rng=5, device="cpu")
+    c = deepprior.denoise(x, preset=preset, iters=3, rng=6, device="cpu")
+    assert np.array_equal(a, b) and not np.array_equal(a, c)

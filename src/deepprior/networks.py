@@ -62,6 +62,9 @@ class NetworkConfig:
     conv1x1_up: bool = True  # an extra 1x1 conv -> BN -> act at the end of each decoder level
     sigmoid: bool = True  # squash the output to (0, 1)
     bias: bool = True  # convolution biases
+    # dropout before each decoder convolution (Self2Self, Quan et al. 2020: 0.3), zeroing that share
+    # of its input's values at every step; 0: none (the paper's)
+    dropout: float = 0.0
 
     def __post_init__(self):
         n = len(self.channels_down)
@@ -79,6 +82,8 @@ class NetworkConfig:
         ]:
             if getattr(self, name) not in allowed:
                 raise ValueError(f"NetworkConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"NetworkConfig.dropout must be in [0, 1), got {self.dropout}")
 
     @property
     def levels(self) -> int:
@@ -253,9 +258,10 @@ class _SkipLevel(nn.Module):
         k = cd if last else cfg.channels_up[level + 1]
         self.up = _upsample(cfg.upsample)
         self.merge_norm = BatchNorm(cs + k) if cfg.batchnorm else _Cat()
-        merge = [_cba(cs + k, cu, cfg.filter_up, cfg)]
+        drop = [nn.Dropout(cfg.dropout)] if cfg.dropout else []
+        merge = [*drop, _cba(cs + k, cu, cfg.filter_up, cfg)]
         if cfg.conv1x1_up:
-            merge.append(_cba(cu, cu, 1, cfg))
+            merge += [*drop, _cba(cu, cu, 1, cfg)]
         self.merge = nn.Sequential(*merge)
 
     def forward(self, x):

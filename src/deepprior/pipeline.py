@@ -298,8 +298,9 @@ def restore(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = build_network(cfg, net_depth, c)
-    cost = estimate(net, net_depth, c, hp, wp, multiple=size_multiple(cfg), window=getattr(stop, "window", 0),
-                    input_divisor=hp // zh, batch=2 if sure_sigma else 1)
+        # (its probe runs the network: a dropout's draws stay inside this fork too)
+        cost = estimate(net, net_depth, c, hp, wp, multiple=size_multiple(cfg), window=getattr(stop, "window", 0),
+                        input_divisor=hp // zh, batch=2 if sure_sigma else 1)
     if dev.type == "cpu":
         from .runtime import memory_factor
 
@@ -322,44 +323,48 @@ def restore(
     precision = resolve_precision(preset.precision, dev)
     if sure_sigma is not None:  # "auto" too: fp32 (on CUDA TF32 only for a large enough step: fitting._NoTF32)
         precision = "fp32"
-    result = fit(
-        net,
-        z,
-        forward,
-        y_p,
-        iters=preset.iters,
-        lr=preset.lr,
-        lr_final=preset.lr_final,
-        lr_decay_steps=preset.lr_decay_steps,
-        betas=preset.betas,
-        jitter=preset.jitter,
-        jitter_kind=preset.jitter_kind,
-        jitter_warmup=preset.jitter_warmup,
-        ema=preset.ema,
-        ema_warmup=preset.ema_warmup,
-        backtrack=preset.backtrack,
-        backtrack_db=preset.backtrack_db,
-        crop=(top * scale, left * scale, big_h, big_w),
-        reference=ref,
-        callback=callback,
-        generator=jitter_gen,
-        time_budget=time_budget,
-        stop=stop,
-        checkpoint=checkpoint,
-        checkpoint_every=checkpoint_every,
-        resume=resume,
-        precision=precision,
-        # deepprior's networks have no host syncs or data-dependent branches: safe to capture
-        cuda_graph=dev.type == "cuda" and precision == "fp32" and preset.sure_every == 1,
-        sure_sigma=sure_sigma,
-        sure_epsilon=preset.sure_epsilon,
-        sure_every=preset.sure_every,
-        blindspot_keep=preset.blindspot_keep if blindspot else None,
-        blindspot_keep_final=preset.blindspot_keep_final if blindspot else None,
-        blindspot_keep_steps=preset.blindspot_keep_steps,
-        blindspot_flips=preset.blindspot_flips,
-        blindspot_fill=preset.blindspot_fill,
-    )
+    # what the fit draws from torch's global generator (a network's dropout) comes from the seed too,
+    # and the caller's generator is left as it was
+    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+        torch.manual_seed(seed + 2)
+        result = fit(
+            net,
+            z,
+            forward,
+            y_p,
+            iters=preset.iters,
+            lr=preset.lr,
+            lr_final=preset.lr_final,
+            lr_decay_steps=preset.lr_decay_steps,
+            betas=preset.betas,
+            jitter=preset.jitter,
+            jitter_kind=preset.jitter_kind,
+            jitter_warmup=preset.jitter_warmup,
+            ema=preset.ema,
+            ema_warmup=preset.ema_warmup,
+            backtrack=preset.backtrack,
+            backtrack_db=preset.backtrack_db,
+            crop=(top * scale, left * scale, big_h, big_w),
+            reference=ref,
+            callback=callback,
+            generator=jitter_gen,
+            time_budget=time_budget,
+            stop=stop,
+            checkpoint=checkpoint,
+            checkpoint_every=checkpoint_every,
+            resume=resume,
+            precision=precision,
+            # deepprior's networks have no host syncs or data-dependent branches: safe to capture
+            cuda_graph=dev.type == "cuda" and precision == "fp32" and preset.sure_every == 1,
+            sure_sigma=sure_sigma,
+            sure_epsilon=preset.sure_epsilon,
+            sure_every=preset.sure_every,
+            blindspot_keep=preset.blindspot_keep if blindspot else None,
+            blindspot_keep_final=preset.blindspot_keep_final if blindspot else None,
+            blindspot_keep_steps=preset.blindspot_keep_steps,
+            blindspot_flips=preset.blindspot_flips,
+            blindspot_fill=preset.blindspot_fill,
+        )
     return Restoration(
         image=result.image, fit=result, preset=preset, seed=seed, device=str(dev), padded_size=(hp, wp),
         stop_rule=stop, estimate=cost, sigma=sure_sigma,
