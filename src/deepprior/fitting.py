@@ -2,7 +2,8 @@
 and a step-end callback.
 
 This module knows nothing about tasks, files or presets: give it a network, an input ``z``, a
-forward model ``A`` and a measurement ``y``.  :mod:`deepprior.pipeline` wires presets to it.
+forward model ``A`` and a measurement ``y``.  :mod:`deepprior.pipeline` wires presets to it.  What
+each step scores (the data term, DIP-SURE, a blind spot) is an :mod:`deepprior.objectives` object.
 
 The callback is called after every step as ``callback(step, state)`` (``step`` counts from 1) with
 a :class:`FitState`; it may return ``True`` (or set ``state.stop = True``) to end the fit.  That is
@@ -26,7 +27,10 @@ from typing import Callable, Iterable
 import torch
 from torch import nn
 
-from .forward import ForwardModel, Mask
+from .forward import ForwardModel
+# (the blind-spot helpers and SURE's TF32 threshold lived here before deepprior.objectives)
+from .objectives import (FLIPS, SURE_TF32_MIN_EPSILON, BlindSpot, DataTerm, Objective, Sure,  # noqa: F401
+                         blindspot_input, blindspot_keep_at, fill_from_shown)
 
 __all__ = ["fit", "make_input", "FitState", "FitResult", "DivergenceError", "psnr", "CHECKPOINT_FORMAT"]
 
@@ -272,48 +276,6 @@ def _jitter_generator(generator: torch.Generator | None, device: torch.device) -
     return None  # other devices: no generator state to save (resume is then not bit-identical)
 
 
-#: a blind-spot fit's flips (``blindspot_flips``): none, left-right, upside down, both
-FLIPS = ((), (-1,), (-2,), (-2, -1))
-
-
-def blindspot_keep_at(step: int, keep: float, final: float | None = None, steps: int = 0) -> float:
-    """A blind-spot fit's share of known pixels shown at ``step`` (from 1): ``keep`` falling
-    linearly to ``final`` at step ``steps``, then ``final`` (``keep`` throughout when ``final`` is
-    None or ``steps`` is 0)."""
-    if final is None or steps <= 0:
-        return keep
-    return keep + (final - keep) * min(1.0, step / steps)
-
-
-def blindspot_input(z: torch.Tensor, shown: torch.Tensor, fill: bool = False) -> torch.Tensor:
-    """A blind-spot network's input: the shown pixels of ``z`` and the mask of the shown pixels (1
-    or C channels), stacked along the channels.  The other pixels are zero, or with ``fill`` a
-    normalised convolution of the shown ones (:func:`fill_from_shown`)."""
-    shown = shown.to(z.dtype)
-    seen = z * shown
-    if fill:
-        seen = seen + (1 - shown) * fill_from_shown(seen, shown)
-    return torch.cat([seen, shown], dim=1)
-
-
-def fill_from_shown(seen: torch.Tensor, shown: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
-    """Every pixel as the Gaussian-weighted mean of the shown pixels near it (normalised
-    convolution, Knutsson and Westin 1993): ``blur(seen) / blur(shown)``, ``seen`` being zero off
-    ``shown``; a separable 7-tap kernel of ``sigma`` pixels, zero where no pixel is shown nearby."""
-    r = 3
-    t = torch.arange(-r, r + 1, dtype=seen.dtype, device=seen.device)
-    k = torch.exp(-0.5 * (t / sigma) ** 2)
-    k = k / k.sum()
-
-    def blur(x):
-        c = x.shape[1]
-        x = torch.nn.functional.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), padding=(0, r), groups=c)
-        return torch.nn.functional.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), padding=(r, 0), groups=c)
-
-    den = blur(shown)
-    return blur(seen) / den.clamp(min=1e-3) * (den > 1e-3)
-
-
 def learning_rate(step: int, lr: float, lr_final: float | None, decay_steps: int) -> float:
     """The learning rate of ``step`` (1-based): ``lr``, or a cosine from ``lr`` at step 1 to
     ``lr_final`` at step ``decay_steps`` and ``lr_final`` after it."""
@@ -356,14 +318,9 @@ class _NoTF32:
         return False
 
 
-#: The smallest finite-difference step of SURE's divergence at which a fit keeps TF32 on CUDA:
-#: ten times TF32's rounding of a value near 0.5 (2^-11).  Below it, :class:`_NoTF32`.
-SURE_TF32_MIN_EPSILON = 5e-3
-
-
 def _sure_needs_full_fp32(device: torch.device, sure_epsilon: float) -> bool:
     """Whether a SURE fit with this finite-difference step turns TF32 off on ``device``."""
-    return device.type == "cuda" and sure_epsilon < SURE_TF32_MIN_EPSILON
+    return Sure(1.0, sure_epsilon).needs_full_fp32(device)
 
 
 def _ungraph(network: nn.Module, graphed: bool) -> None:
@@ -410,6 +367,7 @@ def fit(
     blindspot_keep_steps: int = 0,
     blindspot_flips: bool = False,
     blindspot_fill: bool = False,
+    objective: Objective | None = None,
 ) -> FitResult:
     """Fit ``network`` so that ``forward(network(z))`` matches ``y``; return the restored image.
 
@@ -524,6 +482,11 @@ def fit(
         A blind-spot fit's input has its hidden and missing pixels filled from the shown ones
         (:func:`fill_from_shown`) instead of zero.  On the tune images it lowered the peaks (by
         1.4 dB on boat; BENCHMARKS.md; no preset uses it).
+    objective : Objective, optional
+        What each step scores (:mod:`deepprior.objectives`), for an objective of your own; without
+        it, :class:`~deepprior.objectives.Sure` with ``sure_sigma``,
+        :class:`~deepprior.objectives.BlindSpot` with ``blindspot_keep``, else the forward model's
+        data term (:class:`~deepprior.objectives.DataTerm`).  Not together with those arguments.
 
     Returns
     -------
@@ -544,34 +507,22 @@ def fit(
     device = z.device
     if cuda_graph and (device.type != "cuda" or precision != "fp32"):
         raise ValueError("cuda_graph needs a CUDA device and precision='fp32'")
-    sure = sure_sigma is not None
-    if sure_every < 1 or (sure_every > 1 and cuda_graph):
-        raise ValueError(f"sure_every must be >= 1 (and 1 with cuda_graph), got {sure_every}")
     blindspot = blindspot_keep is not None
     if (blindspot_flips or blindspot_keep_final is not None) and not blindspot:
         raise ValueError("blindspot_flips and blindspot_keep_final need a blind-spot fit (blindspot_keep)")
-    if blindspot:
-        if not 0 < blindspot_keep < 1:
-            raise ValueError(f"blindspot_keep must be in (0, 1), got {blindspot_keep}")
-        if blindspot_keep_final is not None and not 0 < blindspot_keep_final < 1:
-            raise ValueError(f"blindspot_keep_final must be in (0, 1), got {blindspot_keep_final}")
-        if blindspot_keep_steps < 0:
-            raise ValueError(f"blindspot_keep_steps must be >= 0, got {blindspot_keep_steps}")
-        if sure or not isinstance(forward, Mask):
+    if objective is None:
+        if sure_sigma is not None and blindspot:
             raise ValueError("a blind-spot fit needs a Mask forward model (inpainting) and no SURE")
-        if z.shape != y.shape:
-            raise ValueError(f"a blind-spot fit feeds the measurement to the network: z must be shaped like y "
-                             f"{tuple(y.shape)}, got {tuple(z.shape)}")
-        known = forward.known.to(y.dtype)
-        known_y = known * y  # the composite's known part
-    if sure:
-        if not (math.isfinite(sure_sigma) and sure_sigma > 0) or not sure_epsilon > 0:
-            raise ValueError(f"SURE needs sigma > 0 and epsilon > 0, got {sure_sigma} and {sure_epsilon}")
-        if precision != "fp32":  # bf16's 8-bit mantissa swamps the divergence's finite difference
-            raise ValueError("a SURE fit needs precision='fp32'")
-        if z.shape != y.shape:
-            raise ValueError(f"a SURE fit feeds the measurement to the network: z must be shaped like y "
-                             f"{tuple(y.shape)}, got {tuple(z.shape)}")
+        if sure_sigma is not None:
+            objective = Sure(sure_sigma, sure_epsilon, sure_every)
+        elif blindspot:
+            objective = BlindSpot(blindspot_keep, blindspot_keep_final, blindspot_keep_steps,
+                                  flips=blindspot_flips, fill=blindspot_fill)
+        else:
+            objective = DataTerm()
+    elif sure_sigma is not None or blindspot:
+        raise ValueError("give the objective, or sure_sigma / blindspot_keep, not both")
+    objective.setup(forward, y, z, precision=precision, cuda_graph=cuda_graph)
 
     def run_network(x):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
@@ -605,9 +556,6 @@ def fit(
     # CPU, ~5 % of a paper-network step), and z + buffer keeps z's memory format.  It also draws
     # the same jitter whatever the memory format.
     jitter_buf = torch.empty(z.shape, dtype=z.dtype, device=z.device)
-    # a blind-spot fit's per-step draw: one number per pixel, kept where below blindspot_keep
-    shown_buf = torch.empty((1, 1, *z.shape[-2:]), dtype=z.dtype, device=z.device) if blindspot else None
-    probe_buf = torch.empty(z.shape, dtype=z.dtype, device=z.device) if sure else None
     jitter_gen = _jitter_generator(generator, device)
     backtracks = nonfinite_run = 0
     start_step = 0
@@ -658,12 +606,12 @@ def fit(
     out = None
     start = time.perf_counter() - elapsed_before
     network.train()
-    exact = _NoTF32(sure and _sure_needs_full_fp32(device, sure_epsilon))
+    exact = _NoTF32(objective.needs_full_fp32(device))
     exact.__enter__()  # left in fit's two exits below, after the final pass
     if cuda_graph:
         # captured on a copy of z; its warm-up passes change only BatchNorm's running statistics,
         # which a network in train mode never reads.  _ungraph puts the class's forward back.
-        sample = torch.cat([z, z]) if sure else blindspot_input(z, known, blindspot_fill) if blindspot else z.clone()
+        sample = objective.sample(z)
         # torch >= 2.10 warns that the parameters' gradient accumulators, made while capturing on
         # a side stream, now receive gradients on the main one; autograd synchronises the two.  Set
         # before the capture, whose own backward passes warn too.
@@ -689,38 +637,7 @@ def fit(
                 for group in optimizer.param_groups:
                     group["lr"] = learning_rate(step, lr, lr_final, lr_decay_steps)
             optimizer.zero_grad(set_to_none=True)
-            divergence = None
-            if sure and (step - 1) % sure_every == 0:  # the first step probes
-                probe_buf.normal_(0.0, 1.0, generator=jitter_gen)
-                both = run_network(torch.cat([net_in, net_in + sure_epsilon * probe_buf]))
-                out = both[:1]
-                loss_t = forward.data_term(out, y)
-                div_t = (probe_buf * (both[1:] - out)).sum() / (sure_epsilon * out.numel())
-                # weighted by sure_every: the steps between see the data term only (unbiased on average)
-                objective = loss_t + 2 * sure_sigma**2 * sure_every * div_t
-                loss, divergence = torch.stack([loss_t.detach(), div_t.detach()]).tolist()  # one sync
-            elif sure:  # a step without the divergence's probe: the network on x alone
-                out = run_network(net_in)
-                objective = loss_t = forward.data_term(out, y)
-                loss = float(loss_t.item())
-            elif blindspot:
-                shown_buf.uniform_(0.0, 1.0, generator=jitter_gen)
-                keep = blindspot_keep_at(step, blindspot_keep, blindspot_keep_final, blindspot_keep_steps)
-                shown = known * (shown_buf < keep)
-                if blindspot_flips:
-                    dims = FLIPS[int(torch.randint(4, (1,), generator=jitter_gen, device=device))]
-                    raw = run_network(blindspot_input(net_in, shown, blindspot_fill).flip(dims)).flip(dims)
-                else:
-                    raw = run_network(blindspot_input(net_in, shown, blindspot_fill))
-                hidden = known - shown  # 1 on the known pixels the network did not see
-                count = hidden.sum() * (raw.shape[1] if hidden.shape[1] == 1 else 1)
-                objective = loss_t = ((raw - y).pow(2) * hidden).sum() / count.clamp(min=1)
-                loss = float(loss_t.item())
-                out = known_y + (1 - known) * raw.detach()  # the known pixels as given
-            else:
-                out = run_network(net_in)
-                objective = loss_t = forward.data_term(out, y)
-                loss = float(loss_t.item())
+            out, objective_t, loss, divergence = objective.step(run_network, net_in, step, jitter_gen)
             finite = math.isfinite(loss)
             meas_psnr = -10.0 * math.log10(loss) if finite and loss > 0 else (math.inf if finite else math.nan)
             rejected = not finite or (backtrack and meas_psnr < last_good_psnr - backtrack_db)
@@ -740,7 +657,7 @@ def fit(
                 with torch.no_grad():
                     torch._foreach_copy_(snapshot, live)  # one call, not one per tensor
                 last_good_psnr = meas_psnr
-                objective.backward()
+                objective_t.backward()
                 optimizer.step()
                 if ema is not None:
                     o = out.detach()
@@ -796,14 +713,7 @@ def fit(
             elif stop_reason == "interrupted" and out is not None:
                 final = out.detach()
             else:
-                # the notebooks' final output: one more pass on z without jitter (train-mode BN);
-                # a SURE fit's (graphed) network takes batches of two
-                if sure:
-                    final = run_network(torch.cat([z, z]))[:1]
-                elif blindspot:  # every known pixel shown
-                    final = known_y + (1 - known) * run_network(blindspot_input(z, known, blindspot_fill))
-                else:
-                    final = run_network(z)
+                final = objective.final(run_network, z)  # one more pass (train-mode BN)
     finally:
         _ungraph(network, cuda_graph)
         exact.__exit__()

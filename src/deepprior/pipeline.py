@@ -195,6 +195,7 @@ def restore(
     check_memory: bool = True,
     announce=None,
     sigma: float | None = None,
+    objective=None,
 ) -> Restoration:
     """Restore one image from its measurement.
 
@@ -240,6 +241,9 @@ def restore(
         The Gaussian noise's standard deviation on the image scale ([0, 1]), for a preset with
         ``loss="sure"``; None estimates it from ``y``
         (:func:`deepprior.measures.estimate_noise_level`).  Other presets ignore it.
+    objective : deepprior.objectives.Objective, optional
+        What each step scores instead of the forward model's data term (a preset with
+        ``loss="mse"`` only); see :func:`deepprior.fitting.fit`.
     """
     preset = get_preset(preset)
     if y.ndim != 4 or y.shape[0] != 1:
@@ -279,6 +283,9 @@ def restore(
         forward = Identity()
     forward = forward.to(dev)
 
+    if objective is not None and preset.loss != "mse":
+        raise InputError(f"preset {preset.name!r} fits with its own objective (loss={preset.loss!r}): "
+                         "give objective= with a preset whose loss is 'mse'")
     sure_sigma = _sure_sigma(preset, y, sigma, forward)
     if sure_sigma is not None and preset.precision == "bf16":
         raise InputError(f"{preset.name!r} fits with SURE, which needs fp32 (bf16's rounding swamps its divergence "
@@ -364,6 +371,7 @@ def restore(
             blindspot_keep_steps=preset.blindspot_keep_steps,
             blindspot_flips=preset.blindspot_flips,
             blindspot_fill=preset.blindspot_fill,
+            objective=objective,
         )
     return Restoration(
         image=result.image, fit=result, preset=preset, seed=seed, device=str(dev), padded_size=(hp, wp),
