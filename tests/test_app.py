@@ -237,6 +237,10 @@ def test_a_tiled_preset_counts_the_steps_of_all_its_tiles_and_stops_keeping_its_
         _, job, _ = request(server, "/api/jobs", dict(body, iters=3))
         job = wait_for(server, job["id"], lambda j: j["state"] == "done")
         assert job["iters"] == 6 and job["step"] == 6 and not job["stopped"]
+        sidecar = request(server, job["result"]["sidecar"])[1]
+        sidecar = json.loads(sidecar) if isinstance(sidecar, bytes) else sidecar
+        assert sidecar["iterations"] == 6 and sidecar["stop_reason"] == "tiles" and sidecar["complete"]
+        assert sidecar["preset"]["tile"] == 128 and [t["steps"] for t in sidecar["tiles"]] == [3, 3]
         for which in ("current", "average"):  # the previews show the whole image, not one tile
             status, png, _ = request(server, f"/api/jobs/{job['id']}/preview/{which}.png")
             assert status == 200 and Image.open(io.BytesIO(png)).size == (140, 40)

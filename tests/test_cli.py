@@ -139,6 +139,12 @@ def test_degrade_commands(tiny, tmp_path):
     assert run("degrade", "mask", tiny, "-o", tmp_path / "big.png", "--kind", "text", "--text-size", "20") == 0
     big = np.asarray(Image.open(tmp_path / "big_mask.png")) > 127
     assert big.mean() > 0 and not np.array_equal(big, np.asarray(Image.open(tmp_path / "text_mask.png")) > 127)
+    for fraction in (0.1, 0.6):  # a hole of the area asked for (it once fell back to 0.1 from 0.5 up)
+        assert run("degrade", "mask", tiny, "-o", tmp_path / f"h{fraction}.png", "--kind", "hole",
+                   "--fraction", str(fraction)) == 0
+        hole = np.asarray(Image.open(tmp_path / f"h{fraction}_mask.png")) > 127
+        assert abs(hole.mean() - fraction) < 0.1
+    assert run("degrade", "mask", tiny, "-o", tmp_path / "h.png", "--kind", "hole", "--fraction", "0.9") == 1
 
 
 def test_presets_are_listed(capsys):

@@ -90,3 +90,17 @@ def test_mask_refuses_a_wrong_size():
 def test_shape_checks_name_the_expected_layout():
     with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
         Identity()(torch.rand(3, 8, 8))
+
+
+def test_restore_takes_the_result_size_from_a_given_forward_model():
+    from deepprior.pipeline import InputError, restore
+    from deepprior.presets import get_preset
+
+    p = get_preset("sr-x4-small").replace(iters=1)
+    y = torch.rand(1, 3, 19, 23)
+    r = restore(y, p, forward=Downsampler(2), rng=0, device="cpu")
+    assert r.image.shape == (1, 3, 38, 46)
+    with pytest.raises(InputError, match="not both"):
+        restore(y, p, forward=Downsampler(2), scale=2, rng=0, device="cpu")
+    with pytest.raises(InputError, match="not both"):
+        restore(y, p, forward=Identity(), known=torch.ones(1, 1, 19, 23), rng=0, device="cpu")

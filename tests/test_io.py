@@ -88,3 +88,18 @@ def test_writes_are_atomic(tmp_path, monkeypatch):
         write_image(p, np.ones((4, 4)))
     assert p.read_bytes() == before
     assert [f.name for f in tmp_path.iterdir()] == ["x.png"]  # no temporary file left behind
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    import os
+
+    from deepprior.io import write_image
+
+    old = os.umask(0o022)
+    try:
+        write_image(tmp_path / "out.png", np.zeros((4, 5), np.float32))
+        (tmp_path / "plain.txt").write_text("x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "out.png").stat().st_mode & 0o777 == (tmp_path / "plain.txt").stat().st_mode & 0o777 == 0o644
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []

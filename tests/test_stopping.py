@@ -486,3 +486,30 @@ def test_divergence_drop_as_the_stop_of_a_real_sure_fit():
     res = deepprior.run_task("denoise", y, preset="denoise-sure", iters=5, rng=0, device="cpu", stop=rule)
     assert res.restoration.stop_rule is rule and res.restoration.fit.steps <= 5
     assert rule.peak is not None and rule.smoothed is not None
+
+
+def test_a_rule_used_in_one_fit_starts_afresh_in_the_next():
+    from deepprior.fitting import fit
+    from deepprior.forward import Identity
+
+    torch.manual_seed(0)
+    rule = MaxIterations(3)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 3, 3, padding=1), torch.nn.Sigmoid())
+    first = fit(net, torch.rand(1, 3, 16, 16), Identity(), torch.zeros(1, 3, 16, 16), iters=10, stop=rule, ema=None)
+    second = fit(net, torch.rand(1, 3, 8, 8), Identity(), torch.ones(1, 3, 8, 8), iters=10, stop=rule, ema=None)
+    assert first.steps == second.steps == 3
+    assert second.image.shape == (1, 3, 8, 8) and second.image.mean() > first.image.mean()
+
+
+@pytest.mark.parametrize("rule", [WindowedVariance(50, 100), ExponentialVariance(0.1, 100),
+                                  first_of(WindowedVariance(50, 100), MaxIterations(900))])
+def test_a_loaded_state_goes_to_the_fits_device(rule):
+    """A checkpoint is loaded on the CPU; the rule's tensors must follow the fit (here: to 'meta')."""
+    for t, state in list(_sequence())[:120]:
+        rule(t, state)
+    rule.load_state_dict(rule.state_dict(), device="meta")
+    rules = rule.rules if hasattr(rule, "rules") else [rule]
+    tensors = [v for r in rules for v in vars(r).values() if isinstance(v, torch.Tensor)]
+    tensors += [t for r in rules for v in vars(r).values() if isinstance(v, list) for t in v
+                if isinstance(t, torch.Tensor)]
+    assert tensors and all(t.device.type == "meta" for t in tensors)

@@ -165,3 +165,23 @@ def test_a_network_with_dropout_gives_the_same_result_for_the_same_seed():
     b = deepprior.denoise(x, preset=preset, iters=3, rng=5, device="cpu")
     c = deepprior.denoise(x, preset=preset, iters=3, rng=6, device="cpu")
     assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+def test_a_noise_level_on_the_0_255_scale_is_refused_with_the_conversion():
+    from deepprior.pipeline import InputError
+    from deepprior.stopping import make_rule
+
+    img = np.random.default_rng(0).random((20, 20)).astype(np.float32)
+    for call in (lambda: deepprior.choose_preset("denoise", img, sigma=25),
+                 lambda: deepprior.denoise(img, sigma=25, iters=1, device="cpu"),
+                 lambda: make_rule("auto", task="denoise", sigma=25)):
+        with pytest.raises(InputError, match="25/255"):
+            call()
+
+
+def test_a_misspelt_preset_choice_is_refused_when_the_preset_is_made():
+    from deepprior.presets import get_preset
+
+    for field, value in (("jitter_kind", "uniformm"), ("loss", "sures"), ("precision", "fp16"), ("task", "nonsense")):
+        with pytest.raises(ValueError, match=field):
+            get_preset("denoise-paper").replace(**{field: value})

@@ -139,8 +139,10 @@ def choose_preset(task: str, image, *, scale: int | None = None, sigma: float | 
     empty or a full one raises :class:`~deepprior.masks.MaskError`.
     """
     from .masks import check_mask, is_scattered
+    from .pipeline import check_sigma
     from .presets import default_preset, get_preset
 
+    check_sigma(sigma)
     if task == "denoise" and sigma is None:
         sigma = noise_level(image, channel_axis=channel_axis)
     scattered = False

@@ -140,7 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
             k.add_argument("--scale", type=int, default=4, help="factor 2, 4 or 8 (default 4)")
         else:
             k.add_argument("--kind", dest="mask_kind", default="text", choices=["text", "pixels", "hole", "strokes"])
-            k.add_argument("--fraction", type=float, default=0.5, help="pixels: share missing; hole: area share")
+            k.add_argument("--fraction", type=float, default=None,
+                           help="pixels: share missing (default 0.5); hole: its share of the area, up to 0.78 "
+                           "(default 0.1)")
             k.add_argument("--text", default="deep image prior", help="text for --kind text")
             k.add_argument("--text-size", type=int, default=None, metavar="PX",
                            help="--kind text: letter height in pixels (default: an eighth of the smaller side)")
@@ -431,11 +433,15 @@ def cmd_degrade(args) -> int:
         from .degrade import apply_mask
 
         shape = image.shape[:2]
+        fraction = args.fraction if args.fraction is not None else 0.1 if args.mask_kind == "hole" else 0.5
+        most = math.pi / 4 if args.mask_kind == "hole" else 1.0  # an ellipse fills at most pi/4 of its box
+        if args.mask_kind in ("pixels", "hole") and not 0 < fraction < most:
+            raise CLIError(f"--fraction must be between 0 and {most:.2f} for --kind {args.mask_kind}, got {fraction}")
         if args.mask_kind == "pixels":
-            fill = masks.random_pixels_mask(shape, args.fraction, rng=args.seed)
+            fill = masks.random_pixels_mask(shape, fraction, rng=args.seed)
             value = 0.0
         elif args.mask_kind == "hole":
-            fill = masks.hole_mask(shape, fraction=args.fraction if args.fraction < 0.5 else 0.1, rng=args.seed)
+            fill = masks.hole_mask(shape, fraction=fraction, rng=args.seed)
             value = 0.0
         elif args.mask_kind == "strokes":
             fill = masks.strokes_mask(shape, rng=args.seed)

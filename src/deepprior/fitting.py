@@ -502,14 +502,17 @@ def fit(
         raise ValueError(f"jitter_warmup must be >= 0, got {jitter_warmup}")
     if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
         raise ValueError(f"betas must be two numbers in [0, 1), got {betas}")
+    if jitter_kind not in ("gaussian", "uniform"):
+        raise ValueError(f"jitter_kind must be 'gaussian' or 'uniform', got {jitter_kind!r}")
     if precision not in ("fp32", "bf16"):
         raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
     device = z.device
     if cuda_graph and (device.type != "cuda" or precision != "fp32"):
         raise ValueError("cuda_graph needs a CUDA device and precision='fp32'")
     blindspot = blindspot_keep is not None
-    if (blindspot_flips or blindspot_keep_final is not None) and not blindspot:
-        raise ValueError("blindspot_flips and blindspot_keep_final need a blind-spot fit (blindspot_keep)")
+    if (blindspot_flips or blindspot_fill or blindspot_keep_final is not None) and not blindspot:
+        raise ValueError("blindspot_flips, blindspot_fill and blindspot_keep_final need a blind-spot fit "
+                         "(blindspot_keep)")
     if objective is None:
         if sure_sigma is not None and blindspot:
             raise ValueError("a blind-spot fit needs a Mask forward model (inpainting) and no SURE")
@@ -560,6 +563,8 @@ def fit(
     backtracks = nonfinite_run = 0
     start_step = 0
     elapsed_before = 0.0  # seconds spent by the sessions this fit resumes
+    if resume is None and hasattr(stop, "reset"):
+        stop.reset()  # a rule used before (another fit, another tile) starts afresh
     if resume is not None:
         if resume.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"unsupported checkpoint format {resume.get('format')!r} (expected {CHECKPOINT_FORMAT})")
@@ -581,7 +586,12 @@ def fit(
         history = {k: list(v) for k, v in resume["history"].items()}
         start_step, elapsed_before = resume["step"], resume["elapsed"]
         if resume.get("stop") is not None and hasattr(stop, "load_state_dict"):
-            stop.load_state_dict(resume["stop"])
+            from .stopping import StoppingRule  # ours move their tensors to the fit's device
+
+            if isinstance(stop, StoppingRule):
+                stop.load_state_dict(resume["stop"], device=device)
+            else:
+                stop.load_state_dict(resume["stop"])
 
     def full_state() -> dict:
         return {

@@ -133,6 +133,17 @@ def _padded(n: int, multiple: int, minimum: int) -> int:
     return max(math.ceil(n / multiple) * multiple, minimum)
 
 
+def check_sigma(sigma: float | None) -> None:
+    """Refuse a noise level that is not a standard deviation on the image scale, (0, 1): 25 for "sigma
+    25" (the 0..255 scale) is the likely slip, and would silently pick the wrong preset and rule."""
+    if sigma is None:
+        return
+    if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and 0 < sigma < 1):
+        hint = f" (on the image scale: {sigma:g}/255 for sigma {sigma:g} on 0..255)" if (
+            isinstance(sigma, (int, float)) and 1 <= sigma < 255) else ""
+        raise InputError(f"the noise level sigma must be in (0, 1), the image's scale; got {sigma!r}{hint}")
+
+
 def _sure_sigma(preset: Preset, y: torch.Tensor, sigma: float | None, forward: ForwardModel) -> float | None:
     """The noise level of a SURE fit (``sigma``, else estimated from ``y``); None for the other
     presets.  Checks first that the preset's loss and input go together and suit the task (SURE:
@@ -143,6 +154,8 @@ def _sure_sigma(preset: Preset, y: torch.Tensor, sigma: float | None, forward: F
         raise InputError(f"preset {preset.name!r}: blindspot_flips needs loss='blindspot'")
     if preset.blindspot_keep_final is not None and preset.loss != "blindspot":
         raise InputError(f"preset {preset.name!r}: blindspot_keep_final needs loss='blindspot'")
+    if preset.blindspot_fill and preset.loss != "blindspot":
+        raise InputError(f"preset {preset.name!r}: blindspot_fill needs loss='blindspot'")
     if preset.loss == "blindspot":
         if preset.input != "measurement":
             raise InputError(f"preset {preset.name!r}: a blind-spot fit needs input='measurement'")
@@ -206,8 +219,9 @@ def restore(
     preset : Preset or str
         The recipe (see ``deepprior presets``).
     forward : ForwardModel, optional
-        The degradation, if not given by ``known`` / ``scale``: it must accept any image size
-        (it is applied to the padded image).  Default: the identity.
+        The degradation, if not given by ``known`` / ``scale`` (not together with them): it must
+        accept any image size (it is applied to the padded image).  Its ``scale`` attribute (1 by
+        default) says how many times smaller than the result ``y`` is.  Default: the identity.
     known : tensor (1, 1 or C, h, w), optional
         Inpainting: 1 where pixels are known.  Padded with ``y`` and made into a :class:`Mask`.
     scale : int
@@ -246,6 +260,7 @@ def restore(
         ``loss="mse"`` only); see :func:`deepprior.fitting.fit`.
     """
     preset = get_preset(preset)
+    check_sigma(sigma)
     if y.ndim != 4 or y.shape[0] != 1:
         raise InputError(f"the measurement must be a (1, C, H, W) tensor, got {tuple(y.shape)}")
     if not torch.isfinite(y).all():
@@ -253,6 +268,12 @@ def restore(
     _, c, h, w = y.shape
     if scale != 1 and scale not in SR_FACTORS:
         raise InputError(f"super-resolution scale must be one of {', '.join(map(str, SR_FACTORS))}, got {scale}")
+    if forward is not None:
+        if known is not None or scale != 1:
+            raise InputError("give either a forward model or known= / scale= (which build one), not both")
+        scale = getattr(forward, "scale", 1)  # a forward model that shrinks the image: the result is larger
+        if not (isinstance(scale, int) and scale >= 1):
+            raise InputError(f"the forward model's scale must be a positive integer, got {scale!r}")
     big_h, big_w = h * scale, w * scale
     if reference is not None and tuple(reference.shape[-2:]) != (big_h, big_w):
         raise InputError(f"the reference is {reference.shape[-1]}x{reference.shape[-2]} but the result will be "

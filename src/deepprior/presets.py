@@ -90,6 +90,15 @@ class Preset:
     # whole photo far more slowly per step (deblock-fast).  None: the whole image (the paper's way)
     tile: int | None = None
 
+    def __post_init__(self):  # a misspelt choice fails here, not deep inside a fit (or silently)
+        for name, allowed in [("task", TASKS), ("input", ("noise", "meshgrid", "measurement")),
+                              ("jitter_kind", ("gaussian", "uniform")), ("loss", ("mse", "sure", "blindspot")),
+                              ("precision", ("fp32", "bf16", "auto")),
+                              ("sr_kernel", ("lanczos2", "lanczos3", "bicubic"))]:
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"preset {self.name!r}: {name} must be one of {', '.join(allowed)}, "
+                                 f"got {getattr(self, name)!r}")
+
     def replace(self, **changes) -> "Preset":
         """A copy with some fields changed."""
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}

@@ -170,9 +170,12 @@ class StoppingRule:
         """The rule's whole state (tensors copied), to save in a checkpoint with the fit."""
         return copy.deepcopy(self.__dict__)
 
-    def load_state_dict(self, state: dict) -> None:
-        """Continue from a state given by :meth:`state_dict` (the same rule and settings)."""
+    def load_state_dict(self, state: dict, device: torch.device | str | None = None) -> None:
+        """Continue from a state given by :meth:`state_dict` (the same rule and settings), its
+        tensors moved to ``device`` when given (the fit's: a checkpoint is loaded on the CPU)."""
         self.__dict__.update(copy.deepcopy(state))
+        if device is not None:
+            _move_state(self, torch.device(device))
 
     def reset(self) -> None:
         """Forget all state, to use the rule for another fit."""
@@ -219,6 +222,21 @@ class StoppingRule:
 
     def _update(self, step: int, state) -> bool:  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+def _move_state(value, device: torch.device):
+    """``value`` with every tensor in it moved to ``device`` (a rule's state: rules, lists, dicts)."""
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, StoppingRule):  # in place: a FirstOf's winner is one of its rules
+        for k, v in list(vars(value).items()):
+            setattr(value, k, _move_state(v, device))
+        return value
+    if isinstance(value, (list, tuple)):
+        return type(value)(_move_state(v, device) for v in value)
+    if isinstance(value, dict):
+        return {k: _move_state(v, device) for k, v in value.items()}
+    return value
 
 
 class _VarianceRule(StoppingRule):
@@ -764,9 +782,9 @@ class FirstOf(StoppingRule):
         winner = None if self._winner is None else self.rules.index(self._winner)
         return {"rules": [r.state_dict() for r in self.rules], "winner": winner, "stop_step": self.stop_step}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict, device: torch.device | str | None = None) -> None:
         for r, s in zip(self.rules, state["rules"], strict=True):
-            r.load_state_dict(s)
+            r.load_state_dict(s, device)
         self._winner = None if state["winner"] is None else self.rules[state["winner"]]
         self.stop_step = state["stop_step"]
 
@@ -869,6 +887,9 @@ def make_rule(name: str, *, task: str | None = None, window: int | None = None,
     (``loss="sure"``) gets :class:`DataTermRise`, a guard against its collapse that lets a healthy
     fit run its step count.
     """
+    from .pipeline import check_sigma
+
+    check_sigma(sigma)
     if name == "fixed":
         return None
     if name == "auto":

@@ -443,7 +443,9 @@ def _sidecar(job: Job, res, size) -> dict:
 
     r = res.restoration
     stopped = _stopped(res)
-    hist = r.fit.history
+    hist = r.fit.history  # a tiled fit: the first tile's (as the CLI's sidecar)
+    # a tiled fit (res.tiles): one fit per tile, run_task's restoration being the first tile's
+    fits = [t.restoration.fit for t in res.tiles.results] if res.tiles else [r.fit]
     idx = _subsample(list(range(len(hist.get("step", [])))), 500)  # at most 500 points, the last kept
     return {
         "app": True,
@@ -456,16 +458,19 @@ def _sidecar(job: Job, res, size) -> dict:
         "output_size": list(size),
         "mask_pixels": None if job.mask is None else int(job.mask.sum()),
         "bits": job.info.bits,
-        "preset": r.preset.to_dict(),
+        "preset": dict(r.preset.to_dict(), tile=job.preset.tile),  # the recipe as asked (each tile fitted whole)
         "seed": r.seed,
         "device": r.device,
-        "padded_size": list(r.padded_size),
-        "iterations": r.fit.steps,
-        "stop_reason": r.fit.stop_reason,
+        "padded_size": list(r.padded_size),  # a tiled fit: its first tile's
+        "iterations": sum(f.steps for f in fits),
+        "stop_reason": ("interrupted" if res.tiles.interrupted else "tiles") if res.tiles else r.fit.stop_reason,
+        "tiles": None if not res.tiles else [{"box": list(b), "steps": f.steps, "stop_reason": f.stop_reason}
+                                             for b, f in zip(res.tiles.boxes, fits)],
         "sigma": job.sigma,
+        "sure_sigma": None if r.sigma is None else round(r.sigma * 255, 3),  # the noise level SURE used (0-255)
         "stopped_by": _rule_summary(res.restoration.stop_rule),
-        "backtracks": r.fit.backtracks,
-        "seconds": round(r.fit.seconds, 3),
+        "backtracks": sum(f.backtracks for f in fits),
+        "seconds": round(sum(f.seconds for f in fits), 3),
         "final": {k: _finite(hist[k][-1]) if hist.get(k) else None for k in ("loss", "psnr_measurement")},
         "curve": {k: [_finite(v[i]) for i in idx] for k, v in hist.items() if v},
         "versions": {"deepprior": __version__, "torch": torch.__version__, "python": platform.python_version()},
