@@ -141,6 +141,8 @@ def test_the_page_and_its_files_are_served_and_nothing_else():
     with app_server() as server:
         status, page, headers = request(server, "/")
         assert status == 200 and b"deepprior" in page and headers["Content-Type"].startswith("text/html")
+        status, empty, head = request(server, "/", method="HEAD")
+        assert status == 200 and empty == b"" and head["Content-Length"] == str(len(page))
         for name in ("app.js", "style.css"):
             assert request(server, f"/static/{name}")[0] == 200
         for path in ("/static/../server.py", "/static/server.py", "/static/%2e%2e/server.py", "/etc/passwd"):

@@ -120,7 +120,8 @@ def test_denoising_picks_each_images_preset_by_its_noise_level_and_resumes(tmp_p
     low, high = sidecar(out / "low_denoised.png"), sidecar(out / "high_denoised.png")
     assert (low["preset"]["name"], high["preset"]["name"]) == ("denoise-sure-fast", "denoise-paper")
     assert low["preset"]["iters"] == high["preset"]["iters"] == 3 and low["sure_sigma"] < 30
-    assert low["stop"]["auto"] is None and high["stop"]["auto"]["rule"]  # SURE runs its steps; paper: the rule
+    # SURE runs its steps, guarded against its collapse; paper: the task's rule
+    assert low["stop"]["auto"] == {"rule": "DataTermRise"} and high["stop"]["auto"]["rule"] == "emv"
     capsys.readouterr()
     assert run("denoise", inputs, "-o", out, "--iters", "3", "--quiet") == 0
     assert "0 done, 2 skipped, 0 failed of 2 images" in summary_line(capsys.readouterr().err)

@@ -218,8 +218,8 @@ def run_task(
     (it ends the fit and picks the image returned).  The rule is in
     ``result.restoration.stop_rule`` (its ``stop_step``, ``best_step``, ``reason``).
     ``preset``: a name or a :class:`~deepprior.presets.Preset`; None (default) takes the task's
-    default for this image (:func:`choose_preset`).  A preset with a ``tile`` (``deblock-fast``:
-    128) fits an image larger than that in overlapping tiles, one fit each
+    default for this image (:func:`choose_preset`).  A preset with a ``tile`` (``deblock-fast``,
+    ``inpaint-text-fast``: 128) fits an image larger than that in overlapping tiles, one fit each
     (:func:`deepprior.tiles.run_tiled`; ``result.tiles``), unless checkpointing or resuming;
     ``preset.replace(tile=None)`` fits it whole.
     ``sigma``: denoising's noise level on the image scale ([0, 1]: 25/255 for "sigma 25"), for the

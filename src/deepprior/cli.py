@@ -59,6 +59,7 @@ def _task_parser(sub, task):
         "denoise": "denoise-sure-fast where the noise level is up to 30, denoise-paper above",
         "inpaint": "inpaint-blindspot for scattered missing pixels, inpaint-text-paper for strokes and holes",
         "sr": "sr-x4-fast for x2 and x4, sr-x8-paper for x8",
+        "deblock": "deblock-fast (photos larger than 128 px in 128 px tiles)",
     }.get(task, "the task's paper preset"))
     p.add_argument("--iters", type=int, help="number of steps (overrides the preset)")
     p.add_argument("--lr", type=float, help="Adam learning rate (overrides the preset)")
@@ -68,13 +69,14 @@ def _task_parser(sub, task):
     p.add_argument("--reference", metavar="GT", help="ground-truth image, to show PSNR against it (several "
                    "inputs: a folder of ground truths named like them)")
     p.add_argument("--save-every", type=int, metavar="K", help="save a snapshot every K steps")
-    p.add_argument("--plot", action="store_true", help="also write <output>_plot.png: curves and input | result")
+    p.add_argument("--plot", action="store_true", help="also write <output stem>_plot.png: curves and input | result")
     p.add_argument("--time-budget", type=float, metavar="SECONDS", help="stop after this long, keep the result so far")
     p.add_argument("--stop", default="auto", choices=["auto", "fixed", "wmv", "emv"],
                    help="when to stop: auto = the task's rule measured in BENCHMARKS.md (default); fixed = the "
                    "preset's steps; wmv / emv = when the windowed / exponential variance of the outputs stops "
                    "falling.  With a rule, --iters is the cap")
-    p.add_argument("--stop-window", type=int, metavar="W", help="auto/wmv/emv: window in steps (wmv/emv default 100)")
+    p.add_argument("--stop-window", type=int, metavar="W", help="auto/wmv/emv: window in steps (wmv default 100; emv: "
+                   "its weight is 2/W, default 0.1, i.e. W = 20)")
     p.add_argument("--stop-patience", type=int, metavar="P",
                    help="auto/wmv/emv: steps without a new minimum (wmv/emv default 100)")
     p.add_argument("--precision", choices=["fp32", "bf16", "auto"],
@@ -82,7 +84,7 @@ def _task_parser(sub, task):
                    "where the hardware has it (CUDA, AVX512-BF16/AMX CPUs); auto = bf16 there, else fp32")
     p.add_argument("--tile", type=int, metavar="N", help="restore overlapping NxN tiles (input pixels) one by one "
                    "and blend them (photos too big for memory); 0: the whole photo in one fit (default: the preset's, "
-                   "deblock-fast's 128 for bigger photos, else whole)")
+                   "deblock-fast's and inpaint-text-fast's 128 for bigger photos, else whole)")
     p.add_argument("--tile-overlap", type=int, default=32, metavar="N", help="pixels shared by neighbouring tiles "
                    "(default 32)")
     p.add_argument("--no-memory-check", action="store_true",
@@ -152,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("name", nargs="?")
     pr.set_defaults(func=cmd_presets)
 
-    dm = sub.add_parser("demo", help="restore a noisy copy of a bundled photo (about a minute on a CPU)")
+    dm = sub.add_parser("demo", help="restore a noisy copy of a bundled photo (about ten seconds on a 2-core CPU)")
     dm.add_argument("-o", "--output", default="deepprior-demo", help="output folder (default ./deepprior-demo)")
     dm.add_argument("--device", default="auto")
     dm.add_argument("--iters", type=int, help="steps (default: the demo preset's, denoise-sure-fast's 200)")
@@ -520,7 +522,7 @@ def cmd_demo(args) -> int:
     p_out = psnr(torch.from_numpy(out), torch.from_numpy(clean))
     print(f"PSNR noisy {p_in:.2f} dB -> restored {p_out:.2f} dB in {res.restoration.fit.seconds:.0f} s "
           f"(noise level estimated as {res.restoration.sigma * 255:.1f})")
-    print(f"results in {folder}/: noisy.png, restored.png, plot.png")
+    print(f"results in {folder}/: clean.png, noisy.png, restored.png, plot.png")
     return 0
 
 

@@ -117,6 +117,8 @@ class Settings:
             config["auto"] = None if spec is None else {"rule": spec.rule, "window": spec.window,
                                                         "patience": spec.patience, "keep": spec.keep,
                                                         "warmup": spec.warmup, "noise_gate": spec.noise_gate}
+            if preset.loss == "sure":  # its step count, guarded against SURE's collapse (stopping.make_rule)
+                config["auto"] = {"rule": "DataTermRise"}
         return config
 
 

@@ -8,9 +8,10 @@ input into a scored output.  Three are built in:
     The paper's: ``||A(f(z)) - y||^2``, the forward model's ``data_term`` (for a :class:`Mask`, the
     mean over the known pixels only).
 :class:`Sure`
-    DIP-SURE (Metzler et al. 2018): the data term plus ``2 sigma^2`` times the network's
-    divergence, estimated by one Monte-Carlo finite difference per step.  Needs the noise level;
-    the network takes the noisy image itself as input.
+    DIP-SURE (Jo, Chun and Choi, ICCV 2021; SURE as a training loss: Metzler et al. 2018): the
+    data term plus ``2 sigma^2`` times the network's divergence, estimated by one Monte-Carlo
+    finite difference per step.  Needs the noise level; the network takes the noisy image itself
+    as input.
 :class:`BlindSpot`
     Blind-spot inpainting (Self2Self, Quan et al. 2020; Noise2Self, Batson and Royer 2019): the
     network sees part of the known pixels and is scored on the others, so it learns to fill a

@@ -20,14 +20,13 @@ def _show(ax, img, title):
 
 def plot_fit(path, history: dict, before, after, *, title: str = "") -> None:
     """Write a PNG with the fit's curves (top) and ``before`` | ``after`` (bottom)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # a Figure of its own, not pyplot's: no backend switched for the whole process (a notebook's
+    # plots), nothing left open if writing fails
+    from matplotlib.figure import Figure
 
     from .io import atomic_write_bytes
 
-    fig = plt.figure(figsize=(10, 8), constrained_layout=True)
+    fig = Figure(figsize=(10, 8), constrained_layout=True)
     grid = fig.add_gridspec(2, 2, height_ratios=[1, 1.4])
     ax_loss = fig.add_subplot(grid[0, 0])
     ax_psnr = fig.add_subplot(grid[0, 1])
@@ -53,4 +52,3 @@ def plot_fit(path, history: dict, before, after, *, title: str = "") -> None:
     if title:
         fig.suptitle(title)
     atomic_write_bytes(path, lambda tmp: fig.savefig(tmp, dpi=80, format="png"))
-    plt.close(fig)

@@ -228,7 +228,7 @@ PRESETS: dict[str, Preset] = {
 # defaults (on average about 5x sooner than the paper's recipes to their quality for denoising and
 # SR x4, short of the speed issue's 20x: BENCHMARKS.md); they make quick looks affordable on a CPU.
 # Measured on a 2-core CPU on the demo image (128x128, sigma 25):
-# denoise-small, 800 steps in 40 s, PSNR 20.72 -> 28.51 dB; denoise-sure, which `make demo` runs,
+# denoise-small, 800 steps in 40 s, PSNR 20.72 -> 28.51 dB; denoise-sure, which `make demo` ran before denoise-sure-fast,
 # 29.80 dB in 700 steps (59 s; 29.78 dB in 32 s with the allocator tuned, deepprior.runtime; 29.71
 # dB in 28 s with deepprior.networks.BatchNorm, whose float rounding differs).
 SMALL_NET = NetworkConfig(
@@ -240,7 +240,7 @@ def _small(paper: str, name: str, iters: int, **changes) -> Preset:
     p = PRESETS[paper]
     net = dataclasses.replace(SMALL_NET, upsample=p.network.upsample)
     return p.replace(name=name, network=net, iters=iters, description=f"{p.description.split(',')[0]}, "
-                     f"small network, {iters} steps (quick looks, demo)", **changes)
+                     f"small network, {iters} steps (quick looks)", **changes)
 
 
 for _p in [
@@ -326,7 +326,7 @@ PRESETS["deblock-fast"] = PRESETS["deblock-small"].replace(
 # image is the network's input and the loss is Stein's unbiased risk estimate for Gaussian noise
 # (sigma given or estimated), whose divergence penalty keeps the network from copying its input.
 # Small network, no input jitter (their dip_sure), the paper's lr and average (warm-up on: the raw
-# output is good within ~100 steps).  700 steps, fixed (--stop auto too): chosen on the tune images
+# output is good within ~100 steps).  700 steps (--stop auto: guarded by DataTermRise): chosen on the tune images
 # at sigma 15 and 25 (python -m benchmarks.sure; BENCHMARKS.md, "SURE").  On the quick tier's test
 # crops there it beat denoise-small with the automatic stop by 1.31 dB on average (worst +0.69) in
 # 2.2x less time.  Gaussian noise up to sigma ~25-30 only: at sigma 50 its fits peak within 100-300

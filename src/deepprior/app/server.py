@@ -622,6 +622,9 @@ class Handler(BaseHTTPRequestHandler):
         self._json(status, {"error": message})
 
     # -- GET -------------------------------------------------------------------------------
+    def do_HEAD(self):  # what GET would answer, headers only (_send leaves the body out)
+        self.do_GET()
+
     def do_GET(self):
         path = self.path.split("?", 1)[0]
         if path in ("/", "/index.html"):
