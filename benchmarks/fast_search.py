@@ -192,7 +192,7 @@ def candidates(task: str) -> dict[str, tuple[str, dict, int, str]]:
             channels_down=(32, 32, 64, 64), channels_up=(32, 32, 64, 64), channels_skip=(16,) * 4,
             upsample="nearest")}, 2000,
             "`inpaint-blindspot` with nearest-neighbour upsampling (restoration.ipynb: bilinear)")
-        # Self2Self's data augmentation (fitting.fit's blindspot_flips)
+        # Self2Self's data augmentation (objectives.BlindSpot's flips)
         c["blindspot-flips"] = (bs, {"blindspot_flips": True, **SHIPPED_BETAS}, 2000,
                                 "`inpaint-blindspot` (betas 0.8, 0.9) with "
                                 "Self2Self's flips (input flipped at random each step, output flipped back)")

@@ -30,6 +30,7 @@ def run(kind: str, graph: bool, iters: int):
     from deepprior.fitting import fit, make_input
     from deepprior.forward import Identity, Mask
     from deepprior.networks import NetworkConfig, SkipNet, build_network
+    from deepprior.objectives import BlindSpot, Sure
     from deepprior.presets import get_preset
 
     tiny = NetworkConfig(channels_down=(8, 8), channels_up=(8, 8), channels_skip=(2, 2))  # as the tests'
@@ -51,11 +52,11 @@ def run(kind: str, graph: bool, iters: int):
     if kind == "sure":
         net = SkipNet(3, 3, tiny).cuda()
         return fit(net, y.clone(), Identity(), y, iters=iters, jitter=0.0, generator=gen, cuda_graph=graph,
-                   ema=None, sure_sigma=0.1)
+                   ema=None, objective=Sure(0.1))
     known = (torch.rand(1, 1, 48, 32, generator=torch.Generator().manual_seed(3)) < 0.5).float().cuda()
     net = SkipNet(4, 3, tiny).cuda()
     return fit(net, y.clone(), Mask(known), y, iters=iters, jitter=0.0, generator=gen, cuda_graph=graph,
-               backtrack=False, blindspot_keep=0.8)
+               backtrack=False, objective=BlindSpot(0.8))
 
 
 def _Spike(bad_calls):

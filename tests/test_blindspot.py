@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 import deepprior
-from deepprior.fitting import blindspot_input, blindspot_keep_at, fit
+from deepprior.fitting import fit
+from deepprior.objectives import BlindSpot, blindspot_input, blindspot_keep_at
 from deepprior.forward import Identity, Mask
 from deepprior.masks import MaskError, hole_mask, is_scattered, random_pixels_mask, strokes_mask, text_mask
 from deepprior.pipeline import InputError
@@ -55,7 +56,7 @@ def test_the_fit_scores_hidden_known_pixels_only_and_keeps_the_known_pixels():
     y = y * known
     seen = []
     r = fit(CopyShown(3), y.clone(), Mask(known), y, iters=4, lr=1e-9, jitter=0.0, ema=0.99, backtrack=False,
-            blindspot_keep=0.8, generator=torch.Generator().manual_seed(1),
+            objective=BlindSpot(0.8), generator=torch.Generator().manual_seed(1),
             callback=lambda step, s: seen.append((s.loss, s.output.clone())))
     for loss, out in seen:
         # about 0.2 of the known pixels hidden; their mean square under a copy is mean(y^2) ~ 1/3
@@ -80,7 +81,7 @@ def test_flips_feed_the_network_flipped_inputs_and_flip_its_output_back():
     """With ``blindspot_flips`` each step's output is the network's flipped back: for a fixed
     pattern, its missing pixels show the pattern in all four orientations over the steps (and only
     those); without flips, only the pattern as it is."""
-    from deepprior.fitting import FLIPS
+    from deepprior.objectives import FLIPS
 
     g = torch.Generator().manual_seed(0)
     y = torch.rand(1, 3, 9, 7, generator=g)
@@ -99,7 +100,7 @@ def test_flips_feed_the_network_flipped_inputs_and_flip_its_output_back():
             raise AssertionError(f"step {step}: the output is no flip of the network's")
 
         fit(net, y * known, Mask(known), y * known, iters=40, lr=1e-9, jitter=0.0, ema=None, backtrack=False,
-            blindspot_keep=0.8, blindspot_flips=flips, generator=torch.Generator().manual_seed(1), callback=which)
+            objective=BlindSpot(0.8, flips=flips), generator=torch.Generator().manual_seed(1), callback=which)
         assert seen == expected
 
 
@@ -124,7 +125,7 @@ def test_the_share_shown_falls_from_keep_to_keep_final_then_stays():
     y = torch.rand(1, 3, 64, 64, generator=g) * known
     net = RecordShown(3, known)
     fit(net, y.clone(), Mask(known), y, iters=30, lr=1e-9, jitter=0.0, ema=None, backtrack=False,
-        blindspot_keep=0.8, blindspot_keep_final=0.4, blindspot_keep_steps=20, generator=torch.Generator().manual_seed(1))
+        objective=BlindSpot(0.8, 0.4, 20), generator=torch.Generator().manual_seed(1))
     steps = net.shares[:30]  # (then the final pass, without an average: every known pixel shown)
     for step, share in enumerate(steps, start=1):
         assert share == pytest.approx(blindspot_keep_at(step, 0.8, 0.4, 20), abs=0.05)
@@ -135,17 +136,13 @@ def test_blindspot_fit_checks_its_arguments():
     y = torch.rand(1, 3, 16, 16)
     known = torch.ones(1, 1, 16, 16)
     with pytest.raises(ValueError, match="Mask forward model"):
-        fit(CopyShown(3), y.clone(), Identity(), y, iters=1, blindspot_keep=0.8)
+        fit(CopyShown(3), y.clone(), Identity(), y, iters=1, objective=BlindSpot(0.8))
     with pytest.raises(ValueError, match=r"in \(0, 1\)"):
-        fit(CopyShown(3), y.clone(), Mask(known), y, iters=1, blindspot_keep=1.0)
+        BlindSpot(1.0)
     with pytest.raises(ValueError, match="shaped like y"):
-        fit(CopyShown(3), torch.rand(1, 32, 16, 16), Mask(known), y, iters=1, blindspot_keep=0.8)
-    with pytest.raises(ValueError, match="blindspot_flips"):
-        fit(CopyShown(3), y.clone(), Mask(known), y, iters=1, blindspot_flips=True)
-    with pytest.raises(ValueError, match="blindspot_keep_final need a blind-spot fit"):
-        fit(CopyShown(3), y.clone(), Mask(known), y, iters=1, blindspot_keep_final=0.4)
+        fit(CopyShown(3), torch.rand(1, 32, 16, 16), Mask(known), y, iters=1, objective=BlindSpot(0.8))
     with pytest.raises(ValueError, match=r"blindspot_keep_final must be in \(0, 1\)"):
-        fit(CopyShown(3), y.clone(), Mask(known), y, iters=1, blindspot_keep=0.8, blindspot_keep_final=0.0)
+        BlindSpot(0.8, 0.0)
 
 
 def test_the_preset_is_for_inpainting_with_the_measurement_as_input():
@@ -219,7 +216,7 @@ def test_blindspot_inpainting_beats_a_smooth_fill_on_an_odd_crop(data_dir):
 def test_the_fill_of_a_blind_spot_input_interpolates_the_shown_pixels():
     import torch
 
-    from deepprior.fitting import blindspot_input
+    from deepprior.objectives import blindspot_input
 
     g = torch.Generator().manual_seed(0)
     z = torch.full((1, 3, 17, 23), 0.25)

@@ -7,6 +7,7 @@ from torch import nn
 
 from deepprior.fitting import DivergenceError, fit, make_input
 from deepprior.forward import ForwardModel, Identity
+from deepprior.objectives import BlindSpot, Sure
 from deepprior.networks import NetworkConfig, SkipNet
 from deepprior.pipeline import restore
 from deepprior.presets import Preset
@@ -327,10 +328,10 @@ def test_cuda_graph_sure_and_blindspot_fits_match_the_eager_fit(kind):
         torch.manual_seed(0)
         y = torch.rand(1, 3, 48, 32, generator=torch.Generator().manual_seed(2)).cuda()
         if kind == "sure":
-            net, A, kw = SkipNet(3, 3, TINY).cuda(), Identity(), dict(ema=None, sure_sigma=0.1)
+            net, A, kw = SkipNet(3, 3, TINY).cuda(), Identity(), dict(ema=None, objective=Sure(0.1))
         else:
             known = (torch.rand(1, 1, 48, 32, generator=torch.Generator().manual_seed(3)) < 0.5).float().cuda()
-            net, A, kw = SkipNet(4, 3, TINY).cuda(), Mask(known), dict(backtrack=False, blindspot_keep=0.8)
+            net, A, kw = SkipNet(4, 3, TINY).cuda(), Mask(known), dict(backtrack=False, objective=BlindSpot(0.8))
         r = fit(net, y.clone(), A, y, iters=3, jitter=0.0, generator=torch.Generator("cuda").manual_seed(1),
                 cuda_graph=graph, **kw)
         runs.append(r)
@@ -346,8 +347,8 @@ def test_a_sure_fit_on_cuda_runs_without_tf32_below_its_step_and_puts_the_settin
         torch.backends.cudnn.allow_tf32 = True
         for eps, tf32 in ((1e-3, False), (1e-2, True)):
             seen = []
-            fit(SkipNet(3, 3, TINY).cuda(), y.clone(), Identity(), y, iters=2, jitter=0.0, ema=None, sure_sigma=0.1,
-                sure_epsilon=eps, cuda_graph=True,
+            fit(SkipNet(3, 3, TINY).cuda(), y.clone(), Identity(), y, iters=2, jitter=0.0, ema=None,
+                objective=Sure(0.1, eps), cuda_graph=True,
                 callback=lambda step, state: seen.append(torch.backends.cudnn.allow_tf32))
             assert seen == [tf32, tf32] and torch.backends.cudnn.allow_tf32
     finally:

@@ -52,11 +52,6 @@ def test_a_custom_objective_is_what_the_fit_minimises():
     assert _tv(_fit(Smooth(), steps=60)) < 0.5 * _tv(_fit(steps=60))
 
 
-def test_an_objective_and_its_keyword_arguments_together_are_refused():
-    with pytest.raises(ValueError, match="not both"):
-        _fit(DataTerm(), sure_sigma=0.1)
-
-
 def test_restore_takes_an_objective_with_an_mse_preset_only():
     from deepprior.pipeline import InputError
     from deepprior.pipeline import restore

@@ -9,6 +9,7 @@ import deepprior
 from deepprior.degrade import add_noise
 from deepprior.fitting import fit
 from deepprior.forward import Identity
+from deepprior.objectives import Sure
 from deepprior.pipeline import InputError
 
 from helpers import crop, psnr
@@ -41,7 +42,7 @@ def test_monte_carlo_divergence_of_a_linear_map(w):
     y = torch.rand(1, 3, 37, 31)
     seen = []
     fit(Scale(w), y.clone(), Identity(), y, iters=1, lr=1e-9, jitter=0.0, ema=None, backtrack=False,
-        sure_sigma=0.1, callback=lambda step, s: seen.append(s.divergence))
+        objective=Sure(0.1), callback=lambda step, s: seen.append(s.divergence))
     # b . (w eps b) / (eps n) = w |b|^2 / n: w up to the spread of |b|^2 / n (~1 % for n = 3487)
     assert seen[0] == pytest.approx(w, abs=0.06)
 
@@ -49,7 +50,7 @@ def test_monte_carlo_divergence_of_a_linear_map(w):
 def test_divergence_of_a_constant_is_zero_and_absent_without_sure():
     y = torch.rand(1, 3, 20, 17)
     seen = []
-    fit(Constant(y.shape), y.clone(), Identity(), y, iters=2, jitter=0.0, ema=None, sure_sigma=0.1,
+    fit(Constant(y.shape), y.clone(), Identity(), y, iters=2, jitter=0.0, ema=None, objective=Sure(0.1),
         callback=lambda step, s: seen.append(s.divergence))
     assert seen == [pytest.approx(0.0, abs=1e-6)] * 2
     seen.clear()
@@ -67,7 +68,7 @@ def test_sure_finds_the_mse_optimal_shrinkage_where_the_data_term_copies_the_inp
     plain, sure = Scale(0.5), Scale(0.5)
     common = dict(iters=300, lr=0.01, jitter=0.0, ema=None, backtrack=False)
     fit(plain, y.clone(), Identity(), y, **common)
-    fit(sure, y.clone(), Identity(), y, sure_sigma=0.2, **common)
+    fit(sure, y.clone(), Identity(), y, objective=Sure(0.2), **common)
     assert plain.w.item() > 0.95
     assert sure.w.item() == pytest.approx(1 - 0.2**2 / float((y**2).mean()), abs=0.02)
     assert sure.w.item() == pytest.approx(float((clean * y).mean() / (y**2).mean()), abs=0.02)
@@ -76,9 +77,9 @@ def test_sure_finds_the_mse_optimal_shrinkage_where_the_data_term_copies_the_inp
 def test_sure_needs_the_measurement_as_input():
     y = torch.rand(1, 3, 16, 16)
     with pytest.raises(ValueError, match="shaped like y"):
-        fit(Scale(1), torch.rand(1, 32, 16, 16), Identity(), y, iters=1, sure_sigma=0.1)
+        fit(Scale(1), torch.rand(1, 32, 16, 16), Identity(), y, iters=1, objective=Sure(0.1))
     with pytest.raises(ValueError, match="sigma > 0"):
-        fit(Scale(1), y.clone(), Identity(), y, iters=1, sure_sigma=0.0)
+        fit(Scale(1), y.clone(), Identity(), y, iters=1, objective=Sure(0.0))
 
 
 def test_sure_needs_full_fp32():
@@ -86,7 +87,7 @@ def test_sure_needs_full_fp32():
     # two outputs 1e-3 apart whose difference is the divergence
     y = torch.rand(1, 3, 16, 16)
     with pytest.raises(ValueError, match="fp32"):
-        fit(Scale(1), y.clone(), Identity(), y, iters=1, sure_sigma=0.1, precision="bf16")
+        fit(Scale(1), y.clone(), Identity(), y, iters=1, objective=Sure(0.1), precision="bf16")
     img = y[0].permute(1, 2, 0).numpy()
     with pytest.raises(InputError, match="needs fp32"):
         deepprior.run_task("denoise", img, preset=deepprior.get_preset("denoise-sure").replace(precision="bf16"),
@@ -230,12 +231,12 @@ def test_a_probe_every_other_step_finds_the_same_shrinkage_and_reports_the_diver
     clean = torch.full((1, 3, 32, 32), 0.5)
     y = clean + 0.2 * torch.randn(clean.shape)
     sure, seen = Scale(0.5), []
-    fit(sure, y.clone(), Identity(), y, iters=300, lr=0.01, jitter=0.0, ema=None, backtrack=False, sure_sigma=0.2,
-        sure_every=2, callback=lambda step, s: seen.append(s.divergence))
+    fit(sure, y.clone(), Identity(), y, iters=300, lr=0.01, jitter=0.0, ema=None, backtrack=False,
+        objective=Sure(0.2, every=2), callback=lambda step, s: seen.append(s.divergence))
     assert sure.w.item() == pytest.approx(1 - 0.2**2 / float((y**2).mean()), abs=0.02)
     assert all(d is not None for d in seen[::2]) and all(d is None for d in seen[1::2])
     with pytest.raises(ValueError, match="sure_every"):
-        fit(Scale(1), y.clone(), Identity(), y, iters=1, sure_sigma=0.1, sure_every=0)
+        fit(Scale(1), y.clone(), Identity(), y, iters=1, objective=Sure(0.1, every=0))
 
 
 def test_the_divergence_guard_skips_the_steps_without_a_probe():
@@ -243,8 +244,8 @@ def test_the_divergence_guard_skips_the_steps_without_a_probe():
 
     y = torch.rand(1, 3, 20, 17)
     rule = DivergenceDrop(warmup=2)
-    r = fit(Scale(1.0), y.clone(), Identity(), y, iters=6, lr=1e-9, jitter=0.0, ema=None, sure_sigma=0.1,
-            sure_every=2, stop=rule)
+    r = fit(Scale(1.0), y.clone(), Identity(), y, iters=6, lr=1e-9, jitter=0.0, ema=None,
+            objective=Sure(0.1, every=2), stop=rule)
     assert r.steps == 6 and rule.smoothed == pytest.approx(1.0, abs=0.1)
 
 

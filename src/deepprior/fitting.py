@@ -359,14 +359,6 @@ def fit(
     resume: dict | None = None,
     precision: str = "fp32",
     cuda_graph: bool = False,
-    sure_sigma: float | None = None,
-    sure_epsilon: float = 5e-3,
-    sure_every: int = 1,
-    blindspot_keep: float | None = None,
-    blindspot_keep_final: float | None = None,
-    blindspot_keep_steps: int = 0,
-    blindspot_flips: bool = False,
-    blindspot_fill: bool = False,
     objective: Objective | None = None,
 ) -> FitResult:
     """Fit ``network`` so that ``forward(network(z))`` matches ``y``; return the restored image.
@@ -433,60 +425,11 @@ def fit(
         the GPU (no ``.item()``, no branch on a tensor's value), as deepprior's networks;
         :func:`deepprior.pipeline.restore` turns it on for them.  The network's own ``forward``
         is put back when the fit ends.
-    sure_sigma : float, optional
-        Fit with Stein's unbiased risk estimate instead of the plain data term (DIP-SURE; Jo, Chun
-        and Choi, "Rethinking Deep Image Prior for Denoising", ICCV 2021), for Gaussian noise of
-        this standard deviation (image scale) with the identity forward model and the measurement
-        itself as the network's input (``z`` shaped like ``y``).  Every step runs the network on
-        ``x`` and ``x + sure_epsilon * b`` (one batch of two; ``b`` standard normal, fresh each
-        step) and minimises ``||y - f(x)||^2 / n + 2 sigma^2 div / n`` with the Monte-Carlo
-        divergence ``div = b . (f(x + eps b) - f(x)) / eps``: the penalty on the divergence keeps
-        the network from copying its noisy input.  ``state.loss`` stays the data term.
-    sure_epsilon : float
-        The finite-difference step of the divergence (image scale; Jo et al. use 1e-3).  Below
-        :data:`SURE_TF32_MIN_EPSILON` a SURE fit on CUDA runs its convolutions in full fp32,
-        without TF32 (see ``_NoTF32``); from it up, TF32 rounds far below the step and is kept.
-        The default, 5e-3, keeps TF32: on an H100 the 512x512 F16 at sigma 25 reached the bar (the
-        paper preset's best minus 0.2 dB) in 7.3 s, against 11.7 s with 1e-3 without TF32
-        (``python -m benchmarks.gpu``; BENCHMARKS.md, "GPU").  Larger steps bias the estimate more:
-        1e-2 let some fits collapse late (the network shrinks its estimated divergence, even below
-        zero, while drifting from ``y``).
-    sure_every : int
-        Probe the divergence on every ``sure_every``-th step only (the first step probes), its
-        penalty weighted by ``sure_every``; the steps between minimise the data term alone and run
-        the network on one image instead of two (``state.divergence`` is None on them).  The
-        penalty is the same on average.  Not with ``cuda_graph`` (its graph takes one batch shape).
-    blindspot_keep : float, optional
-        Fit as a blind-spot network (inpainting of scattered missing pixels; after Self2Self, Quan
-        et al., CVPR 2020, and Noise2Self, Batson and Royer, ICML 2019): ``forward`` must be a
-        :class:`~deepprior.forward.Mask` and ``z`` the measurement (shaped like ``y``).  Every step
-        hides each known pixel with probability ``1 - blindspot_keep`` (one draw per pixel, for all
-        channels), feeds the network ``cat(z * shown, shown)`` (``C + mask channels``) and scores
-        its output on the hidden known pixels only: the network learns to predict a pixel from the
-        known pixels around it, the very thing it must do at the missing ones.  Its output on the
-        known pixels is then replaced by ``y`` (in ``state.output``, the average and the result:
-        the returned image keeps the known pixels exactly).  ``state.loss`` is the hidden pixels'
-        mean squared error.
-    blindspot_keep_final, blindspot_keep_steps : float or None, int
-        A blind-spot fit's share of known pixels shown falls linearly from ``blindspot_keep`` to
-        ``blindspot_keep_final`` over the first ``blindspot_keep_steps`` steps, then stays there
-        (:func:`blindspot_keep_at`; None: ``blindspot_keep`` throughout).  Early on most pixels
-        shown make the first fill quick; later, more pixels hidden score the network on more of
-        them per step (inpaint-blindspot: 0.8 to 0.4 over 2000 steps; presets.py).
-    blindspot_flips : bool
-        A blind-spot fit's data augmentation (Self2Self's flips): every step feeds the network its
-        input flipped left-right, upside down, both or neither (one of the four at random) and flips
-        its output back, so the average is over the four orientations too.  On the tune images it
-        slowed the fit down (BENCHMARKS.md; no preset uses it).
-    blindspot_fill : bool
-        A blind-spot fit's input has its hidden and missing pixels filled from the shown ones
-        (:func:`fill_from_shown`) instead of zero.  On the tune images it lowered the peaks (by
-        1.4 dB on boat; BENCHMARKS.md; no preset uses it).
     objective : Objective, optional
-        What each step scores (:mod:`deepprior.objectives`), for an objective of your own; without
-        it, :class:`~deepprior.objectives.Sure` with ``sure_sigma``,
-        :class:`~deepprior.objectives.BlindSpot` with ``blindspot_keep``, else the forward model's
-        data term (:class:`~deepprior.objectives.DataTerm`).  Not together with those arguments.
+        What each step scores (:mod:`deepprior.objectives`): the forward model's data term
+        (:class:`~deepprior.objectives.DataTerm`, the default, as the paper),
+        :class:`~deepprior.objectives.Sure` (DIP-SURE), :class:`~deepprior.objectives.BlindSpot`
+        (blind-spot inpainting), or one of your own.
 
     Returns
     -------
@@ -509,22 +452,8 @@ def fit(
     device = z.device
     if cuda_graph and (device.type != "cuda" or precision != "fp32"):
         raise ValueError("cuda_graph needs a CUDA device and precision='fp32'")
-    blindspot = blindspot_keep is not None
-    if (blindspot_flips or blindspot_fill or blindspot_keep_final is not None) and not blindspot:
-        raise ValueError("blindspot_flips, blindspot_fill and blindspot_keep_final need a blind-spot fit "
-                         "(blindspot_keep)")
     if objective is None:
-        if sure_sigma is not None and blindspot:
-            raise ValueError("a blind-spot fit needs a Mask forward model (inpainting) and no SURE")
-        if sure_sigma is not None:
-            objective = Sure(sure_sigma, sure_epsilon, sure_every)
-        elif blindspot:
-            objective = BlindSpot(blindspot_keep, blindspot_keep_final, blindspot_keep_steps,
-                                  flips=blindspot_flips, fill=blindspot_fill)
-        else:
-            objective = DataTerm()
-    elif sure_sigma is not None or blindspot:
-        raise ValueError("give the objective, or sure_sigma / blindspot_keep, not both")
+        objective = DataTerm()
     objective.setup(forward, y, z, precision=precision, cuda_graph=cuda_graph)
 
     def run_network(x):

@@ -91,20 +91,34 @@ class DataTerm(Objective):
 
 
 class Sure(Objective):
-    """DIP-SURE: the data term plus ``2 sigma^2`` times the divergence of the network at its input.
+    """DIP-SURE: Stein's unbiased risk estimate instead of the plain data term (Jo, Chun and Choi,
+    "Rethinking Deep Image Prior for Denoising", ICCV 2021), for Gaussian noise with the identity
+    forward model and the measurement itself as the network's input (``z`` shaped like ``y``).
 
-    The divergence is estimated as ``b . (f(x + eps b) - f(x)) / (eps n)`` with ``b`` standard
-    normal (one probe per step, both passes in one batch of two).  With ``every`` > 1 only every
-    ``every``-th step probes, its divergence weighted by ``every`` (unbiased on average).
+    Every step runs the network on ``x`` and ``x + epsilon * b`` (one batch of two; ``b`` standard
+    normal, fresh each step) and minimises ``||y - f(x)||^2 / n + 2 sigma^2 div / n`` with the
+    Monte-Carlo divergence ``div = b . (f(x + eps b) - f(x)) / eps``: the penalty on the divergence
+    keeps the network from copying its noisy input.  ``state.loss`` stays the data term,
+    ``state.divergence`` is the estimate.
 
     Parameters
     ----------
     sigma : float
-        The noise's standard deviation (images in [0, 1]).
+        The noise's standard deviation (image scale, [0, 1]).
     epsilon : float
-        The finite difference's step.
+        The finite-difference step of the divergence (image scale; Jo et al. use 1e-3).  Below
+        :data:`SURE_TF32_MIN_EPSILON` a SURE fit on CUDA runs its convolutions in full fp32,
+        without TF32 (``fitting._NoTF32``); from it up, TF32 rounds far below the step and is
+        kept.  The default, 5e-3, keeps TF32: on an H100 the 512x512 F16 at sigma 25 reached the bar
+        (the paper preset's best minus 0.2 dB) in 7.3 s, against 11.7 s with 1e-3 without TF32
+        (``python -m benchmarks.gpu``; BENCHMARKS.md, "GPU").  Larger steps bias the estimate
+        more: 1e-2 let some fits collapse late (the network shrinks its estimated divergence, even
+        below zero, while drifting from ``y``).
     every : int
-        Probe the divergence every this many steps.
+        Probe the divergence on every ``every``-th step only (the first step probes), its penalty
+        weighted by ``every``; the steps between minimise the data term alone and run the network
+        on one image instead of two (``state.divergence`` is None on them).  The penalty is the same
+        on average.  Not with ``cuda_graph`` (its graph takes one batch shape).
     """
 
     def __init__(self, sigma: float, epsilon: float = 5e-3, every: int = 1):
@@ -188,26 +202,36 @@ def fill_from_shown(seen: torch.Tensor, shown: torch.Tensor, sigma: float = 1.0)
 
 
 class BlindSpot(Objective):
-    """Blind-spot inpainting: each step hides some of the known pixels from the network and scores it
-    on those only.
+    """Blind-spot inpainting of scattered missing pixels (after Self2Self, Quan et al., CVPR 2020,
+    and Noise2Self, Batson and Royer, ICML 2019): the forward model must be a
+    :class:`~deepprior.forward.Mask` and ``z`` the measurement (shaped like ``y``).
 
-    The network's input is the measurement itself (``z`` = ``y``) with the hidden and missing pixels
-    zeroed, and the mask of the pixels it is shown as extra channels (:func:`blindspot_input`).  The
-    step's output keeps the known pixels as given and takes the network's at the missing ones.
+    Every step hides each known pixel with probability ``1 - keep`` (one draw per pixel, for all
+    channels), feeds the network ``cat(z * shown, shown)`` (``C + mask channels``;
+    :func:`blindspot_input`) and scores its output on the hidden known pixels only: the network
+    learns to predict a pixel from the known pixels around it, the very thing it must do at the
+    missing ones.  Its output on the known pixels is then replaced by ``y`` (in ``state.output``,
+    the average and the result: the returned image keeps the known pixels exactly).
+    ``state.loss`` is the hidden pixels' mean squared error.
 
     Parameters
     ----------
     keep : float
-        Share of the known pixels shown per step (one draw per pixel, for all channels), in (0, 1).
+        Share of the known pixels shown per step, in (0, 1).
     keep_final, keep_steps : float or None, int
-        The share falls linearly from ``keep`` to ``keep_final`` over the first ``keep_steps`` steps,
-        then stays there (:func:`blindspot_keep_at`; None: ``keep`` throughout).
+        The share falls linearly from ``keep`` to ``keep_final`` over the first ``keep_steps``
+        steps, then stays there (:func:`blindspot_keep_at`; None: ``keep`` throughout).  Early on
+        most pixels shown make the first fill quick; later, more pixels hidden score the network on
+        more of them per step (inpaint-blindspot: 0.8 to 0.4 over 2000 steps; presets.py).
     flips : bool
-        Self2Self's augmentation: each step the input is flipped left-right and/or upside down at
-        random (one of :data:`FLIPS`) and the output flipped back.
+        Self2Self's data augmentation: every step feeds the network its input flipped left-right,
+        upside down, both or neither (one of :data:`FLIPS` at random) and flips its output back, so
+        the average is over the four orientations too.  On the tune images it slowed the fit down
+        (BENCHMARKS.md; no preset uses it).
     fill : bool
-        The unshown pixels of the input are filled from the shown ones (:func:`fill_from_shown`),
-        not zero.
+        The input's hidden and missing pixels are filled from the shown ones
+        (:func:`fill_from_shown`) instead of zero.  On the tune images it lowered the peaks (by 1.4
+        dB on boat; BENCHMARKS.md; no preset uses it).
     """
 
     def __init__(self, keep: float, keep_final: float | None = None, keep_steps: int = 0, *,

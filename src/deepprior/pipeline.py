@@ -20,6 +20,7 @@ from .cost import available_bytes, estimate
 from .fitting import FitResult, fit, make_input
 from .forward import Downsampler, ForwardModel, Identity, Mask, SR_FACTORS
 from .networks import build_network, input_size, min_size, size_multiple
+from .objectives import BlindSpot, DataTerm, Sure
 from .presets import SURE_MAX_SIGMA, Preset, get_preset
 
 __all__ = ["restore", "Restoration", "resolve_device", "resolve_seed", "pad_reflect", "MAX_PIXELS"]
@@ -351,6 +352,14 @@ def restore(
     precision = resolve_precision(preset.precision, dev)
     if sure_sigma is not None:  # "auto" too: fp32 (on CUDA TF32 only for a large enough step: fitting._NoTF32)
         precision = "fp32"
+    if objective is None:  # what each step scores: the preset's loss
+        if sure_sigma is not None:
+            objective = Sure(sure_sigma, preset.sure_epsilon, preset.sure_every)
+        elif blindspot:
+            objective = BlindSpot(preset.blindspot_keep, preset.blindspot_keep_final, preset.blindspot_keep_steps,
+                                  flips=preset.blindspot_flips, fill=preset.blindspot_fill)
+        else:
+            objective = DataTerm()
     # what the fit draws from torch's global generator (a network's dropout) comes from the seed too,
     # and the caller's generator is left as it was
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
@@ -384,14 +393,6 @@ def restore(
             precision=precision,
             # deepprior's networks have no host syncs or data-dependent branches: safe to capture
             cuda_graph=dev.type == "cuda" and precision == "fp32" and preset.sure_every == 1,
-            sure_sigma=sure_sigma,
-            sure_epsilon=preset.sure_epsilon,
-            sure_every=preset.sure_every,
-            blindspot_keep=preset.blindspot_keep if blindspot else None,
-            blindspot_keep_final=preset.blindspot_keep_final if blindspot else None,
-            blindspot_keep_steps=preset.blindspot_keep_steps,
-            blindspot_flips=preset.blindspot_flips,
-            blindspot_fill=preset.blindspot_fill,
             objective=objective,
         )
     return Restoration(

@@ -47,9 +47,9 @@ class Preset:
     # defaults, 0.9 and 0.999); shorter memories let the fast presets' steps follow the fit sooner
     betas: tuple[float, float] = (0.9, 0.999)
     # "mse": the data term ||A(f(z)) - y||^2 (the paper); "sure": Stein's unbiased risk estimate for
-    # Gaussian noise (fitting.fit's sure_sigma; needs input="measurement", sigma given or estimated);
+    # Gaussian noise (objectives.Sure; needs input="measurement", sigma given or estimated);
     # "blindspot": inpainting, the network sees part of the known pixels and is scored on the others
-    # (fitting.fit's blindspot_keep; needs input="measurement")
+    # (objectives.BlindSpot; needs input="measurement")
     loss: str = "mse"
     # finite-difference step of SURE's Monte-Carlo divergence (Jo et al.: 1e-3).  5e-3 is the smallest
     # that keeps TF32 on a GPU (fitting.SURE_TF32_MIN_EPSILON): on an H100, the 512x512 F16 at sigma
@@ -59,7 +59,7 @@ class Preset:
     # 1e-2 collapsed late in some fits (baboon on a CPU, F16 on the GPU): BENCHMARKS.md, "SURE".
     sure_epsilon: float = 5e-3
     # SURE's divergence probe every this many steps (weighted by it), the data term alone between
-    # (fitting.fit's sure_every): a step without the probe runs the network on one image, not two
+    # (objectives.Sure's every): a step without the probe runs the network on one image, not two
     sure_every: int = 1
     blindspot_keep: float = 0.8  # share of the known pixels a blind-spot fit shows the network per step
     # ... falling linearly to blindspot_keep_final over the first blindspot_keep_steps steps (None:

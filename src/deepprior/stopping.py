@@ -641,7 +641,7 @@ class DivergenceDrop(StoppingRule):
 
     def _update(self, step: int, state) -> bool:
         d = getattr(state, "divergence", None)
-        if d is None and self.smoothed is not None:  # a step without the probe (fitting.fit's sure_every)
+        if d is None and self.smoothed is not None:  # a step without the probe (objectives.Sure's every)
             return False
         if d is None:
             raise ValueError("DivergenceDrop watches a SURE fit's divergence: use it with loss='sure' "
