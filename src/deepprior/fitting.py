@@ -18,6 +18,7 @@ state to disk is the caller's business (:mod:`deepprior.job` does it atomically)
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import warnings
@@ -323,10 +324,21 @@ def _sure_needs_full_fp32(device: torch.device, sure_epsilon: float) -> bool:
     return Sure(1.0, sure_epsilon).needs_full_fp32(device)
 
 
-def _ungraph(network: nn.Module, graphed: bool) -> None:
-    """Undo ``torch.cuda.make_graphed_callables(network)``: it sets ``forward`` on the instance."""
-    if graphed:
-        network.__dict__.pop("forward", None)  # the graphs go with it
+@contextlib.contextmanager
+def _graphed(network: nn.Module, sample: torch.Tensor):
+    """Within: ``network``'s forward and backward replay CUDA graphs captured on ``sample`` (the
+    shape of its input at every step).  The capture's warm-up passes change only BatchNorm's
+    running statistics, which a network in train mode never reads.  On the way out the class's
+    ``forward`` is put back (``make_graphed_callables`` sets one on the instance)."""
+    with warnings.catch_warnings():
+        # torch >= 2.10 warns that the parameters' gradient accumulators, made while capturing on a
+        # side stream, now receive gradients on the main one; autograd synchronises the two
+        warnings.filterwarnings("ignore", message="The AccumulateGrad node's stream does not match")
+        try:
+            torch.cuda.make_graphed_callables(network, (sample,))
+            yield
+        finally:
+            network.__dict__.pop("forward", None)  # the graphs go with it
 
 
 def fit(
@@ -545,105 +557,87 @@ def fit(
     out = None
     start = time.perf_counter() - elapsed_before
     network.train()
-    exact = _NoTF32(objective.needs_full_fp32(device))
-    exact.__enter__()  # left in fit's two exits below, after the final pass
-    if cuda_graph:
-        # captured on a copy of z; its warm-up passes change only BatchNorm's running statistics,
-        # which a network in train mode never reads.  _ungraph puts the class's forward back.
-        sample = objective.sample(z)
-        # torch >= 2.10 warns that the parameters' gradient accumulators, made while capturing on
-        # a side stream, now receive gradients on the main one; autograd synchronises the two.  Set
-        # before the capture, whose own backward passes warn too.
-        warnings.filterwarnings("ignore", message="The AccumulateGrad node's stream does not match")
+    with contextlib.ExitStack() as scope:  # undone however the fit ends, after its final pass
+        scope.enter_context(_NoTF32(objective.needs_full_fp32(device)))
+        if cuda_graph:
+            scope.enter_context(_graphed(network, objective.sample(z)))
         try:
-            torch.cuda.make_graphed_callables(network, (sample,))
-        except BaseException:
-            _ungraph(network, cuda_graph)
-            exact.__exit__()
-            raise
-    try:
-        for step in range(start_step + 1, iters + 1):
-            if jitter > 0:
-                level = jitter_level(step, jitter, jitter_warmup)
-                if jitter_kind == "uniform":
-                    jitter_buf.uniform_(0.0, level, generator=jitter_gen)
+            for step in range(start_step + 1, iters + 1):
+                if jitter > 0:
+                    level = jitter_level(step, jitter, jitter_warmup)
+                    if jitter_kind == "uniform":
+                        jitter_buf.uniform_(0.0, level, generator=jitter_gen)
+                    else:
+                        jitter_buf.normal_(0.0, level, generator=jitter_gen)
+                    net_in = z + jitter_buf
                 else:
-                    jitter_buf.normal_(0.0, level, generator=jitter_gen)
-                net_in = z + jitter_buf
-            else:
-                net_in = z
-            if lr_final is not None:
-                for group in optimizer.param_groups:
-                    group["lr"] = learning_rate(step, lr, lr_final, lr_decay_steps)
-            optimizer.zero_grad(set_to_none=True)
-            out, objective_t, loss, divergence = objective.step(run_network, net_in, step, jitter_gen)
-            finite = math.isfinite(loss)
-            meas_psnr = -10.0 * math.log10(loss) if finite and loss > 0 else (math.inf if finite else math.nan)
-            rejected = not finite or (backtrack and meas_psnr < last_good_psnr - backtrack_db)
-            if rejected:
-                # restore the last good weights and skip this step's update
-                with torch.no_grad():
-                    torch._foreach_copy_(live, snapshot)
-                backtracks += 1
-                nonfinite_run = nonfinite_run + 1 if not finite else 0
-                if nonfinite_run >= MAX_NONFINITE_IN_A_ROW:
-                    raise DivergenceError(
-                        f"the loss became non-finite at step {step} and backtracking did not recover; "
-                        f"lower the learning rate (now {lr:g})"
-                    )
-            else:
-                nonfinite_run = 0
-                with torch.no_grad():
-                    torch._foreach_copy_(snapshot, live)  # one call, not one per tensor
-                last_good_psnr = meas_psnr
-                objective_t.backward()
-                optimizer.step()
-                if ema is not None:
-                    o = out.detach()
-                    w = ema_weight(ema, step, ema_warmup)
-                    average = o.clone() if average is None else average.mul_(w).add_(o, alpha=1 - w)
-            state = FitState(
-                step,
-                iters,
-                cropped(out.detach()),
-                None if average is None else cropped(average),
-                loss,
-                time.perf_counter() - start,
-                rejected,
-                reference,
-                y,
-                divergence,
-            )
-            if record_history:
-                history["step"].append(step)
-                history["loss"].append(loss)
-                history["psnr_measurement"].append(state.psnr_measurement)
-                if reference is not None:
-                    history["psnr_reference"].append(state.psnr_reference)
+                    net_in = z
+                if lr_final is not None:
+                    for group in optimizer.param_groups:
+                        group["lr"] = learning_rate(step, lr, lr_final, lr_decay_steps)
+                optimizer.zero_grad(set_to_none=True)
+                out, objective_t, loss, divergence = objective.step(run_network, net_in, step, jitter_gen)
+                finite = math.isfinite(loss)
+                meas_psnr = -10.0 * math.log10(loss) if finite and loss > 0 else (math.inf if finite else math.nan)
+                rejected = not finite or (backtrack and meas_psnr < last_good_psnr - backtrack_db)
+                if rejected:
+                    # restore the last good weights and skip this step's update
+                    with torch.no_grad():
+                        torch._foreach_copy_(live, snapshot)
+                    backtracks += 1
+                    nonfinite_run = nonfinite_run + 1 if not finite else 0
+                    if nonfinite_run >= MAX_NONFINITE_IN_A_ROW:
+                        raise DivergenceError(
+                            f"the loss became non-finite at step {step} and backtracking did not recover; "
+                            f"lower the learning rate (now {lr:g})"
+                        )
+                else:
+                    nonfinite_run = 0
+                    with torch.no_grad():
+                        torch._foreach_copy_(snapshot, live)  # one call, not one per tensor
+                    last_good_psnr = meas_psnr
+                    objective_t.backward()
+                    optimizer.step()
                     if ema is not None:
-                        history["psnr_average_reference"].append(state.psnr_average_reference)
-            for cb in callbacks:
-                if cb(step, state):
-                    state.stop = True
-            if stop is not None and stop(step, state):
-                stop_reason = "rule"
-                break
-            if state.stop:
-                stop_reason = "callback"
-                break
-            if time_budget is not None and state.elapsed >= time_budget:
-                stop_reason = "time_budget"
-                break
-            if checkpoint is not None and checkpoint_every and step % checkpoint_every == 0 and step < iters:
-                checkpoint(full_state())
-    except KeyboardInterrupt:
-        stop_reason = "interrupted"
-    except BaseException:
-        _ungraph(network, cuda_graph)
-        exact.__exit__()
-        raise
-
-    try:
+                        o = out.detach()
+                        w = ema_weight(ema, step, ema_warmup)
+                        average = o.clone() if average is None else average.mul_(w).add_(o, alpha=1 - w)
+                state = FitState(
+                    step,
+                    iters,
+                    cropped(out.detach()),
+                    None if average is None else cropped(average),
+                    loss,
+                    time.perf_counter() - start,
+                    rejected,
+                    reference,
+                    y,
+                    divergence,
+                )
+                if record_history:
+                    history["step"].append(step)
+                    history["loss"].append(loss)
+                    history["psnr_measurement"].append(state.psnr_measurement)
+                    if reference is not None:
+                        history["psnr_reference"].append(state.psnr_reference)
+                        if ema is not None:
+                            history["psnr_average_reference"].append(state.psnr_average_reference)
+                for cb in callbacks:
+                    if cb(step, state):
+                        state.stop = True
+                if stop is not None and stop(step, state):
+                    stop_reason = "rule"
+                    break
+                if state.stop:
+                    stop_reason = "callback"
+                    break
+                if time_budget is not None and state.elapsed >= time_budget:
+                    stop_reason = "time_budget"
+                    break
+                if checkpoint is not None and checkpoint_every and step % checkpoint_every == 0 and step < iters:
+                    checkpoint(full_state())
+        except KeyboardInterrupt:
+            stop_reason = "interrupted"
         with torch.no_grad():
             if stop_reason == "rule" and getattr(stop, "best", None) is not None:
                 final = None  # the rule's choice, already cropped to the image
@@ -653,9 +647,6 @@ def fit(
                 final = out.detach()
             else:
                 final = objective.final(run_network, z)  # one more pass (train-mode BN)
-    finally:
-        _ungraph(network, cuda_graph)
-        exact.__exit__()
     image = (stop.best if final is None else cropped(final)).clamp(0, 1)
     return FitResult(
         image=image,

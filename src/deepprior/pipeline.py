@@ -145,10 +145,9 @@ def check_sigma(sigma: float | None) -> None:
         raise InputError(f"the noise level sigma must be in (0, 1), the image's scale; got {sigma!r}{hint}")
 
 
-def _sure_sigma(preset: Preset, y: torch.Tensor, sigma: float | None, forward: ForwardModel) -> float | None:
-    """The noise level of a SURE fit (``sigma``, else estimated from ``y``); None for the other
-    presets.  Checks first that the preset's loss and input go together and suit the task (SURE:
-    denoising; blind-spot: inpainting)."""
+def _check_loss(preset: Preset, forward: ForwardModel) -> None:
+    """Check that the preset's loss and input go together and suit the task (SURE: denoising;
+    blind-spot: inpainting)."""
     if preset.loss not in ("mse", "sure", "blindspot"):
         raise InputError(f"preset {preset.name!r}: loss must be 'mse', 'sure' or 'blindspot', got {preset.loss!r}")
     if preset.blindspot_flips and preset.loss != "blindspot":
@@ -163,14 +162,20 @@ def _sure_sigma(preset: Preset, y: torch.Tensor, sigma: float | None, forward: F
         if not isinstance(forward, Mask):
             raise InputError(f"preset {preset.name!r} fills missing pixels from the known ones around them: "
                              "for inpainting only")
-        return None
+        return
     if preset.input != "measurement" and preset.loss != "sure":
-        return None
+        return
     if preset.input != "measurement" or preset.loss != "sure":
         raise InputError(f"preset {preset.name!r}: a SURE fit needs input='measurement' and loss='sure' together")
     if not isinstance(forward, Identity):
         raise InputError(f"preset {preset.name!r} feeds the degraded image to the network: for denoising only "
                          "(not super-resolution or inpainting)")
+
+
+def _sure_sigma(preset: Preset, y: torch.Tensor, sigma: float | None) -> float | None:
+    """The noise level of a SURE fit (``sigma``, else estimated from ``y``); None for the other presets."""
+    if preset.loss != "sure":
+        return None
     if sigma is None:
         from .measures import estimate_noise_level
 
@@ -308,7 +313,8 @@ def restore(
     if objective is not None and preset.loss != "mse":
         raise InputError(f"preset {preset.name!r} fits with its own objective (loss={preset.loss!r}): "
                          "give objective= with a preset whose loss is 'mse'")
-    sure_sigma = _sure_sigma(preset, y, sigma, forward)
+    _check_loss(preset, forward)
+    sure_sigma = _sure_sigma(preset, y, sigma)
     if sure_sigma is not None and preset.precision == "bf16":
         raise InputError(f"{preset.name!r} fits with SURE, which needs fp32 (bf16's rounding swamps its divergence "
                          "estimate): drop --precision bf16")
