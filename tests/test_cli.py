@@ -482,3 +482,7 @@ def test_out_of_memory_is_recognised_from_torch_and_numpy():
               RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 bytes")):
         assert is_oom(e) and describe_error(e).startswith("out of memory; try a smaller image")
     assert not is_oom(ValueError("the mask marks no pixel to fill"))
+
+
+def test_the_demo_refuses_a_step_count_below_one(capsys, tmp_path):
+    _fails(capsys, tmp_path, "demo", "--iters", "0", "-o", tmp_path / "demo", match="--iters must be")

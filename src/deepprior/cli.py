@@ -483,6 +483,8 @@ DEMO_PRESET = "denoise-sure-fast"
 
 
 def cmd_demo(args) -> int:
+    if args.iters is not None and args.iters < 1:
+        raise CLIError(f"--iters must be a positive number, got {args.iters}")
     import numpy as np
     from skimage import data
     from skimage.transform import resize

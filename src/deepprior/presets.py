@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from .networks import NetworkConfig
 
@@ -437,6 +438,10 @@ PRESETS["inpaint-blindspot"] = PRESETS["inpaint-small"].replace(
     betas=(0.8, 0.9),
     iters=2000,
 )
+
+# read-only from here on: a recipe of your own is a Preset passed as it is (or made with .replace),
+# not an entry added to this table
+PRESETS = MappingProxyType(PRESETS)
 
 _DEFAULTS = {
     "deblock": "deblock-fast",
