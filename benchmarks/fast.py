@@ -56,8 +56,9 @@ TASKS = {
     # JPEG quality 10 (the quick tier's harder level); deblock-paper's recipe is 2400 steps
     "deblock": FastTask("jpeg", 10, "deblock-paper", 2400, "default", 3000),
     "deblock-q20": FastTask("jpeg", 20, "deblock-paper", 2400, "default", 3000),  # the quick tier's other level
-    # text 32 px high (not scattered pixels: the CLI's default is inpaint-text-paper, 6000 steps)
-    "inpaint-text": FastTask("text", 32, "inpaint-text-paper", 6000, "inpaint-text-fast", 3000),
+    # text 32 px high: the CLI's default by the mask (inpaint-blindspot: every pixel to fill within 3 px of
+    # a known one; until 2026-11-28 inpaint-text-paper, the reference, and inpaint-text-fast stood in here)
+    "inpaint-text": FastTask("text", 32, "inpaint-text-paper", 6000, "default", 3000),
 }
 
 

@@ -279,6 +279,15 @@ def candidates(task: str) -> dict[str, tuple[str, dict, int, str]]:
                                  "fast-skip16 returning the last output (no running average; the paper's text recipe)")
         c["fast-bilinear"] = (small, dict(fast_ema, network=text_net(4, "bilinear")), 1600,
                               "fast with bilinear upsampling (the paper's text network: nearest)")
+        # the blind-spot fit of inpaint-blindspot (its network, betas and falling share), hiding
+        # squares instead of single pixels (objectives.BlindSpot's block): the network learns to fill
+        # holes about as wide as text's strokes
+        for block in (1, 3, 5, 7):
+            c[f"blindspot-block{block}"] = ("inpaint-blindspot", {
+                "network": _net(channels_down=(32, 32, 64, 64), channels_up=(32, 32, 64, 64), channels_skip=(16,) * 4),
+                "blindspot_keep_final": 0.4, "blindspot_keep_steps": 2000, "blindspot_block": block,
+                **SHIPPED_BETAS}, 2000,
+                f"`inpaint-blindspot` hiding {block}x{block} squares" + (" (single pixels: as shipped)" if block == 1 else ""))
     if task.startswith("deblock"):  # sr-x4-fast's fitting recipe (presets.py) on deblock-small, and pieces of it
         fast = {"betas": (0.8, 0.9), "ema_warmup": True, "backtrack": False}
         c["small-b"] = (small, fast, 1600, f"`{small}` with Adam's betas 0.8, 0.9 and the average's warm-up")

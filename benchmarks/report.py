@@ -326,8 +326,14 @@ def build(results: Path, output: Path) -> str:
                         ("deblock-photo.md", "JPEG: whole photos, whole or in tiles"),
                         ("fast-search-inpaint-text.md", "Inpainting of text: searching for a faster preset (tune "
                          "images, the allocator tuned)"),
-                        ("fast-inpaint-text-tuned.md", "Inpainting of text: `inpaint-text-fast` "
+                        ("fast-inpaint-text-inpaint-text-fast-tuned.md", "Inpainting of text: `inpaint-text-fast` "
                          "against the paper preset (held-out crops, the allocator tuned)"),
+                        ("fast-search-inpaint-text-blindspot.md", "Inpainting of text: the blind-spot fit "
+                         "(tune images, the allocator tuned)"),
+                        ("fast-inpaint-text-tuned.md", "A faster preset at the paper preset's quality: inpainting "
+                         "of text (the default, `inpaint-blindspot`; the allocator tuned)"),
+                        ("fast-search-inpaint-text-blindspot-final.md", "Inpainting of text: where the blind-spot "
+                         "fits end (2000 steps, held-out crops)"),
                         ("fast-seeds-denoise.md", "Several seeds averaged (denoising, tune images)"),
                         ("fast-seeds-inpaint.md", "Several seeds averaged (blind-spot inpainting, tune images)"),
                         ("sure.md", "SURE: a stopping rule, and a loss (DIP-SURE)"),

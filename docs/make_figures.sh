@@ -2,7 +2,7 @@
 # Makes the README's before/after pictures with the deepprior CLI itself.
 # Usage: bash docs/make_figures.sh [FIGURE ...]   (after `make demo` or `make test` created .venv)
 # FIGURE: denoise deblock sr inpaint inpaint-pixels (default: all).
-# Inputs are 128x128 crops of images in ../shared/data; denoising, JPEG and the missing pixels run
+# Inputs are 128x128 crops of images in ../shared/data; denoising, JPEG, text and the missing pixels run
 # their defaults (denoise-sure-fast at this noise level, deblock-fast, inpaint-blindspot), the other
 # tasks the *-small presets: minutes in all.
 set -euo pipefail
@@ -88,7 +88,8 @@ crop $DATA/paper/inpainting/kate.png $W/kate.png 128 120 200
 fi
 if want inpaint; then
 $DP degrade mask $W/kate.png -o $W/kate_text.png --kind text --text "deep image prior" --seed 0
-$DP inpaint $W/kate_text.png --mask $W/kate_text_mask.png -o $W/kate_inpainted.png --preset inpaint-small $OPTS
+# (the default for text: inpaint-blindspot, every pixel to fill within 3 px of a known one)
+$DP inpaint $W/kate_text.png --mask $W/kate_text_mask.png -o $W/kate_inpainted.png $OPTS
 montage docs/images/inpaint.png "inpaint" $W/kate_text.png "text over the image" \
   $W/kate_inpainted.png "deepprior, $(psnr $W/kate_inpainted.png $W/kate.png)" $W/kate.png "ground truth"
 fi

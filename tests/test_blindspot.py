@@ -10,7 +10,8 @@ import deepprior
 from deepprior.fitting import fit
 from deepprior.objectives import BlindSpot, blindspot_input, blindspot_keep_at
 from deepprior.forward import Identity, Mask
-from deepprior.masks import MaskError, hole_mask, is_scattered, random_pixels_mask, strokes_mask, text_mask
+from deepprior.masks import (MaskError, hole_mask, is_scattered, near_known, random_pixels_mask, reach, strokes_mask,
+                             text_mask)
 from deepprior.pipeline import InputError
 
 from helpers import crop, psnr
@@ -36,6 +37,16 @@ def test_scattered_masks_are_told_from_strokes_and_holes():
     assert not is_scattered(strokes_mask(shape, width=6, rng=0))
     assert not is_scattered(text_mask((256, 256), rng=0))
     assert not is_scattered(np.zeros(shape, bool))
+
+
+def test_masks_near_known_pixels_are_scattered_or_thin():
+    shape = (96, 128)
+    assert near_known(random_pixels_mask(shape, 0.5, rng=0))
+    assert near_known(text_mask((256, 256), rng=0))  # 32 px letters: every pixel within 2.8 px of a known one
+    assert reach(text_mask((256, 256), rng=0)) <= 3 < reach(strokes_mask(shape, width=6, rng=0))
+    assert near_known(strokes_mask(shape, width=3, rng=0)) and not near_known(strokes_mask(shape, width=6, rng=0))
+    assert not near_known(hole_mask(shape, fraction=0.1, rng=0))
+    assert not near_known(np.zeros(shape, bool)) and reach(np.zeros(shape, bool)) == 0
 
 
 def test_blindspot_input_stacks_the_shown_pixels_and_their_mask():
@@ -170,6 +181,7 @@ def test_the_default_follows_the_mask():
     assert pick(mask=scattered) == "inpaint-blindspot"
     assert pick(mask=~scattered, mask_keeps=True) == "inpaint-blindspot"  # the same mask, the other convention
     assert pick(mask=hole_mask((64, 64), rng=0)) == "inpaint-text-paper"
+    assert pick(mask=text_mask((64, 64), size=16, rng=0)) == "inpaint-blindspot"  # thin text
     sparse = random_pixels_mask((64, 64), 0.05, rng=0)
     assert pick(mask=sparse) == "inpaint-blindspot"
     assert pick(mask=sparse, mask_dilate=2) == "inpaint-text-paper"  # grown into blobs (half the image)
@@ -228,3 +240,19 @@ def test_the_fill_of_a_blind_spot_input_interpolates_the_shown_pixels():
     assert torch.allclose(filled[0, :3, :, :12], torch.full((3, 17, 12), 0.25), atol=1e-5)  # a constant is kept
     assert torch.all(filled[0, :3, :, 19:] == 0)  # nothing shown within reach: zero, as without the fill
     assert torch.all(plain[0, :3][:, shown[0, 0] == 0] == 0)
+
+
+def test_a_blindspot_fit_can_hide_squares_instead_of_pixels():
+    from scipy.ndimage import binary_opening
+
+    y = torch.rand(1, 1, 96, 96, generator=torch.Generator().manual_seed(0))
+    objective = BlindSpot(0.6, block=3)
+    objective.setup(Mask(torch.ones(1, 1, 96, 96)), y, y.clone(), precision="fp32", cuda_graph=False)
+    seen = []
+    objective.step(lambda x: seen.append(x[:, 1:]) or x[:, :1], y.clone(), 1, torch.Generator().manual_seed(1))
+    hidden = seen[0][0, 0].numpy() < 0.5
+    assert hidden.mean() == pytest.approx(0.4, abs=0.05)  # about 1 - keep of the pixels
+    inner = (slice(4, -4), slice(4, -4))  # (squares at the border are cut)
+    assert np.array_equal(binary_opening(hidden, np.ones((3, 3)))[inner], hidden[inner])  # made of 3x3 squares
+    with pytest.raises(ValueError, match="odd"):
+        BlindSpot(0.8, block=2)

@@ -96,14 +96,14 @@ def test_the_default_inpainting_preset_follows_the_mask(tiny, tmp_path, capsys):
     Image.fromarray(random_pixels_mask((31, 37), 0.5, rng=0).astype(np.uint8) * 255).save(tmp_path / "dots.png")
     assert run("inpaint", tiny, "--mask", tmp_path / "dots.png", "-o", tmp_path / "a.png", "--iters", "21") == 0
     err = capsys.readouterr().err
-    assert "(preset inpaint-blindspot for scattered missing pixels, 21 steps" in err
+    assert "(preset inpaint-blindspot for scattered pixels or thin text, 21 steps" in err
     assert "for 21 steps" in err and "automatic stopping" not in err  # no rule for this preset: it runs them all
     assert json.loads((tmp_path / "a.json").read_text())["preset"]["name"] == "inpaint-blindspot"
     mask = np.zeros((31, 37), np.uint8)
     mask[10:20, 5:30] = 255
     Image.fromarray(mask).save(tmp_path / "hole.png")
     assert run("inpaint", tiny, "--mask", tmp_path / "hole.png", "-o", tmp_path / "b.png", "--iters", "1") == 0
-    assert "(preset inpaint-text-paper for strokes or holes" in capsys.readouterr().err
+    assert "(preset inpaint-text-paper for holes or thick strokes" in capsys.readouterr().err
 
 
 def test_inpaint_rgba_without_mask_gives_an_opaque_result(tmp_path):
@@ -154,7 +154,7 @@ def test_presets_are_listed(capsys):
                  "inpaint-hole-paper", "inpaint-pixels-paper", "origin-tutorial"]:
         assert name in out
     assert "denoise: denoise-sure-fast up to noise level 30" in out  # the defaults are said
-    assert "inpaint: inpaint-blindspot for scattered missing pixels, inpaint-text-paper for strokes" in out
+    assert "inpaint: inpaint-blindspot for scattered pixels, text and fine scratches, inpaint-text-paper for holes" in out
     assert run("presets", "sr-x8-paper") == 0
     assert '"jitter": 0.05' in capsys.readouterr().out
 

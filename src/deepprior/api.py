@@ -134,25 +134,26 @@ def choose_preset(task: str, image, *, scale: int | None = None, sigma: float | 
     (:func:`deepprior.presets.default_preset`): ``sigma`` on the image scale [0, 1] when given, else
     estimated from the image (:func:`deepprior.measures.estimate_noise_level`; an image too small to
     estimate it from gets the paper recipe).  Inpainting's on the mask (as :func:`run_task` takes it,
-    or the image's transparent pixels): ``inpaint-blindspot`` where the missing pixels are scattered
-    (:func:`deepprior.masks.is_scattered`), else ``inpaint-text-paper``; a mask of the wrong size, an
+    or the image's transparent pixels): ``inpaint-blindspot`` where every missing pixel lies near
+    known ones (scattered pixels, text, fine scratches: :func:`deepprior.masks.near_known`), else
+    (holes, thick strokes) ``inpaint-text-paper``; a mask of the wrong size, an
     empty or a full one raises :class:`~deepprior.masks.MaskError`.
     """
-    from .masks import check_mask, is_scattered
+    from .masks import check_mask, near_known
     from .pipeline import check_sigma
     from .presets import default_preset, get_preset
 
     check_sigma(sigma)
     if task == "denoise" and sigma is None:
         sigma = noise_level(image, channel_axis=channel_axis)
-    scattered = False
+    near = False
     if task == "inpaint":
         y, _ = _to_bchw(image, channel_axis)
         fill = _fill(mask, y, mask_keeps, mask_dilate)
         if fill is not None:  # a mask of the wrong size, or an empty one, chooses nothing
             check_mask(fill, tuple(y.shape[-2:]))
-        scattered = fill is not None and is_scattered(fill)
-    return get_preset(default_preset(task, scale=scale, sigma=sigma, scattered=scattered))
+        near = fill is not None and near_known(fill)
+    return get_preset(default_preset(task, scale=scale, sigma=sigma, near_known=near))
 
 
 def _fill(mask, y, keeps: bool, dilate: int):
@@ -406,7 +407,8 @@ def inpaint(image, mask=None, *, preset=None, iters=None, rng=None, device=None,
         Grow the mask by this many pixels (anti-aliased text, rough strokes).
 
     Other parameters as :func:`denoise`.  Default preset: by the mask (:func:`choose_preset`),
-    ``"inpaint-blindspot"`` for scattered missing pixels, else ``"inpaint-text-paper"``.  The output
+    ``"inpaint-blindspot"`` for scattered pixels, text and fine scratches, else (holes, thick strokes)
+    ``"inpaint-text-paper"``.  The output
     is opaque (no alpha channel); ``inpaint-blindspot`` returns the known pixels as given.
     """
     return run_task("inpaint", image, mask=mask, preset=preset, iters=iters, rng=rng, device=device,

@@ -15,6 +15,8 @@ __all__ = [
     "check_mask",
     "dilate_mask",
     "is_scattered",
+    "reach",
+    "near_known",
     "random_pixels_mask",
     "text_mask",
     "hole_mask",
@@ -97,6 +99,36 @@ def is_scattered(fill: np.ndarray) -> bool:
             if dy != 1 or dx != 1:
                 near |= known[dy : dy + h, dx : dx + w]
     return float(near[fill].mean()) >= SCATTERED_MIN
+
+
+#: :func:`near_known`'s bar for masks that are not scattered: the farthest a pixel to fill may lie
+#: from a known one (pixels, Euclidean).  Text 32 px high reaches 2.2-3.0 px (where the blind-spot
+#: preset was measured above the paper's text recipe; BENCHMARKS.md), 48-64 px text 4 px, brush
+#: strokes 7 px, a hole tens of pixels.
+NEAR_MAX_REACH = 3.0
+
+
+def reach(fill: np.ndarray) -> float:
+    """The farthest a pixel to fill lies from a known pixel (pixels, Euclidean; 0 for an empty
+    mask, infinity for a full one)."""
+    from scipy.ndimage import distance_transform_edt
+
+    fill = np.asarray(fill, dtype=bool)
+    if not fill.any():
+        return 0.0
+    if fill.all():
+        return float("inf")
+    return float(distance_transform_edt(fill).max())
+
+
+def near_known(fill: np.ndarray) -> bool:
+    """True when every pixel to fill has known pixels near it: the mask is scattered
+    (:func:`is_scattered`, e.g. randomly missing pixels) or thin (:func:`reach` up to
+    :data:`NEAR_MAX_REACH`: text, fine scratches).  Such masks get the blind-spot preset
+    (``inpaint-blindspot``), which fills a pixel from the known ones around it; holes and thick
+    strokes get the paper's text recipe."""
+    fill = np.asarray(fill, dtype=bool)
+    return bool(fill.any()) and (is_scattered(fill) or reach(fill) <= NEAR_MAX_REACH)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -232,17 +232,24 @@ class BlindSpot(Objective):
         The input's hidden and missing pixels are filled from the shown ones
         (:func:`fill_from_shown`) instead of zero.  On the tune images it lowered the peaks (by 1.4
         dB on boat; BENCHMARKS.md; no preset uses it).
+    block : int
+        Hide ``block`` x ``block`` squares (odd; around seeds drawn so that about ``1 - keep`` of the
+        pixels are hidden) instead of single pixels: the network learns to fill holes that wide,
+        for masks whose missing pixels come in strokes rather than scattered (1: single pixels).
     """
 
     def __init__(self, keep: float, keep_final: float | None = None, keep_steps: int = 0, *,
-                 flips: bool = False, fill: bool = False):
+                 flips: bool = False, fill: bool = False, block: int = 1):
         if not 0 < keep < 1:
             raise ValueError(f"blindspot_keep must be in (0, 1), got {keep}")
         if keep_final is not None and not 0 < keep_final < 1:
             raise ValueError(f"blindspot_keep_final must be in (0, 1), got {keep_final}")
         if keep_steps < 0:
             raise ValueError(f"blindspot_keep_steps must be >= 0, got {keep_steps}")
+        if block < 1 or block % 2 == 0:
+            raise ValueError(f"blindspot_block must be odd and >= 1, got {block}")
         self.keep, self.keep_final, self.keep_steps, self.flips, self.fill = keep, keep_final, keep_steps, flips, fill
+        self.block = block
 
     def setup(self, forward, y, z, *, precision, cuda_graph):
         super().setup(forward, y, z, precision=precision, cuda_graph=cuda_graph)
@@ -259,7 +266,12 @@ class BlindSpot(Objective):
     def step(self, run, net_in, step, generator):
         self.draw.uniform_(0.0, 1.0, generator=generator)
         keep = blindspot_keep_at(step, self.keep, self.keep_final, self.keep_steps)
-        shown = self.known * (self.draw < keep)
+        if self.block == 1:
+            shown = self.known * (self.draw < keep)
+        else:  # squares around seeds: a pixel is hidden when a seed lies in the square around it
+            seeds = (self.draw >= keep ** (1 / self.block**2)).to(self.draw.dtype)
+            hidden = torch.nn.functional.max_pool2d(seeds, self.block, stride=1, padding=self.block // 2)
+            shown = self.known * (1 - hidden)
         if self.flips:
             dims = FLIPS[int(torch.randint(4, (1,), generator=generator, device=net_in.device))]
             raw = run(blindspot_input(net_in, shown, self.fill).flip(dims)).flip(dims)

@@ -154,8 +154,9 @@ def _check_loss(preset: Preset, forward: ForwardModel) -> None:
         raise InputError(f"preset {preset.name!r}: blindspot_flips needs loss='blindspot'")
     if preset.blindspot_keep_final is not None and preset.loss != "blindspot":
         raise InputError(f"preset {preset.name!r}: blindspot_keep_final needs loss='blindspot'")
-    if preset.blindspot_fill and preset.loss != "blindspot":
-        raise InputError(f"preset {preset.name!r}: blindspot_fill needs loss='blindspot'")
+    for name in ("blindspot_fill", "blindspot_block"):
+        if getattr(preset, name) not in (False, 1) and preset.loss != "blindspot":
+            raise InputError(f"preset {preset.name!r}: {name} needs loss='blindspot'")
     if preset.loss == "blindspot":
         if preset.input != "measurement":
             raise InputError(f"preset {preset.name!r}: a blind-spot fit needs input='measurement'")
@@ -363,7 +364,8 @@ def restore(
             objective = Sure(sure_sigma, preset.sure_epsilon, preset.sure_every)
         elif blindspot:
             objective = BlindSpot(preset.blindspot_keep, preset.blindspot_keep_final, preset.blindspot_keep_steps,
-                                  flips=preset.blindspot_flips, fill=preset.blindspot_fill)
+                                  flips=preset.blindspot_flips, fill=preset.blindspot_fill,
+                                  block=preset.blindspot_block)
         else:
             objective = DataTerm()
     # what the fit draws from torch's global generator (a network's dropout) comes from the seed too,

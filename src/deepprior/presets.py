@@ -69,6 +69,7 @@ class Preset:
     blindspot_keep_steps: int = 0
     blindspot_flips: bool = False  # a blind-spot fit sees its input flipped at random (fitting.fit)
     blindspot_fill: bool = False  # a blind-spot fit's unshown pixels filled from the shown ones, not 0
+    blindspot_block: int = 1  # a blind-spot fit hides squares of this side, not single pixels (odd)
     # cosine decay of the learning rate from lr to lr_final over the first lr_decay_steps steps,
     # then lr_final (None: constant, as the paper); a fast-preset experiment (benchmarks/fast_search.py)
     lr_final: float | None = None
@@ -378,8 +379,8 @@ PRESETS["denoise-sure-fast"] = PRESETS["denoise-sure"].replace(
 # other, 4 channels and bilinear upsampling lower.  On the three held-out crops (python -m
 # benchmarks.fast --task inpaint-text --candidate inpaint-text-fast --tune-allocator) it peaks 1.2,
 # 2.0 and 1.5 dB below inpaint-text-paper's best (28.17 vs 29.32, 34.49 vs 36.53, 29.82 vs 31.27 dB)
-# within 3000 steps, and below scikit-image's biharmonic inpainting (28.77, 36.69, 30.84 dB): the
-# paper's recipe stays the default for text.
+# within 3000 steps, and below scikit-image's biharmonic inpainting (28.77, 36.69, 30.84 dB).  The
+# default for such text is inpaint-blindspot (below).
 PRESETS["inpaint-text-fast"] = PRESETS["inpaint-text-small"].replace(
     name="inpaint-text-fast",
     description="Inpainting of text, scratches and thin strokes: small network with 16 skip channels, "
@@ -418,13 +419,17 @@ PRESETS["inpaint-text-fast"] = PRESETS["inpaint-text-small"].replace(
 # pixels, and later steps score the network on more hidden ones.  On the tune images it peaks at
 # 32.65 and 32.39 dB (constant 0.8: 32.38 and 32.25; to 0.6: 32.61 and 32.35; to 0.2: 32.46 and
 # 32.04; to 0.4 within 1000 steps: 32.47 and 32.40; python -m benchmarks.fast_search run --task
-# inpaint --candidates blindspot-keep04-r2000 ..., fast-search-inpaint-keep.md).  Needs a known
-# pixel near every missing one: the inpainting default for such masks only (masks.is_scattered),
-# not for holes or thick strokes.
+# inpaint --candidates blindspot-keep04-r2000 ..., fast-search-inpaint-keep.md).  Needs known
+# pixels near every missing one: the inpainting default for such masks only (masks.near_known:
+# scattered, or every pixel to fill within 3 px of a known one), not for holes or thick strokes.
+# Text 32 px high is such a mask: on the two text tune crops it peaked 2.0-2.1 dB above the small
+# text recipe (fast-search-inpaint-text-blindspot.md), and on the three held-out crops it reaches
+# inpaint-text-paper's best less 0.2 dB 61-370x sooner and ends its 2000 steps above that best
+# (python -m benchmarks.fast --task inpaint-text --tune-allocator; BENCHMARKS.md).
 PRESETS["inpaint-blindspot"] = PRESETS["inpaint-small"].replace(
     name="inpaint-blindspot",
-    description="Scattered missing pixels (e.g. 50 %), blind-spot fit on the masked image, small network; "
-                "the default for such masks",
+    description="Scattered missing pixels (e.g. 50 %), text and fine scratches: blind-spot fit on the masked "
+                "image, small network; the default for such masks",
     network=dataclasses.replace(PRESETS["inpaint-small"].network, channels_skip=(16,) * 4),
     input="measurement",
     loss="blindspot",
@@ -460,22 +465,23 @@ SURE_MAX_SIGMA = 30 / 255
 
 
 def default_preset(task: str, *, scale: int | None = None, sigma: float | None = None,
-                   scattered: bool = False) -> str:
+                   near_known: bool = False) -> str:
     """Name of the default preset of a task.
 
     ``sr``: by ``scale``: ``sr-x4-fast`` for x2 and x4 (the paper's x4 quality about 25x sooner on
     held-out crops: BENCHMARKS.md), ``sr-x8-paper`` for x8.  ``denoise``: by the noise level
     ``sigma`` (image scale [0, 1]): ``denoise-sure-fast`` up to :data:`SURE_MAX_SIGMA`, ``denoise-paper`` above it or when
     ``sigma`` is None (unknown; e.g. a flat image, with no texture to estimate it from) or not positive.
-    ``inpaint``: ``inpaint-blindspot`` when the missing pixels are ``scattered``
-    (:func:`deepprior.masks.is_scattered`), else ``inpaint-text-paper``.  ``deblock``:
+    ``inpaint``: ``inpaint-blindspot`` when every missing pixel is ``near_known`` pixels (scattered
+    pixels, text, fine scratches: :func:`deepprior.masks.near_known`), else (holes, thick strokes)
+    ``inpaint-text-paper``.  ``deblock``:
     ``deblock-fast`` (above the paper recipe's best on held-out crops, 3.7-6x sooner; photos in tiles).
     """
     if task == "sr":
         return "sr-x8-paper" if scale == 8 else "sr-x4-fast"
     if task == "denoise":
         return "denoise-sure-fast" if sigma is not None and 0 < sigma <= SURE_MAX_SIGMA else "denoise-paper"
-    if task == "inpaint" and scattered:
+    if task == "inpaint" and near_known:
         return "inpaint-blindspot"
     if task not in _DEFAULTS:
         raise ValueError(f"unknown task {task!r}; tasks are {', '.join(TASKS)}")

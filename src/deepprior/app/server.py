@@ -539,7 +539,8 @@ def default_presets(device_kind: str) -> dict:
 
     Denoising's is the one for noise above 30 (0..255): a request without a preset gets
     ``denoise-sure-fast`` where the noise is lower (:func:`parse_job`, as the CLI).  Inpainting's is the
-    one for painted strokes: a request without a preset whose mask is scattered pixels gets
+    one for painted strokes: a request without a preset whose mask has every pixel to fill near
+    known ones (scattered pixels, text, fine scratches: :func:`deepprior.masks.near_known`) gets
     ``inpaint-blindspot``.
     """
     small = device_kind == "cpu"
@@ -672,8 +673,8 @@ class Handler(BaseHTTPRequestHandler):
             # a task whose default depends on the image: the page offers it as its first choice
             "auto": {"denoise": f"{default_preset('denoise', sigma=SURE_MAX_SIGMA)} up to noise level "
                                 f"{SURE_MAX_SIGMA * 255:.0f}, {default_presets(kind)['denoise']} above",
-                     "inpaint": f"inpaint-blindspot for scattered missing pixels, {default_presets(kind)['inpaint']} "
-                                "for strokes and holes"},
+                     "inpaint": f"inpaint-blindspot for scattered pixels, text and fine scratches, "
+                                f"{default_presets(kind)['inpaint']} for holes and thick strokes"},
             "max_upload_bytes": self.server.max_bytes,
             "max_pixels": self.server.max_pixels,
         }
