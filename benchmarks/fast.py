@@ -59,6 +59,9 @@ TASKS = {
     # text 32 px high: the CLI's default by the mask (inpaint-blindspot: every pixel to fill within 3 px of
     # a known one; until 2026-11-28 inpaint-text-paper, the reference, and inpaint-text-fast stood in here)
     "inpaint-text": FastTask("text", 32, "inpaint-text-paper", 6000, "default", 3000),
+    # text 64 px high (deepprior degrade mask's default on a 512 px photo): every pixel to fill within 4 px
+    # of a known one, past masks.near_known's 3 px: the CLI's default is inpaint-text-paper
+    "inpaint-text-64": FastTask("text", 64, "inpaint-text-paper", 6000, "default", 3000),
 }
 
 

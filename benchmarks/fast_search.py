@@ -36,12 +36,13 @@ TUNE = {
     "deblock": ("cbsd68/148089", "cbsd68/220075"),  # benchmarks.stopping's JPEG tune images
     "deblock-q20": ("cbsd68/148089", "cbsd68/220075"),
     "inpaint-text": ("set14/foreman", "cbsd68/196073"),  # benchmarks.paper's TEXT has the others
+    "inpaint-text-64": ("set14/foreman", "cbsd68/196073"),
 }
 
 
 # The small preset of each task, the starting point of the candidates.
 SMALL = {"denoise": "denoise-small", "sr": "sr-x4-small", "inpaint": "inpaint-small", "deblock": "deblock-small",
-         "deblock-q20": "deblock-small", "inpaint-text": "inpaint-text-small"}
+         "deblock-q20": "deblock-small", "inpaint-text": "inpaint-text-small", "inpaint-text-64": "inpaint-text-small"}
 
 
 def _net(**kw):
@@ -260,7 +261,7 @@ def candidates(task: str) -> dict[str, tuple[str, dict, int, str]]:
         for k, nth in ((2, "2nd"), (3, "3rd"), (4, "4th")):
             c[f"sure-every{k}"] = ("denoise-sure", {"sure_every": k}, 1000,
                                    f"`denoise-sure`, the divergence every {nth} step (weighted {k}x)")
-    if task == "inpaint-text":  # sr-x4-fast's fitting recipe (as deblock-fast's), the paper's jitter
+    if task.startswith("inpaint-text"):  # sr-x4-fast's fitting recipe (as deblock-fast's), the paper's jitter
         fast = {"betas": (0.8, 0.9), "ema_warmup": True, "backtrack": False}
         c["small-b"] = (small, fast, 1600, f"`{small}` with Adam's betas 0.8, 0.9")
         fast_ema = dict(fast, input_depth=16, ema=0.99, jitter_warmup=100)

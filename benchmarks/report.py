@@ -334,6 +334,12 @@ def build(results: Path, output: Path) -> str:
                          "of text (the default, `inpaint-blindspot`; the allocator tuned)"),
                         ("fast-search-inpaint-text-blindspot-final.md", "Inpainting of text: where the blind-spot "
                          "fits end (2000 steps, held-out crops)"),
+                        ("fast-search-inpaint-text-64.md", "Inpainting of 64 px text: the blind-spot fit hiding "
+                         "squares (tune images, the allocator tuned)"),
+                        ("fast-inpaint-text-64-tuned.md", "A faster preset at the paper preset's quality: inpainting "
+                         "of 64 px text (the default, `inpaint-blindspot-blocks`; the allocator tuned)"),
+                        ("fast-search-inpaint-text-64-final.md", "Inpainting of 64 px text: where the blind-spot "
+                         "fits end (2000 steps, held-out crops)"),
                         ("fast-seeds-denoise.md", "Several seeds averaged (denoising, tune images)"),
                         ("fast-seeds-inpaint.md", "Several seeds averaged (blind-spot inpainting, tune images)"),
                         ("sure.md", "SURE: a stopping rule, and a loss (DIP-SURE)"),

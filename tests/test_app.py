@@ -290,7 +290,10 @@ def test_an_inpainting_job_without_a_preset_gets_one_by_its_mask(device_kind, st
     from deepprior.masks import random_pixels_mask
 
     dots = random_pixels_mask((48, 48), 0.5, rng=0)
-    for mask, want in [(dots, "inpaint-blindspot"), (inpaint_body()["mask"], strokes)]:
+    band = np.zeros((48, 48), bool)
+    band[14:34] = True  # a thick stroke: 10 px from any known pixel
+    scratch = inpaint_body()["mask"]  # 7 px wide: within 4 px of known pixels
+    for mask, want in [(dots, "inpaint-blindspot"), (scratch, "inpaint-blindspot-blocks"), (band, strokes)]:
         body = inpaint_body(preset=None, iters=7)
         if isinstance(mask, np.ndarray):
             body["mask"] = data_url(png_bytes(mask.astype(np.uint8) * 255))

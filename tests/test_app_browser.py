@@ -166,7 +166,8 @@ def test_paint_a_scratch_away_and_download_the_result(page, tmp_path, monkeypatc
     assert result[SCRATCH, 4:44].mean() < 0.9
     assert diff[~fill].mean() < 0.03
     assert sidecar["task"] == "inpaint" and sidecar["iterations"] == 60 and sidecar["mask_pixels"] == int(fill.sum())
-    assert sidecar["preset"]["name"] == "inpaint-small"  # a painted scratch: this CPU's preset for strokes
+    # a painted scratch a few pixels wide: a blind-spot preset (masks.fill_reach)
+    assert sidecar["preset"]["name"] in ("inpaint-blindspot", "inpaint-blindspot-blocks")
     assert sidecar["input"] == "scratched" and sidecar["output_size"] == [48, 48]
 
 

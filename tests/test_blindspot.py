@@ -10,8 +10,8 @@ import deepprior
 from deepprior.fitting import fit
 from deepprior.objectives import BlindSpot, blindspot_input, blindspot_keep_at
 from deepprior.forward import Identity, Mask
-from deepprior.masks import (MaskError, hole_mask, is_scattered, near_known, random_pixels_mask, reach, strokes_mask,
-                             text_mask)
+from deepprior.masks import (MaskError, fill_reach, hole_mask, is_scattered, near_known, random_pixels_mask, reach,
+                             strokes_mask, text_mask)
 from deepprior.pipeline import InputError
 
 from helpers import crop, psnr
@@ -182,9 +182,15 @@ def test_the_default_follows_the_mask():
     assert pick(mask=~scattered, mask_keeps=True) == "inpaint-blindspot"  # the same mask, the other convention
     assert pick(mask=hole_mask((64, 64), rng=0)) == "inpaint-text-paper"
     assert pick(mask=text_mask((64, 64), size=16, rng=0)) == "inpaint-blindspot"  # thin text
+    band = np.zeros((64, 64), bool)
+    band[30:37] = True  # a scratch 7 px wide: every pixel within 4 px of a known one (as 64 px letters)
+    assert fill_reach(band) == 4 and pick(mask=band) == "inpaint-blindspot-blocks"
+    band[26:41] = True  # 15 px wide
+    assert pick(mask=band) == "inpaint-text-paper"
     sparse = random_pixels_mask((64, 64), 0.05, rng=0)
     assert pick(mask=sparse) == "inpaint-blindspot"
-    assert pick(mask=sparse, mask_dilate=2) == "inpaint-text-paper"  # grown into blobs (half the image)
+    assert pick(mask=sparse, mask_dilate=2) == "inpaint-blindspot-blocks"  # grown into blobs: within 4 px
+    assert pick(mask=sparse, mask_dilate=4) == "inpaint-text-paper"  # grown further
     with pytest.raises(MaskError, match="every pixel"):  # 50 % grown by 2 px: nothing known, no choice
         pick(mask=scattered, mask_dilate=2)
     with pytest.raises(MaskError, match="same size"):
@@ -194,7 +200,7 @@ def test_the_default_follows_the_mask():
     assert deepprior.choose_preset("inpaint", rgba).name == "inpaint-blindspot"
     from deepprior.presets import default_choices
 
-    assert set(default_choices("inpaint")) == {"inpaint-blindspot", "inpaint-text-paper"}
+    assert set(default_choices("inpaint")) == {"inpaint-blindspot", "inpaint-blindspot-blocks", "inpaint-text-paper"}
 
 
 def test_auto_stop_runs_the_blindspot_presets_step_count():

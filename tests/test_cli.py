@@ -154,7 +154,8 @@ def test_presets_are_listed(capsys):
                  "inpaint-hole-paper", "inpaint-pixels-paper", "origin-tutorial"]:
         assert name in out
     assert "denoise: denoise-sure-fast up to noise level 30" in out  # the defaults are said
-    assert "inpaint: inpaint-blindspot for scattered pixels, text and fine scratches, inpaint-text-paper for holes" in out
+    assert ("inpaint: inpaint-blindspot for scattered pixels, text and fine scratches, inpaint-blindspot-blocks for "
+            "64 px text, inpaint-text-paper for holes") in out
     assert run("presets", "sr-x8-paper") == 0
     assert '"jitter": 0.05' in capsys.readouterr().out
 

@@ -134,26 +134,27 @@ def choose_preset(task: str, image, *, scale: int | None = None, sigma: float | 
     (:func:`deepprior.presets.default_preset`): ``sigma`` on the image scale [0, 1] when given, else
     estimated from the image (:func:`deepprior.measures.estimate_noise_level`; an image too small to
     estimate it from gets the paper recipe).  Inpainting's on the mask (as :func:`run_task` takes it,
-    or the image's transparent pixels): ``inpaint-blindspot`` where every missing pixel lies near
-    known ones (scattered pixels, text, fine scratches: :func:`deepprior.masks.near_known`), else
-    (holes, thick strokes) ``inpaint-text-paper``; a mask of the wrong size, an
+    or the image's transparent pixels): ``inpaint-blindspot`` where every missing pixel lies within
+    3 px of known ones (scattered pixels, 32 px text, fine scratches), ``inpaint-blindspot-blocks``
+    within 4 px (64 px text; :func:`deepprior.masks.fill_reach`), else (holes, thick strokes)
+    ``inpaint-text-paper``; a mask of the wrong size, an
     empty or a full one raises :class:`~deepprior.masks.MaskError`.
     """
-    from .masks import check_mask, near_known
+    from .masks import check_mask, fill_reach
     from .pipeline import check_sigma
     from .presets import default_preset, get_preset
 
     check_sigma(sigma)
     if task == "denoise" and sigma is None:
         sigma = noise_level(image, channel_axis=channel_axis)
-    near = False
+    reach = None
     if task == "inpaint":
         y, _ = _to_bchw(image, channel_axis)
         fill = _fill(mask, y, mask_keeps, mask_dilate)
         if fill is not None:  # a mask of the wrong size, or an empty one, chooses nothing
             check_mask(fill, tuple(y.shape[-2:]))
-        near = fill is not None and near_known(fill)
-    return get_preset(default_preset(task, scale=scale, sigma=sigma, near_known=near))
+        reach = None if fill is None else fill_reach(fill)
+    return get_preset(default_preset(task, scale=scale, sigma=sigma, reach=reach))
 
 
 def _fill(mask, y, keeps: bool, dilate: int):

@@ -58,7 +58,8 @@ def _task_parser(sub, task):
     p.add_argument("--preset", help="recipe name (see `deepprior presets`); default: " + {
         "denoise": "denoise-sure-fast where the noise level is up to 30, denoise-paper above",
         "inpaint": "inpaint-blindspot for scattered pixels, text and fine scratches (every pixel to fill within "
-                   "3 px of a known one), inpaint-text-paper for holes and thick strokes",
+                   "3 px of a known one), inpaint-blindspot-blocks within 4 px (64 px text), inpaint-text-paper "
+                   "for holes and thick strokes",
         "sr": "sr-x4-fast for x2 and x4, sr-x8-paper for x8",
         "deblock": "deblock-fast (photos larger than 128 px in 128 px tiles)",
     }.get(task, "the task's paper preset"))
@@ -361,7 +362,9 @@ def _run_one_file(args) -> int:
             level = "unknown" if level is None else f"{level:.0f} (given)" if settings.sigma else f"~{level * 255:.0f}"
             why = f" for noise level {level}"
         elif args.task == "inpaint" and settings.preset is None:  # picked by the mask
-            why = " for scattered pixels or thin text" if preset.loss == "blindspot" else " for holes or thick strokes"
+            why = {"inpaint-blindspot": " for scattered pixels or thin text",
+                   "inpaint-blindspot-blocks": " for text or strokes within 4 px of known pixels"}.get(
+                preset.name, " for holes or thick strokes")
         print(f"deepprior {args.task}: {job.input} -> {job.output} (preset {preset.name}{why}, "
               f"{preset.iters} steps" + (f" in each of {tiles} tiles of {tile} px" if tiles > 1 else "")
               + (f", mask {job.mask}" if job.mask else "") + ")", file=sys.stderr)
@@ -474,8 +477,9 @@ def cmd_presets(args) -> int:
     print(f"\ndefaults: denoise: {default_preset('denoise', sigma=SURE_MAX_SIGMA)} up to noise level "
           f"{SURE_MAX_SIGMA * 255:.0f} (given with --sigma or estimated), {default_preset('denoise')} above; "
           f"deblock: {default_preset('deblock')}; sr: {default_preset('sr', scale=4)} (x2, x4), "
-          f"{default_preset('sr', scale=8)} (x8); inpaint: {default_preset('inpaint', near_known=True)} for "
-          f"scattered pixels, text and fine scratches, {default_preset('inpaint')} for holes and thick strokes")
+          f"{default_preset('sr', scale=8)} (x8); inpaint: {default_preset('inpaint', reach=1)} for "
+          f"scattered pixels, text and fine scratches, {default_preset('inpaint', reach=4)} for 64 px text, "
+          f"{default_preset('inpaint')} for holes and thick strokes")
     return 0
 
 

@@ -17,6 +17,7 @@ __all__ = [
     "is_scattered",
     "reach",
     "near_known",
+    "fill_reach",
     "random_pixels_mask",
     "text_mask",
     "hole_mask",
@@ -106,6 +107,8 @@ def is_scattered(fill: np.ndarray) -> bool:
 #: preset was measured above the paper's text recipe; BENCHMARKS.md), 48-64 px text 4 px, brush
 #: strokes 7 px, a hole tens of pixels.
 NEAR_MAX_REACH = 3.0
+#: The farthest for ``inpaint-blindspot-blocks`` (hiding 3x3 squares): text 64 px high reaches 4 px.
+BLOCKS_MAX_REACH = 4.0
 
 
 def reach(fill: np.ndarray) -> float:
@@ -121,6 +124,13 @@ def reach(fill: np.ndarray) -> float:
     return float(distance_transform_edt(fill).max())
 
 
+def fill_reach(fill: np.ndarray) -> float:
+    """How far a network must reach to fill the mask: 1 for a scattered one (:func:`is_scattered`:
+    nearly every pixel to fill touches a known one), else :func:`reach`."""
+    fill = np.asarray(fill, dtype=bool)
+    return 1.0 if is_scattered(fill) else reach(fill)
+
+
 def near_known(fill: np.ndarray) -> bool:
     """True when every pixel to fill has known pixels near it: the mask is scattered
     (:func:`is_scattered`, e.g. randomly missing pixels) or thin (:func:`reach` up to
@@ -128,7 +138,7 @@ def near_known(fill: np.ndarray) -> bool:
     (``inpaint-blindspot``), which fills a pixel from the known ones around it; holes and thick
     strokes get the paper's text recipe."""
     fill = np.asarray(fill, dtype=bool)
-    return bool(fill.any()) and (is_scattered(fill) or reach(fill) <= NEAR_MAX_REACH)
+    return bool(fill.any()) and fill_reach(fill) <= NEAR_MAX_REACH
 
 
 # ----------------------------------------------------------------------------------------------

@@ -540,8 +540,8 @@ def default_presets(device_kind: str) -> dict:
     Denoising's is the one for noise above 30 (0..255): a request without a preset gets
     ``denoise-sure-fast`` where the noise is lower (:func:`parse_job`, as the CLI).  Inpainting's is the
     one for painted strokes: a request without a preset whose mask has every pixel to fill near
-    known ones (scattered pixels, text, fine scratches: :func:`deepprior.masks.near_known`) gets
-    ``inpaint-blindspot``.
+    known ones (scattered pixels, text, fine scratches: :func:`deepprior.masks.fill_reach`) gets
+    ``inpaint-blindspot`` (within 3 px) or ``inpaint-blindspot-blocks`` (within 4 px).
     """
     small = device_kind == "cpu"
     names = {
@@ -674,6 +674,7 @@ class Handler(BaseHTTPRequestHandler):
             "auto": {"denoise": f"{default_preset('denoise', sigma=SURE_MAX_SIGMA)} up to noise level "
                                 f"{SURE_MAX_SIGMA * 255:.0f}, {default_presets(kind)['denoise']} above",
                      "inpaint": f"inpaint-blindspot for scattered pixels, text and fine scratches, "
+                                "inpaint-blindspot-blocks for 64 px text, "
                                 f"{default_presets(kind)['inpaint']} for holes and thick strokes"},
             "max_upload_bytes": self.server.max_bytes,
             "max_pixels": self.server.max_pixels,
