@@ -111,9 +111,15 @@ NEAR_MAX_REACH = 3.0
 BLOCKS_MAX_REACH = 4.0
 
 
+#: :func:`reach`'s share of the pixels to fill: the few farthest (where strokes of text cross) do not count
+REACH_QUANTILE = 0.999
+
+
 def reach(fill: np.ndarray) -> float:
-    """The farthest a pixel to fill lies from a known pixel (pixels, Euclidean; 0 for an empty
-    mask, infinity for a full one)."""
+    """How far the pixels to fill lie from known pixels: the distance (pixels, Euclidean) within
+    which :data:`REACH_QUANTILE` of them lie (0 for an empty mask, infinity for a full one).  Text
+    64 px high on a 512 px photo reaches 4 px, though where its strokes cross 0.03 % of its pixels
+    lie up to 5.7 px away."""
     from scipy.ndimage import distance_transform_edt
 
     fill = np.asarray(fill, dtype=bool)
@@ -121,7 +127,7 @@ def reach(fill: np.ndarray) -> float:
         return 0.0
     if fill.all():
         return float("inf")
-    return float(distance_transform_edt(fill).max())
+    return float(np.quantile(distance_transform_edt(fill)[fill], REACH_QUANTILE, method="higher"))
 
 
 def fill_reach(fill: np.ndarray) -> float:
