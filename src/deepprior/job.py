@@ -113,12 +113,13 @@ class Settings:
         if self.stop == "auto":
             from .stopping import auto_spec
 
-            spec = auto_spec(self.task, preset)  # None: auto is the preset's step count
-            config["auto"] = None if spec is None else {"rule": spec.rule, "window": spec.window,
-                                                        "patience": spec.patience, "keep": spec.keep,
-                                                        "warmup": spec.warmup, "noise_gate": spec.noise_gate}
             if preset.loss == "sure":  # its step count, guarded against SURE's collapse (stopping.make_rule)
                 config["auto"] = {"rule": "DataTermRise"}
+            else:
+                spec = auto_spec(self.task, preset)  # None: auto is the preset's step count
+                config["auto"] = None if spec is None else {"rule": spec.rule, "window": spec.window,
+                                                            "patience": spec.patience, "keep": spec.keep,
+                                                            "warmup": spec.warmup, "noise_gate": spec.noise_gate}
         return config
 
 

@@ -102,8 +102,8 @@ def is_scattered(fill: np.ndarray) -> bool:
     return float(near[fill].mean()) >= SCATTERED_MIN
 
 
-#: :func:`near_known`'s bar for masks that are not scattered: the farthest a pixel to fill may lie
-#: from a known one (pixels, Euclidean).  Text 32 px high reaches 2.2-3.0 px (where the blind-spot
+#: :func:`near_known`'s bar for masks that are not scattered: how far the pixels to fill may lie
+#: from known ones (:func:`reach`, pixels, Euclidean).  Text 32 px high reaches 2.2-3.0 px (where the blind-spot
 #: preset was measured above the paper's text recipe; BENCHMARKS.md), 48-64 px text 4 px, brush
 #: strokes 7 px, a hole tens of pixels.
 NEAR_MAX_REACH = 3.0
@@ -138,7 +138,7 @@ def fill_reach(fill: np.ndarray) -> float:
 
 
 def near_known(fill: np.ndarray) -> bool:
-    """True when every pixel to fill has known pixels near it: the mask is scattered
+    """True when the pixels to fill have known pixels near them: the mask is scattered
     (:func:`is_scattered`, e.g. randomly missing pixels) or thin (:func:`reach` up to
     :data:`NEAR_MAX_REACH`: text, fine scratches).  Such masks get the blind-spot preset
     (``inpaint-blindspot``), which fills a pixel from the known ones around it; holes and thick

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import secrets
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -145,18 +145,18 @@ def check_sigma(sigma: float | None) -> None:
         raise InputError(f"the noise level sigma must be in (0, 1), the image's scale; got {sigma!r}{hint}")
 
 
+_PRESET_DEFAULTS = {f.name: f.default for f in fields(Preset)}
+
+
 def _check_loss(preset: Preset, forward: ForwardModel) -> None:
     """Check that the preset's loss and input go together and suit the task (SURE: denoising;
     blind-spot: inpainting)."""
-    if preset.loss not in ("mse", "sure", "blindspot"):
-        raise InputError(f"preset {preset.name!r}: loss must be 'mse', 'sure' or 'blindspot', got {preset.loss!r}")
-    if preset.blindspot_flips and preset.loss != "blindspot":
-        raise InputError(f"preset {preset.name!r}: blindspot_flips needs loss='blindspot'")
-    if preset.blindspot_keep_final is not None and preset.loss != "blindspot":
-        raise InputError(f"preset {preset.name!r}: blindspot_keep_final needs loss='blindspot'")
-    for name in ("blindspot_fill", "blindspot_block"):
-        if getattr(preset, name) not in (False, 1) and preset.loss != "blindspot":
-            raise InputError(f"preset {preset.name!r}: {name} needs loss='blindspot'")
+    # (Preset itself refuses an unknown loss.)  The blind-spot settings changed from their defaults
+    # mean nothing to another loss: refused rather than ignored
+    if preset.loss != "blindspot":
+        for name in ("blindspot_flips", "blindspot_keep_final", "blindspot_fill", "blindspot_block"):
+            if getattr(preset, name) != _PRESET_DEFAULTS[name]:
+                raise InputError(f"preset {preset.name!r}: {name} needs loss='blindspot'")
     if preset.loss == "blindspot":
         if preset.input != "measurement":
             raise InputError(f"preset {preset.name!r}: a blind-spot fit needs input='measurement'")
