@@ -28,6 +28,8 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
+
 from benchmarks import paper
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -43,6 +45,7 @@ class FastTask:
     reference_steps: int  # its step count (denoising: past the averaged output's peak; see below)
     candidate: str  # the preset under test (default); "default": the task's default for the crop
     cap: int  # the candidate's most steps
+    strokes: int = 0  # text table only: this many brush strokes `level` px wide instead of text (masks.strokes_mask)
 
 
 TASKS = {
@@ -62,12 +65,24 @@ TASKS = {
     # text 64 px high (deepprior degrade mask's default on a 512 px photo): every pixel to fill within 4 px
     # of a known one, past masks.near_known's 3 px: the CLI's default is inpaint-text-paper
     "inpaint-text-64": FastTask("text", 64, "inpaint-text-paper", 6000, "default", 3000),
+    # two brush strokes 12 px wide over the text crops (masks.strokes_mask; the image's seed): 6-13 % of a
+    # crop, 8-14 px from known pixels (masks.reach), past inpaint-blindspot-blocks' 4 px: the CLI's
+    # default is inpaint-text-paper.  `deepprior degrade mask --kind strokes` draws 17 px on a 512 px photo.
+    "inpaint-strokes": FastTask("text", 12, "inpaint-text-paper", 6000, "default", 3000, strokes=2),
 }
 
 
 def make_case(task: FastTask, image: str):
     job = paper.make_jobs(task.table, "quick", images=[image])[0]
     job = replace(job, level=task.level, degradation=paper.degradation_label(task.table, task.level))
+    if task.strokes:  # the text case's layout, with strokes for its mask
+        from deepprior.masks import strokes_mask
+
+        job = replace(job, degradation=f"{task.strokes} strokes {task.level:g}px")
+        gt = paper.read_truth(job, colour=True)
+        mask = strokes_mask(gt.shape[:2], strokes=task.strokes, width=int(task.level), rng=job.seed)
+        degraded = np.where(mask[..., None], 0.0, gt).astype(np.float32)
+        return job, paper.Case(job, gt, degraded, {"mask": mask}, {"mask": mask})
     return job, paper.TABLES[task.table].make_case(job)
 
 
@@ -95,7 +110,7 @@ def curve(task: FastTask, image: str, preset, steps: int, target: float | None =
 def reference(name: str, task: FastTask, image: str, rerun: bool) -> dict:
     """The paper preset's best iterate on ``image`` (cached with its provenance)."""
     cache = json.loads(REFERENCE_CACHE.read_text()) if REFERENCE_CACHE.exists() else {}
-    key = f"{task.reference}|{task.reference_steps}|{image}|{task.level:g}"
+    key = f"{task.reference}|{task.reference_steps}|{image}|{task.level:g}" + (f"|strokes{task.strokes}" if task.strokes else "")
     if key in cache and not rerun:
         return cache[key]
     c = curve(task, image, task.reference, task.reference_steps)
@@ -177,7 +192,8 @@ def main(argv=None) -> None:
                + (" --tune-allocator" if args.tune_allocator else ""))
     who = ("the default preset (picked for each crop from its degraded image and mask, as the CLI does)"
            if candidate == "default" else f"`{candidate}`")
-    lines = [f"Reproduce: `{command}` ({level[task.table]}, 128 px crops of the quick "
+    what = f"{task.strokes} brush strokes {task.level:g} px wide" if task.strokes else level[task.table]
+    lines = [f"Reproduce: `{command}` ({what}, 128 px crops of the quick "
              f"tier's images and seeds, none used for tuning; `{task.reference}` run for {task.reference_steps} steps "
              f"gives its best-iterate PSNR (found with the ground truth) and the time to it (cached in "
              f"`benchmarks/results/fast-reference.json` with its commit); {who} runs until it is within "

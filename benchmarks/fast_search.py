@@ -37,12 +37,14 @@ TUNE = {
     "deblock-q20": ("cbsd68/148089", "cbsd68/220075"),
     "inpaint-text": ("set14/foreman", "cbsd68/196073"),  # benchmarks.paper's TEXT has the others
     "inpaint-text-64": ("set14/foreman", "cbsd68/196073"),
+    "inpaint-strokes": ("set14/foreman", "cbsd68/196073"),
 }
 
 
 # The small preset of each task, the starting point of the candidates.
 SMALL = {"denoise": "denoise-small", "sr": "sr-x4-small", "inpaint": "inpaint-small", "deblock": "deblock-small",
-         "deblock-q20": "deblock-small", "inpaint-text": "inpaint-text-small", "inpaint-text-64": "inpaint-text-small"}
+         "deblock-q20": "deblock-small", "inpaint-text": "inpaint-text-small", "inpaint-text-64": "inpaint-text-small",
+         "inpaint-strokes": "inpaint-text-small"}
 
 
 def _net(**kw):
@@ -261,7 +263,7 @@ def candidates(task: str) -> dict[str, tuple[str, dict, int, str]]:
         for k, nth in ((2, "2nd"), (3, "3rd"), (4, "4th")):
             c[f"sure-every{k}"] = ("denoise-sure", {"sure_every": k}, 1000,
                                    f"`denoise-sure`, the divergence every {nth} step (weighted {k}x)")
-    if task.startswith("inpaint-text"):  # sr-x4-fast's fitting recipe (as deblock-fast's), the paper's jitter
+    if task.startswith(("inpaint-text", "inpaint-strokes")):  # sr-x4-fast's fitting recipe (as deblock-fast's), the paper's jitter
         fast = {"betas": (0.8, 0.9), "ema_warmup": True, "backtrack": False}
         c["small-b"] = (small, fast, 1600, f"`{small}` with Adam's betas 0.8, 0.9")
         fast_ema = dict(fast, input_depth=16, ema=0.99, jitter_warmup=100)
@@ -283,12 +285,23 @@ def candidates(task: str) -> dict[str, tuple[str, dict, int, str]]:
         # the blind-spot fit of inpaint-blindspot (its network, betas and falling share), hiding
         # squares instead of single pixels (objectives.BlindSpot's block): the network learns to fill
         # holes about as wide as text's strokes
-        for block in (1, 3, 5, 7):
+        for block in (1, 3, 5, 7) + ((9, 11, 15, 19, 25) if task == "inpaint-strokes" else ()):
             c[f"blindspot-block{block}"] = ("inpaint-blindspot", {
                 "network": _net(channels_down=(32, 32, 64, 64), channels_up=(32, 32, 64, 64), channels_skip=(16,) * 4),
                 "blindspot_keep_final": 0.4, "blindspot_keep_steps": 2000, "blindspot_block": block,
                 **SHIPPED_BETAS}, 2000,
                 f"`inpaint-blindspot` hiding {block}x{block} squares" + (" (single pixels: as shipped)" if block == 1 else ""))
+        # ... hiding copies of the mask's own holes, shifted and flipped at random (BlindSpot's shape)
+        c["blindspot-maskshape"] = ("inpaint-blindspot", {
+            "network": _net(channels_down=(32, 32, 64, 64), channels_up=(32, 32, 64, 64), channels_skip=(16,) * 4),
+            "blindspot_keep_final": 0.4, "blindspot_keep_steps": 2000, "blindspot_shape": "mask", **SHIPPED_BETAS},
+            2000, "`inpaint-blindspot` hiding shifted, flipped copies of the mask's holes")
+        if task == "inpaint-strokes":  # steadier ends: a falling learning rate, a longer average
+            for name in ("blindspot-block7", "blindspot-block15", "blindspot-maskshape"):
+                base, changes, steps, what = c[name]
+                c[f"{name}-cos"] = (base, dict(changes, lr_final=0.001, lr_decay_steps=2000), steps,
+                                    what + ", learning rate 0.01 decaying to 0.001 by step 2000 (cosine)")
+                c[f"{name}-ema998"] = (base, dict(changes, ema=0.998), steps, what + ", average weight 0.998")
     if task.startswith("deblock"):  # sr-x4-fast's fitting recipe (presets.py) on deblock-small, and pieces of it
         fast = {"betas": (0.8, 0.9), "ema_warmup": True, "backtrack": False}
         c["small-b"] = (small, fast, 1600, f"`{small}` with Adam's betas 0.8, 0.9 and the average's warm-up")
@@ -534,6 +547,28 @@ def cmd_final(args) -> None:
     print("\n".join(lines))
 
 
+def cmd_baselines(args) -> None:
+    """The task's classical baselines (benchmarks.paper's, e.g. biharmonic inpainting) on the given
+    images, for the final tables to be read against (seconds: no fit)."""
+    task = TASKS[args.task]
+    names = paper.TABLES[task.table].baselines
+    cmd = f"python -m benchmarks.fast_search baselines --task {args.task} --images {' '.join(args.images)}"
+    lines = [f"Reproduce: `{cmd}` (the crops of `final`; PSNR, RGB, data range 1, untrimmed).", "",
+             "| image | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    for image in args.images:
+        _, case = make_case(task, image)
+        cells = []
+        for name in names:
+            try:
+                cells.append(f"{psnr(paper.BASELINES[name](case)[0], case.truth):.2f}")
+            except ImportError as e:  # e.g. OpenCV's Telea without OpenCV installed
+                cells.append(f"– (no {e.name})")
+        lines.append(f"| {image} | " + " | ".join(cells) + " |")
+    out = RESULTS / (args.out or f"fast-search-{args.task}-baselines.md")
+    out.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -562,12 +597,17 @@ def main(argv=None) -> None:
     f.add_argument("--steps", type=int, default=1500)
     f.add_argument("--tune-allocator", action="store_true")
     f.add_argument("--out", help="file name under benchmarks/results (default: fast-search-TASK-final.md)")
+    b = sub.add_parser("baselines", help="the task's classical baselines on any images (see cmd_baselines)")
+    b.add_argument("--task", default="inpaint-strokes", choices=list(TUNE))
+    b.add_argument("--images", nargs="+", required=True)
+    b.add_argument("--out", help="file name under benchmarks/results (default: fast-search-TASK-baselines.md)")
     args = ap.parse_args(argv)
-    if args.cmd != "report" and args.tune_allocator:  # as the CLI runs (deepprior.runtime); report only says so
+    if args.cmd != "report" and getattr(args, "tune_allocator", False):  # as the CLI runs (deepprior.runtime); report only says so
         from deepprior.runtime import tune_allocator
 
         tune_allocator()
-    {"run": cmd_run, "report": cmd_report, "seeds": cmd_seeds, "final": cmd_final}[args.cmd](args)
+    {"run": cmd_run, "report": cmd_report, "seeds": cmd_seeds, "final": cmd_final,
+     "baselines": cmd_baselines}[args.cmd](args)
 
 
 if __name__ == "__main__":

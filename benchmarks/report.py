@@ -340,6 +340,13 @@ def build(results: Path, output: Path) -> str:
                          "of 64 px text (the default, `inpaint-blindspot-blocks`; the allocator tuned)"),
                         ("fast-search-inpaint-text-64-final.md", "Inpainting of 64 px text: where the blind-spot "
                          "fits end (2000 steps, held-out crops)"),
+                        ("fast-search-inpaint-strokes.md", "Inpainting of brush strokes: the blind-spot fit hiding "
+                         "larger squares (tune images, the allocator tuned)"),
+                        ("fast-inpaint-strokes-search-blindspot-block15-tuned.md", "Inpainting of brush strokes: "
+                         "15x15 squares against the paper preset (held-out crops, the allocator tuned)"),
+                        ("fast-search-inpaint-strokes-final.md", "Inpainting of brush strokes: where the blind-spot "
+                         "fits end (2000 steps, held-out crops)"),
+                        ("fast-search-inpaint-strokes-baselines.md", "Inpainting of brush strokes: classical fills"),
                         ("fast-seeds-denoise.md", "Several seeds averaged (denoising, tune images)"),
                         ("fast-seeds-inpaint.md", "Several seeds averaged (blind-spot inpainting, tune images)"),
                         ("sure.md", "SURE: a stopping rule, and a loss (DIP-SURE)"),

@@ -171,3 +171,22 @@ def test_report_from_a_tiny_csv(tmp_path):
     assert "| paper DIP |" in text
     assert "| inpainting11 | house | 31.00 / 0.9000 | 39.16 | 29.00 / 0.9000 | 27.50 / 0.9000 |" in text
     assert "33.48 (all 11)" in text
+
+
+@pytest.mark.skipif(not (DATA / "set14").is_dir(), reason="needs ../shared/data")
+def test_the_strokes_crops_are_strokes_past_the_blind_spot_presets_reach():
+    """benchmarks.fast's inpaint-strokes task: brush strokes (not the text table's letters) over the
+    text crops, farther from known pixels than inpaint-blindspot-blocks takes: the default is the paper's."""
+    import deepprior
+    from benchmarks import fast
+    from deepprior.masks import BLOCKS_MAX_REACH, reach
+
+    task = fast.TASKS["inpaint-strokes"]
+    job, case = fast.make_case(task, "set14/comic")
+    mask = case.dip_kwargs["mask"]
+    assert case.degraded.shape == case.truth.shape == (128, 128, 3) and mask.shape == (128, 128)
+    assert 0.03 < mask.mean() < 0.2 and reach(mask) > BLOCKS_MAX_REACH
+    assert np.all(case.degraded[mask] == 0) and np.array_equal(case.degraded[~mask], case.truth[~mask])
+    _, text = fast.make_case(fast.TASKS["inpaint-text"], "set14/comic")
+    assert not np.array_equal(text.dip_kwargs["mask"], mask)
+    assert deepprior.choose_preset("inpaint", case.degraded, mask=mask).name == "inpaint-text-paper"

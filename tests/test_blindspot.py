@@ -262,3 +262,27 @@ def test_a_blindspot_fit_can_hide_squares_instead_of_pixels():
     assert np.array_equal(binary_opening(hidden, np.ones((3, 3)))[inner], hidden[inner])  # made of 3x3 squares
     with pytest.raises(ValueError, match="odd"):
         BlindSpot(0.8, block=2)
+
+
+def test_a_blindspot_fit_can_hide_copies_of_the_masks_holes():
+    """shape="mask": the hidden pixels are shifted, flipped copies of the mask's own holes (here one
+    band 5 rows tall), about 1 - keep of the known pixels."""
+    y = torch.rand(1, 3, 64, 48, generator=torch.Generator().manual_seed(0))
+    known = torch.ones(1, 1, 64, 48)
+    known[..., 20:25, :] = 0  # a band to fill, 5 px tall
+    objective = BlindSpot(0.6, shape="mask")
+    objective.setup(Mask(known), y, y.clone(), precision="fp32", cuda_graph=False)
+    seen = []
+    objective.step(lambda x: seen.append(x[:, 3:]) or x[:, :3], y.clone(), 1, torch.Generator().manual_seed(1))
+    unshown = seen[0][0, 0].numpy() < 0.5  # the band and the copies
+    hidden = unshown & (known[0, 0].numpy() > 0)
+    assert hidden.sum() / (known > 0).sum().item() == pytest.approx(0.4, abs=0.12)
+    rows = unshown.any(axis=1)
+    assert unshown[rows].all()  # whole rows, as the band (the copies wrap around)
+    edges = np.diff(np.r_[0, rows, 0].astype(int))
+    runs = [(a, b) for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)) if a > 0 and b < 64]
+    assert runs and all(b - a >= 5 for a, b in runs)  # 5 rows or more: copies of the band (the edges may cut one)
+    with pytest.raises(ValueError, match="squares"):
+        BlindSpot(0.8, block=3, shape="mask")
+    with pytest.raises(ValueError, match="blindspot_shape"):
+        deepprior.get_preset("inpaint-blindspot").replace(blindspot_shape="strokes")

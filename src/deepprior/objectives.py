@@ -23,6 +23,7 @@ methods have defaults that suit a network fed ``z`` as it is.
 
 from __future__ import annotations
 
+import math
 from typing import Callable, NamedTuple
 
 import torch
@@ -236,10 +237,15 @@ class BlindSpot(Objective):
         Hide ``block`` x ``block`` squares (odd; around seeds drawn so that about ``1 - keep`` of the
         pixels are hidden) instead of single pixels: the network learns to fill holes that wide,
         for masks whose missing pixels come in strokes rather than scattered (1: single pixels).
+    shape : {"squares", "mask"}
+        What is hidden: pixels or ``block`` squares ("squares"), or copies of the mask's own pixels
+        to fill, each shifted by a random offset (wrapping around) and flipped at random, as many as
+        hide about ``1 - keep`` of the pixels ("mask"): the network learns to fill holes shaped like
+        the ones it must fill -- strokes as wide, text as tall -- without a width to choose.
     """
 
     def __init__(self, keep: float, keep_final: float | None = None, keep_steps: int = 0, *,
-                 flips: bool = False, fill: bool = False, block: int = 1):
+                 flips: bool = False, fill: bool = False, block: int = 1, shape: str = "squares"):
         if not 0 < keep < 1:
             raise ValueError(f"blindspot_keep must be in (0, 1), got {keep}")
         if keep_final is not None and not 0 < keep_final < 1:
@@ -249,7 +255,11 @@ class BlindSpot(Objective):
         if block < 1 or block % 2 == 0:
             raise ValueError(f"blindspot_block must be odd and >= 1, got {block}")
         self.keep, self.keep_final, self.keep_steps, self.flips, self.fill = keep, keep_final, keep_steps, flips, fill
-        self.block = block
+        if shape not in ("squares", "mask"):
+            raise ValueError(f"blindspot_shape must be 'squares' or 'mask', got {shape!r}")
+        if shape == "mask" and block != 1:
+            raise ValueError("blindspot_block is for blindspot_shape='squares'")
+        self.block, self.shape = block, shape
 
     def setup(self, forward, y, z, *, precision, cuda_graph):
         super().setup(forward, y, z, precision=precision, cuda_graph=cuda_graph)
@@ -262,11 +272,29 @@ class BlindSpot(Objective):
         self.known_y = self.known * y  # the output's known part
         # the per-step draw: one number per pixel, shown where below the step's share
         self.draw = torch.empty((1, 1, *z.shape[-2:]), dtype=z.dtype, device=z.device)
+        if self.shape == "mask":  # 1 where any channel is to fill: the shape the hidden copies take
+            self.holes = (1 - self.known).amax(dim=1, keepdim=True)
+            self.hole_share = float(self.holes.mean())
+
+    def _hidden_copies(self, keep, generator):
+        """Shifted, flipped copies of the mask's holes, about ``1 - keep`` of the pixels in all."""
+        share = min(max(self.hole_share, 1e-4), 0.99)
+        copies = max(1, min(64, round(math.log(keep) / math.log(1 - share))))
+        h, w = self.holes.shape[-2:]
+        draws = torch.randint(0, 4 * h * w, (copies,), generator=generator, device=self.holes.device).tolist()
+        hidden = torch.zeros_like(self.holes)
+        for d in draws:
+            flip, d = FLIPS[d % 4], d // 4
+            copy = torch.roll(self.holes, (d // w, d % w), dims=(2, 3))
+            hidden = torch.maximum(hidden, copy.flip(flip) if flip else copy)
+        return hidden
 
     def step(self, run, net_in, step, generator):
         self.draw.uniform_(0.0, 1.0, generator=generator)
         keep = blindspot_keep_at(step, self.keep, self.keep_final, self.keep_steps)
-        if self.block == 1:
+        if self.shape == "mask":
+            shown = self.known * (1 - self._hidden_copies(keep, generator))
+        elif self.block == 1:
             shown = self.known * (self.draw < keep)
         else:  # squares around seeds: a pixel is hidden when a seed lies in the square around it
             seeds = (self.draw >= keep ** (1 / self.block**2)).to(self.draw.dtype)

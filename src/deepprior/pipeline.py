@@ -154,7 +154,8 @@ def _check_loss(preset: Preset, forward: ForwardModel) -> None:
     # (Preset itself refuses an unknown loss.)  The blind-spot settings changed from their defaults
     # mean nothing to another loss: refused rather than ignored
     if preset.loss != "blindspot":
-        for name in ("blindspot_flips", "blindspot_keep_final", "blindspot_fill", "blindspot_block"):
+        for name in ("blindspot_flips", "blindspot_keep_final", "blindspot_fill", "blindspot_block",
+                     "blindspot_shape"):
             if getattr(preset, name) != _PRESET_DEFAULTS[name]:
                 raise InputError(f"preset {preset.name!r}: {name} needs loss='blindspot'")
     if preset.loss == "blindspot":
@@ -365,7 +366,7 @@ def restore(
         elif blindspot:
             objective = BlindSpot(preset.blindspot_keep, preset.blindspot_keep_final, preset.blindspot_keep_steps,
                                   flips=preset.blindspot_flips, fill=preset.blindspot_fill,
-                                  block=preset.blindspot_block)
+                                  block=preset.blindspot_block, shape=preset.blindspot_shape)
         else:
             objective = DataTerm()
     # what the fit draws from torch's global generator (a network's dropout) comes from the seed too,

@@ -70,6 +70,8 @@ class Preset:
     blindspot_flips: bool = False  # a blind-spot fit sees its input flipped at random (fitting.fit)
     blindspot_fill: bool = False  # a blind-spot fit's unshown pixels filled from the shown ones, not 0
     blindspot_block: int = 1  # a blind-spot fit hides squares of this side, not single pixels (odd)
+    # ... or ("mask") shifted, flipped copies of the mask's own holes (objectives.BlindSpot's shape)
+    blindspot_shape: str = "squares"
     # cosine decay of the learning rate from lr to lr_final over the first lr_decay_steps steps,
     # then lr_final (None: constant, as the paper); a fast-preset experiment (benchmarks/fast_search.py)
     lr_final: float | None = None
@@ -95,7 +97,7 @@ class Preset:
     def __post_init__(self):  # a misspelt choice fails here, not deep inside a fit (or silently)
         for name, allowed in [("task", TASKS), ("input", ("noise", "meshgrid", "measurement")),
                               ("jitter_kind", ("gaussian", "uniform")), ("loss", ("mse", "sure", "blindspot")),
-                              ("precision", ("fp32", "bf16", "auto")),
+                              ("precision", ("fp32", "bf16", "auto")), ("blindspot_shape", ("squares", "mask")),
                               ("sr_kernel", ("lanczos2", "lanczos3", "bicubic"))]:
             if getattr(self, name) not in allowed:
                 raise ValueError(f"preset {self.name!r}: {name} must be one of {', '.join(allowed)}, "
