@@ -302,6 +302,11 @@ def candidates(task: str) -> dict[str, tuple[str, dict, int, str]]:
                 c[f"{name}-cos"] = (base, dict(changes, lr_final=0.001, lr_decay_steps=2000), steps,
                                     what + ", learning rate 0.01 decaying to 0.001 by step 2000 (cosine)")
                 c[f"{name}-ema998"] = (base, dict(changes, ema=0.998), steps, what + ", average weight 0.998")
+            # a fifth level (128 channels): twice the reach of the network's context
+            five = _net(channels_down=(32, 32, 64, 64, 128), channels_up=(32, 32, 64, 64, 128), channels_skip=(16,) * 5)
+            for name in ("blindspot-block7-cos", "blindspot-block15-cos"):
+                base, changes, steps, what = c[name]
+                c[f"{name}-l5"] = (base, dict(changes, network=five), steps, what + ", a fifth level of 128 channels")
     if task.startswith("deblock"):  # sr-x4-fast's fitting recipe (presets.py) on deblock-small, and pieces of it
         fast = {"betas": (0.8, 0.9), "ema_warmup": True, "backtrack": False}
         c["small-b"] = (small, fast, 1600, f"`{small}` with Adam's betas 0.8, 0.9 and the average's warm-up")
