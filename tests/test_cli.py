@@ -487,3 +487,22 @@ def test_out_of_memory_is_recognised_from_torch_and_numpy():
 
 def test_the_demo_refuses_a_step_count_below_one(capsys, tmp_path):
     _fails(capsys, tmp_path, "demo", "--iters", "0", "-o", tmp_path / "demo", match="--iters must be")
+
+
+def test_a_long_fit_gets_a_hint_about_the_time_budget(capsys):
+    from types import SimpleNamespace
+
+    from deepprior.cli import _Progress
+
+    def fit(progress, seconds_per_step):
+        for step in (1, 2, 3):
+            state = SimpleNamespace(elapsed=step * seconds_per_step, iters=1000, loss=0.1, psnr_measurement=20.0,
+                                    average=None, psnr_reference=None, psnr_average_reference=None)
+            progress(step, state)
+        progress.close()
+        return capsys.readouterr().err
+
+    hint = "hint: --time-budget SECONDS"
+    assert hint in fit(_Progress(1000, enabled=True), 10.0)  # ~2.8 h
+    assert hint not in fit(_Progress(1000, enabled=True, budget=600), 10.0)  # a budget given
+    assert hint not in fit(_Progress(1000, enabled=True), 0.5)  # ~8 min

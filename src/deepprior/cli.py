@@ -213,8 +213,13 @@ class _Progress:
     """Step-end callback: a tqdm bar with loss and PSNRs, refreshed every few steps; over all the fits
     of a tiled run (``tiles``: how many; a fit's steps restart at 1 for each tile)."""
 
-    def __init__(self, iters: int, enabled: bool, every: int = 5, rule: bool = True, tiles: int = 1):
+    #: a fit expected to run longer than this (seconds) without --time-budget gets a hint about it
+    LONG_FIT = 1800
+
+    def __init__(self, iters: int, enabled: bool, every: int = 5, rule: bool = True, tiles: int = 1,
+                 budget: float | None = None):
         self.bar = None
+        self.budget = budget  # --time-budget, if given
         self.iters = iters
         self.enabled = enabled
         self.every = every
@@ -238,6 +243,9 @@ class _Progress:
             self.bar.write(f"time: ~{per:.2f} s/step at the pace of the first steps: "
                            + (f"at most ~{when} for {steps} (automatic stopping usually ends sooner)"
                               if self.rule else f"~{when} for {steps}"), file=sys.stderr)
+            if total > self.LONG_FIT and self.budget is None:
+                self.bar.write("hint: --time-budget SECONDS stops in time and keeps the best result so far; "
+                               "Ctrl-C stops now and writes the result so far", file=sys.stderr)
         if self.bar is None or (step % self.every and step != state.iters):
             return False
         post = {"loss": f"{state.loss:.2e}", "psnr(y)": f"{state.psnr_measurement:.2f}"}
@@ -352,7 +360,7 @@ def _run_one_file(args) -> int:
 
     tile, overlap = tiling(loaded, settings)
     tiles = tile_count(*loaded.image.shape[:2], tile, overlap, pixels_to_fill(loaded, settings)) if tile else 1
-    progress = _Progress(preset.iters, enabled=not args.quiet, rule=rule, tiles=tiles)
+    progress = _Progress(preset.iters, enabled=not args.quiet, rule=rule, tiles=tiles, budget=args.time_budget)
     if not args.quiet:
         why = ""
         if args.task == "denoise" and settings.preset is None:  # picked by the noise level: say which
