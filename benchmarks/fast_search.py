@@ -567,7 +567,7 @@ def cmd_baselines(args) -> None:
             try:
                 cells.append(f"{psnr(paper.BASELINES[name](case)[0], case.truth):.2f}")
             except ImportError as e:  # e.g. OpenCV's Telea without OpenCV installed
-                cells.append(f"– (no {e.name})")
+                cells.append(f"– (no {e.name or 'module'})")
         lines.append(f"| {image} | " + " | ".join(cells) + " |")
     out = RESULTS / (args.out or f"fast-search-{args.task}-baselines.md")
     out.write_text("\n".join(lines) + "\n")

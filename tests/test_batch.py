@@ -356,3 +356,26 @@ def test_ray_gives_the_same_images_as_a_local_run(ray_cluster, folder, tmp_path,
         assert here["final"] == there["final"] and there["versions"]["threads"] == 1 and there["seed"] == 0
     assert run("denoise", folder, "-o", tmp_path / "ray", *FAST, "--ray", "--ray-cpus", "1") == 1
     assert "0 done, 3 skipped, 1 failed" in summary_line(capsys.readouterr().err)
+
+
+def test_a_result_recorded_before_a_preset_field_was_added_is_still_done(folder, tmp_path, capsys):
+    """A sidecar written before a field was added to Preset (or its network) ran with that field's
+    default: resume skips it rather than redoing it."""
+    import json
+
+    (folder / "broken.png").unlink()
+    out = tmp_path / "out"
+    assert run("denoise", folder, "-o", out, *FAST) == 0
+    for path in out.glob("*.json"):  # as an older version wrote them
+        meta = json.loads(path.read_text())
+        del meta["preset"]["blindspot_shape"], meta["preset"]["network"]["dropout"]
+        path.write_text(json.dumps(meta))
+    capsys.readouterr()
+    assert run("denoise", folder, "-o", out, *FAST) == 0
+    assert "0 done, 3 skipped, 0 failed of 3 images" in summary_line(capsys.readouterr().err)
+    for path in out.glob("*.json"):  # a field recorded with another value is another recipe
+        meta = json.loads(path.read_text())
+        meta["preset"]["network"]["dropout"] = 0.5
+        path.write_text(json.dumps(meta))
+    assert run("denoise", folder, "-o", out, *FAST) == 0
+    assert "3 done, 0 skipped" in summary_line(capsys.readouterr().err)

@@ -265,24 +265,36 @@ def test_a_blindspot_fit_can_hide_squares_instead_of_pixels():
 
 
 def test_a_blindspot_fit_can_hide_copies_of_the_masks_holes():
-    """shape="mask": the hidden pixels are shifted, flipped copies of the mask's own holes (here one
-    band 5 rows tall), about 1 - keep of the known pixels."""
+    """shape="mask": the hidden pixels are copies of the mask's own holes (an L here, one layer for
+    all three channels), shifted and flipped at random, about 1 - keep of the known pixels."""
+    from scipy.ndimage import label
+
     y = torch.rand(1, 3, 64, 48, generator=torch.Generator().manual_seed(0))
-    known = torch.ones(1, 1, 64, 48)
-    known[..., 20:25, :] = 0  # a band to fill, 5 px tall
-    objective = BlindSpot(0.6, shape="mask")
+    known = torch.ones(1, 3, 64, 48)
+    ell = np.zeros((9, 7), bool)
+    ell[:, :2] = ell[-2:, :] = True  # an L: each of its four flips is another shape
+    known[:, :, 5:14, 5:12][:, :, torch.as_tensor(ell)] = 0
+    objective = BlindSpot(0.85, shape="mask")
     objective.setup(Mask(known), y, y.clone(), precision="fp32", cuda_graph=False)
     seen = []
     objective.step(lambda x: seen.append(x[:, 3:]) or x[:, :3], y.clone(), 1, torch.Generator().manual_seed(1))
-    unshown = seen[0][0, 0].numpy() < 0.5  # the band and the copies
+    assert seen[0].shape == (1, 3, 64, 48) and torch.equal(seen[0][:, :1].expand(1, 3, 64, 48), seen[0])  # same copies
+    unshown = seen[0][0, 0].numpy() < 0.5
     hidden = unshown & (known[0, 0].numpy() > 0)
-    assert hidden.sum() / (known > 0).sum().item() == pytest.approx(0.4, abs=0.12)
-    rows = unshown.any(axis=1)
-    assert unshown[rows].all()  # whole rows, as the band (the copies wrap around)
-    edges = np.diff(np.r_[0, rows, 0].astype(int))
-    runs = [(a, b) for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)) if a > 0 and b < 64]
-    assert runs and all(b - a >= 5 for a, b in runs)  # 5 rows or more: copies of the band (the edges may cut one)
+    assert hidden.sum() / (known[0, 0] > 0).sum().item() == pytest.approx(0.15, abs=0.05)
+    shapes = {np.flip(ell, d).tobytes(): d for d in ((), (0,), (1,), (0, 1))}
+    found = []
+    parts, n = label(hidden)
+    for k in range(1, n + 1):  # the copies apart from the others, the hole and the edges: each an L
+        rows, cols = np.nonzero(parts == k)
+        box = parts[rows.min():rows.max() + 1, cols.min():cols.max() + 1] == k
+        if box.sum() == ell.sum() and 0 < rows.min() and rows.max() < 63 and 0 < cols.min() and cols.max() < 47:
+            assert box.shape == ell.shape and box.tobytes() in shapes, box.astype(int)
+            found.append(shapes[box.tobytes()])
+    assert found and any(d != () for d in found), found  # flipped, not only shifted
     with pytest.raises(ValueError, match="squares"):
         BlindSpot(0.8, block=3, shape="mask")
     with pytest.raises(ValueError, match="blindspot_shape"):
         deepprior.get_preset("inpaint-blindspot").replace(blindspot_shape="strokes")
+    with pytest.raises(ValueError, match="set blindspot_block=1"):
+        deepprior.get_preset("inpaint-blindspot-blocks").replace(blindspot_shape="mask")

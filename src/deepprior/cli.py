@@ -217,9 +217,9 @@ class _Progress:
     LONG_FIT = 1800
 
     def __init__(self, iters: int, enabled: bool, every: int = 5, rule: bool = True, tiles: int = 1,
-                 budget: float | None = None):
+                 hint: bool = False):
         self.bar = None
-        self.budget = budget  # --time-budget, if given
+        self.hint = hint  # a long fit says that --time-budget exists (a command that has it, without it given)
         self.iters = iters
         self.enabled = enabled
         self.every = every
@@ -243,8 +243,8 @@ class _Progress:
             self.bar.write(f"time: ~{per:.2f} s/step at the pace of the first steps: "
                            + (f"at most ~{when} for {steps} (automatic stopping usually ends sooner)"
                               if self.rule else f"~{when} for {steps}"), file=sys.stderr)
-            if total > self.LONG_FIT and self.budget is None:
-                self.bar.write("hint: --time-budget SECONDS stops in time and keeps the best result so far; "
+            if total > self.LONG_FIT and self.hint:
+                self.bar.write("hint: --time-budget SECONDS stops in time and keeps the result so far; "
                                "Ctrl-C stops now and writes the result so far", file=sys.stderr)
         if self.bar is None or (step % self.every and step != state.iters):
             return False
@@ -360,7 +360,8 @@ def _run_one_file(args) -> int:
 
     tile, overlap = tiling(loaded, settings)
     tiles = tile_count(*loaded.image.shape[:2], tile, overlap, pixels_to_fill(loaded, settings)) if tile else 1
-    progress = _Progress(preset.iters, enabled=not args.quiet, rule=rule, tiles=tiles, budget=args.time_budget)
+    progress = _Progress(preset.iters, enabled=not args.quiet, rule=rule, tiles=tiles,
+                         hint=args.time_budget is None)
     if not args.quiet:
         why = ""
         if args.task == "denoise" and settings.preset is None:  # picked by the noise level: say which

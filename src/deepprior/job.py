@@ -265,7 +265,27 @@ def is_done(job: Job, settings: Settings) -> bool:
         want = fingerprint(job, settings, preset)
     except OSError:
         return False  # an unreadable input: let the run report it
-    return all(meta.get(k) == want[k] for k in FINGERPRINT_KEYS)
+    recorded = dict(meta, preset=_with_defaults(meta.get("preset")))
+    return all(recorded.get(k) == want[k] for k in FINGERPRINT_KEYS)
+
+
+def _with_defaults(recorded):
+    """A recorded preset with the fields added to :class:`Preset` (and its network) since it was
+    written set to their defaults, which is what it ran with: a new field does not redo old results."""
+    import dataclasses
+
+    from .networks import NetworkConfig
+    from .presets import Preset
+
+    def fill(d, cls):
+        if not isinstance(d, dict):
+            return d
+        missing = {f.name: f.default for f in dataclasses.fields(cls)
+                   if f.name not in d and f.default is not dataclasses.MISSING}
+        return {**d, **_as_json(missing)}
+
+    recorded = fill(recorded, Preset)
+    return recorded if not isinstance(recorded, dict) else dict(recorded, network=fill(recorded.get("network"), NetworkConfig))
 
 
 def describe_error(e: BaseException) -> str:

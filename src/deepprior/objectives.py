@@ -241,7 +241,11 @@ class BlindSpot(Objective):
         What is hidden: pixels or ``block`` squares ("squares"), or copies of the mask's own pixels
         to fill, each shifted by a random offset (wrapping around) and flipped at random, as many as
         hide about ``1 - keep`` of the pixels ("mask"): the network learns to fill holes shaped like
-        the ones it must fill -- strokes as wide, text as tall -- without a width to choose.
+        the ones it must fill -- strokes as wide, text as tall -- without a width to choose.  The
+        copies come whole, 1 to 64 of them: holes over more than about ``1 - keep`` of the image
+        hide more than that, holes too small for 64 copies to hide it (under 0.35 % of the image
+        at keep 0.8) less.  Measured on brush strokes, not used by
+        a preset (BENCHMARKS.md).
     """
 
     def __init__(self, keep: float, keep_final: float | None = None, keep_steps: int = 0, *,
@@ -290,7 +294,7 @@ class BlindSpot(Objective):
         return hidden
 
     def step(self, run, net_in, step, generator):
-        self.draw.uniform_(0.0, 1.0, generator=generator)
+        self.draw.uniform_(0.0, 1.0, generator=generator)  # (in both shapes: the measured draws)
         keep = blindspot_keep_at(step, self.keep, self.keep_final, self.keep_steps)
         if self.shape == "mask":
             shown = self.known * (1 - self._hidden_copies(keep, generator))

@@ -102,6 +102,9 @@ class Preset:
             if getattr(self, name) not in allowed:
                 raise ValueError(f"preset {self.name!r}: {name} must be one of {', '.join(allowed)}, "
                                  f"got {getattr(self, name)!r}")
+        if self.blindspot_shape == "mask" and self.blindspot_block != 1:
+            raise ValueError(f"preset {self.name!r}: blindspot_block is for blindspot_shape='squares'; "
+                             "set blindspot_block=1 with blindspot_shape='mask'")
 
     def replace(self, **changes) -> "Preset":
         """A copy with some fields changed."""
