@@ -355,10 +355,14 @@ def _dd(width, levels):
 
 
 def preset_of(task: str, name: str):
-    """The :class:`~deepprior.presets.Preset` of candidate ``name`` of ``task``."""
+    """The :class:`~deepprior.presets.Preset` of candidate ``name`` of ``task`` (or of the preset
+    ``name``, for a shipped recipe next to the candidates)."""
     import deepprior
 
-    base, changes, _, _ = candidates(task)[name]
+    found = candidates(task)
+    if name not in found and name in deepprior.PRESETS:
+        return deepprior.get_preset(name)
+    base, changes, _, _ = found[name]
     return deepprior.get_preset(base).replace(**changes)
 
 

@@ -347,6 +347,8 @@ def build(results: Path, output: Path) -> str:
                         ("fast-search-inpaint-strokes-final.md", "Inpainting of brush strokes: where the blind-spot "
                          "fits end (2000 steps, held-out crops)"),
                         ("fast-search-inpaint-strokes-baselines.md", "Inpainting of brush strokes: classical fills"),
+                        ("fast-search-inpaint-strokes-small.md", "Inpainting of brush strokes: `inpaint-small`, "
+                         "the web app's CPU default until 2026-11-28"),
                         ("fast-seeds-denoise.md", "Several seeds averaged (denoising, tune images)"),
                         ("fast-seeds-inpaint.md", "Several seeds averaged (blind-spot inpainting, tune images)"),
                         ("sure.md", "SURE: a stopping rule, and a loss (DIP-SURE)"),

@@ -149,7 +149,8 @@ def test_the_page_and_its_files_are_served_and_nothing_else():
             assert request(server, path)[0] == 404
         status, config, _ = request(server, "/api/config")
         assert status == 200 and config["device"] == "cpu"
-        assert config["defaults"]["inpaint"] == "inpaint-small"  # small presets on a CPU
+        assert config["defaults"]["denoise"] == "denoise-small"  # small presets on a CPU
+        assert config["defaults"]["inpaint"] == "inpaint-blindspot-strokes"  # painted strokes: minutes, not hours
         assert {"inpaint-small", "denoise-paper"} <= {p["name"] for p in config["presets"]}
         assert "denoise-sure-fast up to" in config["auto"]["denoise"]  # the page's "auto" choice says what it does
         assert "inpaint-blindspot" in config["auto"]["inpaint"]
@@ -284,7 +285,7 @@ def test_a_denoising_job_without_a_preset_gets_one_by_its_noise_level(device_kin
     assert job.preset.name == "denoise-paper"  # a chosen preset is kept
 
 
-@pytest.mark.parametrize("device_kind, strokes", [("cpu", "inpaint-small"), ("cuda", "inpaint-text-paper")])
+@pytest.mark.parametrize("device_kind, strokes", [("cpu", "inpaint-blindspot-strokes"), ("cuda", "inpaint-text-paper")])
 def test_an_inpainting_job_without_a_preset_gets_one_by_its_mask(device_kind, strokes):
     from deepprior.app.server import parse_job
     from deepprior.masks import random_pixels_mask

@@ -466,6 +466,28 @@ PRESETS["inpaint-blindspot-blocks"] = PRESETS["inpaint-blindspot"].replace(
     blindspot_block=3,
 )
 
+# Blind-spot inpainting for brush strokes, a quick look: inpaint-blindspot hiding 15x15 squares, the
+# learning rate decaying (cosine) to 0.001 over its 2000 steps.  Not a default of the CLI or the API:
+# on three held-out crops with brush strokes 10-14 px from known pixels it ends 1.70, 0.32 dB under
+# inpaint-text-paper's best and 0.08 dB above it (24.59, 36.12, 26.74 dB against 26.29, 36.44, 26.66;
+# python -m benchmarks.fast_search final --task inpaint-strokes ..., fast-search-inpaint-strokes-final.md),
+# where that recipe runs 6000 steps of the paper network (~19 min on a 128 px crop here, hours on a
+# photo).  The web app's CPU default for painted masks beyond inpaint-blindspot-blocks' reach: there
+# inpaint-small, which it replaced, ends its 1000 steps 1.76-7.21 dB lower on the same crops (22.83,
+# 28.91, 23.34 dB; fast-search-inpaint-strokes-small.md).  Chosen on the tune crops (foreman, 196073;
+# strokes 8-9 px from known pixels) as the candidate ending highest at step 2000 (38.30 and 34.81 dB;
+# 7x7 squares 35.55 and 34.49; python -m benchmarks.fast_search run --task inpaint-strokes,
+# fast-search-inpaint-strokes.md).
+PRESETS["inpaint-blindspot-strokes"] = PRESETS["inpaint-blindspot"].replace(
+    name="inpaint-blindspot-strokes",
+    description="Brush strokes, a quick look: inpaint-blindspot hiding 15x15 squares, the learning rate falling "
+                "to 0.001; up to ~1.7 dB under inpaint-text-paper in minutes instead of hours; the web app's CPU "
+                "default for painted strokes",
+    blindspot_block=15,
+    lr_final=0.001,
+    lr_decay_steps=2000,
+)
+
 # read-only from here on: a recipe of your own is a Preset passed as it is (or made with .replace),
 # not an entry added to this table
 PRESETS = MappingProxyType(PRESETS)
