@@ -506,3 +506,7 @@ def test_a_long_fit_gets_a_hint_about_the_time_budget(capsys):
     assert hint in fit(_Progress(1000, enabled=True, hint=True), 10.0)  # ~2.8 h
     assert hint not in fit(_Progress(1000, enabled=True), 10.0)  # a budget given (or demo, which has none)
     assert hint not in fit(_Progress(1000, enabled=True, hint=True), 0.5)  # ~8 min
+    from deepprior.cli import QUICKER
+
+    assert "--preset inpaint-blindspot-strokes is a quicker look at strokes" in fit(
+        _Progress(1000, enabled=True, hint=True, quicker=QUICKER["inpaint-text-paper"]), 10.0)

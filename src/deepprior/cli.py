@@ -209,6 +209,11 @@ def _check_outputs(inp: Path, paths: list[Path], overwrite: bool, others: dict[s
                 raise CLIError(f"{p} exists; pass --overwrite to replace it")
 
 
+#: for a long fit's hint: a preset that takes minutes where this one takes hours (at some cost in
+#: quality, measured in BENCHMARKS.md)
+QUICKER = {"inpaint-text-paper": ("inpaint-blindspot-strokes", "strokes")}
+
+
 class _Progress:
     """Step-end callback: a tqdm bar with loss and PSNRs, refreshed every few steps; over all the fits
     of a tiled run (``tiles``: how many; a fit's steps restart at 1 for each tile)."""
@@ -217,9 +222,10 @@ class _Progress:
     LONG_FIT = 1800
 
     def __init__(self, iters: int, enabled: bool, every: int = 5, rule: bool = True, tiles: int = 1,
-                 hint: bool = False):
+                 hint: bool = False, quicker: tuple[str, str] | None = None):
         self.bar = None
         self.hint = hint  # a long fit says that --time-budget exists (a command that has it, without it given)
+        self.quicker = quicker  # ... and names a quicker preset (name, what for), if there is one
         self.iters = iters
         self.enabled = enabled
         self.every = every
@@ -245,7 +251,10 @@ class _Progress:
                               if self.rule else f"~{when} for {steps}"), file=sys.stderr)
             if total > self.LONG_FIT and self.hint:
                 self.bar.write("hint: --time-budget SECONDS stops in time and keeps the result so far; "
-                               "Ctrl-C stops now and writes the result so far", file=sys.stderr)
+                               "Ctrl-C stops now and writes the result so far"
+                               + (f"; --preset {self.quicker[0]} is a quicker look at {self.quicker[1]}"
+                                  if self.quicker else ""),
+                               file=sys.stderr)
         if self.bar is None or (step % self.every and step != state.iters):
             return False
         post = {"loss": f"{state.loss:.2e}", "psnr(y)": f"{state.psnr_measurement:.2f}"}
@@ -361,7 +370,7 @@ def _run_one_file(args) -> int:
     tile, overlap = tiling(loaded, settings)
     tiles = tile_count(*loaded.image.shape[:2], tile, overlap, pixels_to_fill(loaded, settings)) if tile else 1
     progress = _Progress(preset.iters, enabled=not args.quiet, rule=rule, tiles=tiles,
-                         hint=args.time_budget is None)
+                         hint=args.time_budget is None, quicker=QUICKER.get(preset.name))
     if not args.quiet:
         why = ""
         if args.task == "denoise" and settings.preset is None:  # picked by the noise level: say which
