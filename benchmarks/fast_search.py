@@ -263,7 +263,7 @@ def candidates(task: str) -> dict[str, tuple[str, dict, int, str]]:
         for k, nth in ((2, "2nd"), (3, "3rd"), (4, "4th")):
             c[f"sure-every{k}"] = ("denoise-sure", {"sure_every": k}, 1000,
                                    f"`denoise-sure`, the divergence every {nth} step (weighted {k}x)")
-    if task.startswith(("inpaint-text", "inpaint-strokes")):  # sr-x4-fast's fitting recipe (as deblock-fast's), the paper's jitter
+    if task.startswith(("inpaint-text", "inpaint-strokes")):  # sr-x4-fast's fitting (as deblock-fast's), the paper's jitter
         fast = {"betas": (0.8, 0.9), "ema_warmup": True, "backtrack": False}
         c["small-b"] = (small, fast, 1600, f"`{small}` with Adam's betas 0.8, 0.9")
         fast_ema = dict(fast, input_depth=16, ema=0.99, jitter_warmup=100)
@@ -285,17 +285,16 @@ def candidates(task: str) -> dict[str, tuple[str, dict, int, str]]:
         # the blind-spot fit of inpaint-blindspot (its network, betas and falling share), hiding
         # squares instead of single pixels (objectives.BlindSpot's block): the network learns to fill
         # holes about as wide as text's strokes
+        shipped = {"network": _net(channels_down=(32, 32, 64, 64), channels_up=(32, 32, 64, 64),
+                                   channels_skip=(16,) * 4),
+                   "blindspot_keep_final": 0.4, "blindspot_keep_steps": 2000, **SHIPPED_BETAS}  # inpaint-blindspot's
         for block in (1, 3, 5, 7) + ((9, 11, 15, 19, 25) if task == "inpaint-strokes" else ()):
-            c[f"blindspot-block{block}"] = ("inpaint-blindspot", {
-                "network": _net(channels_down=(32, 32, 64, 64), channels_up=(32, 32, 64, 64), channels_skip=(16,) * 4),
-                "blindspot_keep_final": 0.4, "blindspot_keep_steps": 2000, "blindspot_block": block,
-                **SHIPPED_BETAS}, 2000,
-                f"`inpaint-blindspot` hiding {block}x{block} squares" + (" (single pixels: as shipped)" if block == 1 else ""))
+            what = f"`inpaint-blindspot` hiding {block}x{block} squares"
+            c[f"blindspot-block{block}"] = ("inpaint-blindspot", dict(shipped, blindspot_block=block), 2000,
+                                            what + (" (single pixels: as shipped)" if block == 1 else ""))
         # ... hiding copies of the mask's own holes, shifted and flipped at random (BlindSpot's shape)
-        c["blindspot-maskshape"] = ("inpaint-blindspot", {
-            "network": _net(channels_down=(32, 32, 64, 64), channels_up=(32, 32, 64, 64), channels_skip=(16,) * 4),
-            "blindspot_keep_final": 0.4, "blindspot_keep_steps": 2000, "blindspot_shape": "mask", **SHIPPED_BETAS},
-            2000, "`inpaint-blindspot` hiding shifted, flipped copies of the mask's holes")
+        c["blindspot-maskshape"] = ("inpaint-blindspot", dict(shipped, blindspot_shape="mask"), 2000,
+                                    "`inpaint-blindspot` hiding shifted, flipped copies of the mask's holes")
         if task == "inpaint-strokes":  # steadier ends: a falling learning rate, a longer average
             for name in ("blindspot-block7", "blindspot-block15", "blindspot-maskshape"):
                 base, changes, steps, what = c[name]
@@ -611,7 +610,8 @@ def main(argv=None) -> None:
     b.add_argument("--images", nargs="+", required=True)
     b.add_argument("--out", help="file name under benchmarks/results (default: fast-search-TASK-baselines.md)")
     args = ap.parse_args(argv)
-    if args.cmd != "report" and getattr(args, "tune_allocator", False):  # as the CLI runs (deepprior.runtime); report only says so
+    # as the CLI runs (deepprior.runtime); report only says so, baselines fit nothing
+    if args.cmd != "report" and getattr(args, "tune_allocator", False):
         from deepprior.runtime import tune_allocator
 
         tune_allocator()

@@ -355,7 +355,11 @@ def text_case(job: Job) -> Case:
     from deepprior.masks import text_mask
 
     gt = read_truth(job, colour=True)
-    mask = text_mask(gt.shape[:2], size=int(job.level), rng=job.seed)
+    return painted_case(job, gt, text_mask(gt.shape[:2], size=int(job.level), rng=job.seed))
+
+
+def painted_case(job: Job, gt: np.ndarray, mask: np.ndarray) -> Case:
+    """``gt`` (H, W, C) with the pixels of ``mask`` (H, W; True = missing) painted 0."""
     return Case(job, gt, np.where(mask[..., None], 0.0, gt).astype(np.float32), {"mask": mask}, {"mask": mask})
 
 

@@ -284,8 +284,10 @@ def _with_defaults(recorded):
                    if f.name not in d and f.default is not dataclasses.MISSING}
         return {**d, **_as_json(missing)}
 
-    recorded = fill(recorded, Preset)
-    return recorded if not isinstance(recorded, dict) else dict(recorded, network=fill(recorded.get("network"), NetworkConfig))
+    preset = fill(recorded, Preset)
+    if isinstance(preset, dict):
+        preset["network"] = fill(preset.get("network"), NetworkConfig)
+    return preset
 
 
 def describe_error(e: BaseException) -> str:
