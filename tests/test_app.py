@@ -270,13 +270,14 @@ def test_a_tiled_inpainting_counts_only_the_tiles_with_something_to_fill():
         assert job["iters"] == 3 and job["step"] == 3 and not job["stopped"]
 
 
-@pytest.mark.parametrize("device_kind, high", [("cpu", "denoise-small"), ("cuda", "denoise-paper")])
-def test_a_denoising_job_without_a_preset_gets_one_by_its_noise_level(device_kind, high):
+@pytest.mark.parametrize("device_kind, low, high", [("cpu", "denoise-sure-fast", "denoise-small"),
+                                                    ("cuda", "denoise-sure-pair", "denoise-paper")])
+def test_a_denoising_job_without_a_preset_gets_one_by_its_noise_level(device_kind, low, high):
     from deepprior.app.server import parse_job
 
     ramp = np.linspace(0.2, 0.8, 40)[None, :, None] * np.ones((36, 40, 3))
     rng = np.random.default_rng(0)
-    for sigma, given, want in [(10, None, "denoise-sure-fast"), (60, None, high), (60, 20, "denoise-sure-fast")]:
+    for sigma, given, want in [(10, None, low), (60, None, high), (60, 20, low)]:
         noisy = (np.clip(ramp + rng.normal(0, sigma / 255, ramp.shape), 0, 1) * 255).round().astype(np.uint8)
         body = {"task": "denoise", "image": data_url(png_bytes(noisy)), "sigma": given, "iters": 7}
         job = parse_job(body, device_kind=device_kind, max_bytes=1 << 20, max_pixels=1 << 20)

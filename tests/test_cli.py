@@ -153,7 +153,7 @@ def test_presets_are_listed(capsys):
     for name in ["denoise-paper", "deblock-paper", "sr-x4-paper", "sr-x8-paper", "inpaint-text-paper",
                  "inpaint-hole-paper", "inpaint-pixels-paper", "origin-tutorial"]:
         assert name in out
-    assert "denoise: denoise-sure-fast up to noise level 30" in out  # the defaults are said
+    assert "denoise: denoise-sure-fast (denoise-sure-pair on a CUDA GPU) up to noise level 30" in out  # the defaults
     assert ("inpaint: inpaint-blindspot for scattered pixels, text and fine scratches, inpaint-blindspot-blocks for "
             "64 px text, inpaint-text-paper for holes") in out
     assert run("presets", "sr-x8-paper") == 0

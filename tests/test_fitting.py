@@ -83,6 +83,32 @@ def test_keyboard_interrupt_returns_the_result_so_far():
     assert torch.isfinite(r.image).all()
 
 
+def test_a_preset_with_several_fits_returns_the_mean_of_the_fits_from_their_own_seeds():
+    from deepprior.pipeline import FIT_SEED_STRIDE, InputError
+
+    y = torch.rand(1, 3, 19, 23)
+    r = restore(y, tiny_preset(fits=2), rng=5, device="cpu")
+    one = [restore(y, tiny_preset(), rng=5 + FIT_SEED_STRIDE * k, device="cpu") for k in range(2)]
+    assert torch.equal(r.members[0].image, one[0].image) and torch.equal(r.members[1].image, one[1].image)
+    assert torch.allclose(r.image, (one[0].image + one[1].image) / 2)
+    assert not torch.equal(one[0].image, one[1].image)  # two fits, not one twice
+    assert r.fit.steps == 12 and r.seed == 5 and restore(y, tiny_preset(), rng=5, device="cpu").members == ()
+    # steps counted per fit (as tiles: the CLI's progress), a time budget shared: each fit runs
+    seen = []
+    r = restore(y, tiny_preset(fits=2, iters=1000), rng=0, device="cpu", time_budget=0.0,
+                callback=lambda step, state: seen.append(step))
+    assert len(r.members) == 2 and seen == [1, 1] and r.fit.stop_reason == "time_budget"
+    # a callback's stop (the app's cancel) ends them all
+    calls = []
+    r = restore(y, tiny_preset(fits=3, iters=5), rng=0, device="cpu",
+                callback=lambda step, state: calls.append(step) or len(calls) == 7)  # the second fit's step 2
+    assert len(r.members) == 2 and r.fit.steps == 7 and r.fit.stop_reason == "callback"
+    with pytest.raises(InputError, match="cannot be checkpointed"):
+        restore(y, tiny_preset(fits=2), rng=0, device="cpu", checkpoint=lambda state: None, checkpoint_every=2)
+    with pytest.raises(ValueError, match="fits must be a positive integer"):
+        tiny_preset(fits=0)
+
+
 class _Spike(ForwardModel):
     """Identity, except that the output is ruined at the steps listed (to trigger backtracking)."""
 

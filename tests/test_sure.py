@@ -39,11 +39,12 @@ class Constant(nn.Module):
 
 @pytest.mark.parametrize("w", [1.0, 0.5, 0.0])
 def test_monte_carlo_divergence_of_a_linear_map(w):
+    torch.manual_seed(0)  # the probe's draw (unseeded, 0.94 came out once in a while: 2.6 sd)
     y = torch.rand(1, 3, 37, 31)
     seen = []
     fit(Scale(w), y.clone(), Identity(), y, iters=1, lr=1e-9, jitter=0.0, ema=None, backtrack=False,
         objective=Sure(0.1), callback=lambda step, s: seen.append(s.divergence))
-    # b . (w eps b) / (eps n) = w |b|^2 / n: w up to the spread of |b|^2 / n (~1 % for n = 3487)
+    # b . (w eps b) / (eps n) = w |b|^2 / n: w up to the spread of |b|^2 / n (sd 2.4 % for n = 3487)
     assert seen[0] == pytest.approx(w, abs=0.06)
 
 
@@ -205,19 +206,23 @@ def test_denoisings_default_preset_follows_the_noise_level(data_dir):
     from deepprior.presets import SURE_MAX_SIGMA, default_choices, default_preset
 
     assert default_preset("denoise", sigma=25 / 255) == "denoise-sure-fast"
+    # on a CUDA GPU, where a fit takes seconds, two fits averaged; above the level the paper recipe still
+    assert default_preset("denoise", sigma=25 / 255, device="cuda") == "denoise-sure-pair"
+    assert default_preset("denoise", sigma=SURE_MAX_SIGMA * 1.01, device="cuda") == "denoise-paper"
     assert default_preset("denoise", sigma=SURE_MAX_SIGMA * 1.01) == "denoise-paper"
     assert default_preset("denoise") == "denoise-paper"  # unknown level: the paper recipe
     assert deepprior.choose_preset("denoise", np.full((40, 40, 3), 0.5)).name == "denoise-paper"  # nothing to read
-    assert set(default_choices("denoise")) == {"denoise-sure-fast", "denoise-paper"}
+    assert set(default_choices("denoise")) == {"denoise-sure-fast", "denoise-sure-pair", "denoise-paper"}
     clean = crop("set14/pepper.png", (37, 45))
     for level, want in [(15, "denoise-sure-fast"), (25, "denoise-sure-fast"), (50, "denoise-paper")]:
         noisy = add_noise(clean, level, rng=0)
-        assert deepprior.choose_preset("denoise", noisy).name == want, level  # estimated from the image
+        assert deepprior.choose_preset("denoise", noisy, device="cpu").name == want, level  # estimated from the image
         # alpha is not noise; torch input and a given sigma work as well
         rgba = np.concatenate([noisy, np.ones_like(noisy[:, :, :1])], axis=2)
-        assert deepprior.choose_preset("denoise", rgba).name == want
-        assert deepprior.choose_preset("denoise", torch.from_numpy(noisy).permute(2, 0, 1)).name == want
-    assert deepprior.choose_preset("denoise", add_noise(clean, 50, rng=0), sigma=20 / 255).name == "denoise-sure-fast"
+        assert deepprior.choose_preset("denoise", rgba, device="cpu").name == want
+        assert deepprior.choose_preset("denoise", torch.from_numpy(noisy).permute(2, 0, 1), device="cpu").name == want
+    assert deepprior.choose_preset("denoise", add_noise(clean, 50, rng=0), sigma=20 / 255,
+                                   device="cpu").name == "denoise-sure-fast"
     assert deepprior.choose_preset("sr", clean, scale=8).name == "sr-x8-paper"
     # the task functions use it when no preset is given
     r = deepprior.run_task("denoise", add_noise(clean, 15, rng=0), iters=2, rng=0, device="cpu")

@@ -127,8 +127,10 @@ def noise_level(image, *, channel_axis: int | None = -1) -> float | None:
 
 
 def choose_preset(task: str, image, *, scale: int | None = None, sigma: float | None = None,
-                  mask=None, mask_keeps: bool = False, mask_dilate: int = 0, channel_axis: int | None = -1):
-    """The default :class:`~deepprior.presets.Preset` of ``task`` for ``image``.
+                  mask=None, mask_keeps: bool = False, mask_dilate: int = 0, channel_axis: int | None = -1,
+                  device=None):
+    """The default :class:`~deepprior.presets.Preset` of ``task`` for ``image`` on ``device``
+    (None or "auto": the one :func:`run_task` would pick).
 
     Super-resolution's depends on ``scale``, denoising's on the noise level
     (:func:`deepprior.presets.default_preset`): ``sigma`` on the image scale [0, 1] when given, else
@@ -154,7 +156,14 @@ def choose_preset(task: str, image, *, scale: int | None = None, sigma: float | 
         if fill is not None:  # a mask of the wrong size, or an empty one, chooses nothing
             check_mask(fill, tuple(y.shape[-2:]))
         reach = None if fill is None else fill_reach(fill)
-    return get_preset(default_preset(task, scale=scale, sigma=sigma, reach=reach))
+    kind = None
+    if task == "denoise":  # on a GPU two fits averaged (deepprior.presets.default_preset)
+        import torch
+
+        from .pipeline import resolve_device
+
+        kind = resolve_device(device).type if device is None or device == "auto" else torch.device(device).type
+    return get_preset(default_preset(task, scale=scale, sigma=sigma, reach=reach, device=kind))
 
 
 def _fill(mask, y, keeps: bool, dilate: int):
@@ -241,7 +250,7 @@ def run_task(
 
     if preset is None:
         preset = choose_preset(task, image, scale=scale, sigma=sigma, mask=mask, mask_keeps=mask_keeps,
-                               mask_dilate=mask_dilate, channel_axis=channel_axis)
+                               mask_dilate=mask_dilate, channel_axis=channel_axis, device=device)
     p = get_preset(preset)
     # None means "keep the preset's value" (e.g. an unset CLI flag)
     p = p.replace(**{k: v for k, v in dict(iters=iters, **overrides).items() if v is not None})
@@ -345,7 +354,8 @@ def denoise(image, *, preset=None, iters=None, rng=None, device=None, callback=N
         The noisy image (see the module docstring for shapes, dtypes and ranges).
     preset : str or Preset, optional
         Default: by the noise level (``sigma=``, or estimated from the image), ``"denoise-sure-fast"`` up
-        to 30 (on the 0..255 scale) and ``"denoise-paper"`` above (:func:`choose_preset`; see
+        to 30 (on the 0..255 scale; on a CUDA device ``"denoise-sure-pair"``, two fits averaged) and
+        ``"denoise-paper"`` above (:func:`choose_preset`; see
         ``deepprior presets``).
     iters : int, optional
         Number of steps (overrides the preset's).

@@ -216,13 +216,14 @@ QUICKER = {"inpaint-text-paper": ("inpaint-blindspot-strokes", "strokes")}
 
 class _Progress:
     """Step-end callback: a tqdm bar with loss and PSNRs, refreshed every few steps; over all the fits
-    of a tiled run (``tiles``: how many; a fit's steps restart at 1 for each tile)."""
+    of a tiled run or of a preset with several ``fits`` (``tiles``: how many fits in all, ``what``
+    they are; a fit's steps restart at 1 for each)."""
 
     #: a fit expected to run longer than this (seconds) without --time-budget gets a hint about it
     LONG_FIT = 1800
 
     def __init__(self, iters: int, enabled: bool, every: int = 5, rule: bool = True, tiles: int = 1,
-                 hint: bool = False, quicker: tuple[str, str] | None = None):
+                 hint: bool = False, quicker: tuple[str, str] | None = None, what: str = "tiles"):
         self.bar = None
         self.hint = hint  # a long fit says that --time-budget exists (a command that has it, without it given)
         self.quicker = quicker  # ... and names a quicker preset (name, what for), if there is one
@@ -231,6 +232,7 @@ class _Progress:
         self.every = every
         self.rule = rule  # a stopping rule may end the fit before iters
         self.tiles = tiles
+        self.what = what
         from .tiles import StepTotals
 
         self.totals = StepTotals()
@@ -245,7 +247,7 @@ class _Progress:
             per = state.elapsed / step
             total = per * state.iters * self.tiles
             when = f"{total / 60:.1f} min" if total < 5400 else f"{total / 3600:.1f} h"
-            steps = f"{state.iters} steps" + (f" in each of {self.tiles} tiles" if self.tiles > 1 else "")
+            steps = f"{state.iters} steps" + (f" in each of {self.tiles} {self.what}" if self.tiles > 1 else "")
             self.bar.write(f"time: ~{per:.2f} s/step at the pace of the first steps: "
                            + (f"at most ~{when} for {steps} (automatic stopping usually ends sooner)"
                               if self.rule else f"~{when} for {steps}"), file=sys.stderr)
@@ -369,8 +371,9 @@ def _run_one_file(args) -> int:
 
     tile, overlap = tiling(loaded, settings)
     tiles = tile_count(*loaded.image.shape[:2], tile, overlap, pixels_to_fill(loaded, settings)) if tile else 1
-    progress = _Progress(preset.iters, enabled=not args.quiet, rule=rule, tiles=tiles,
-                         hint=args.time_budget is None, quicker=QUICKER.get(preset.name))
+    progress = _Progress(preset.iters, enabled=not args.quiet, rule=rule, tiles=tiles * preset.fits,
+                         hint=args.time_budget is None, quicker=QUICKER.get(preset.name),
+                         what="tiles" if preset.fits == 1 else "fits" if tiles == 1 else "tile fits")
     if not args.quiet:
         why = ""
         if args.task == "denoise" and settings.preset is None:  # picked by the noise level: say which
@@ -492,7 +495,8 @@ def cmd_presets(args) -> int:
     width = max(len(n) for n in PRESETS)
     for name, p in PRESETS.items():
         print(f"{name:<{width}}  {p.task:<8} {p.iters:>6} steps  {p.description}")
-    print(f"\ndefaults: denoise: {default_preset('denoise', sigma=SURE_MAX_SIGMA)} up to noise level "
+    print(f"\ndefaults: denoise: {default_preset('denoise', sigma=SURE_MAX_SIGMA)} "
+          f"({default_preset('denoise', sigma=SURE_MAX_SIGMA, device='cuda')} on a CUDA GPU) up to noise level "
           f"{SURE_MAX_SIGMA * 255:.0f} (given with --sigma or estimated), {default_preset('denoise')} above; "
           f"deblock: {default_preset('deblock')}; sr: {default_preset('sr', scale=4)} (x2, x4), "
           f"{default_preset('sr', scale=8)} (x8); inpaint: {default_preset('inpaint', reach=1)} for "

@@ -101,8 +101,8 @@ class Settings:
         from .api import choose_preset
 
         return choose_preset(self.task, image, scale=self.scale, sigma=self.sigma_scaled, mask=mask,
-                             mask_keeps=bool(self.mask_keeps), mask_dilate=self.mask_dilate or 0
-                             ).replace(**self.changes)
+                             mask_keeps=bool(self.mask_keeps), mask_dilate=self.mask_dilate or 0,
+                             device=self.device).replace(**self.changes)
 
     def stop_config(self, preset: Preset) -> dict:
         """The stopping rule of a fit with ``preset`` as recorded in the sidecar (part of the resume

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 import secrets
+import time
 import warnings
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import torch
@@ -24,6 +25,10 @@ from .objectives import BlindSpot, DataTerm, Sure
 from .presets import SURE_MAX_SIGMA, Preset, get_preset
 
 __all__ = ["restore", "Restoration", "resolve_device", "resolve_seed", "pad_reflect", "MAX_PIXELS"]
+
+#: A preset's fits after the first are seeded ``seed + FIT_SEED_STRIDE * k`` (each fit draws from
+#: its seed and the next two: z and the weights, the jitter, the fit's dropout).
+FIT_SEED_STRIDE = 1000
 
 #: Default limit on output pixels (4096 x 4096).  The paper network needs ~40 GB at that size.
 MAX_PIXELS = 4096 * 4096
@@ -46,6 +51,8 @@ class Restoration:
     stop_rule: object = None  # the stopping rule given (its stop_step, best_step, reason), or None
     estimate: object = None  # deepprior.cost.Estimate: memory and flops of the fit
     sigma: float | None = None  # a SURE fit's noise level (image scale), given or estimated
+    # a preset with fits > 1: each fit's own result (``fit`` is their average: _averaged); else empty
+    members: tuple = ()
 
 
 def bf16_native(device: torch.device) -> bool:
@@ -320,24 +327,33 @@ def restore(
     if sure_sigma is not None and preset.precision == "bf16":
         raise InputError(f"{preset.name!r} fits with SURE, which needs fp32 (bf16's rounding swamps its divergence "
                          "estimate): drop --precision bf16")
-    cpu_gen = torch.Generator().manual_seed(seed)
+    if preset.fits > 1 and (checkpoint_every or resume is not None):
+        raise InputError(f"preset {preset.name!r} averages {preset.fits} fits, which cannot be checkpointed or "
+                         "resumed: choose a preset with one fit (deepprior presets)")
     blindspot = preset.loss == "blindspot"
     depth = c if preset.input == "measurement" else 2 if preset.input == "meshgrid" else preset.input_depth
     # a blind-spot network also sees which pixels it is shown (the mask's channels)
     net_depth = depth + forward.known.shape[1] if blindspot else depth
     zh, zw = input_size(cfg, hp, wp)
-    if preset.input == "measurement":
-        if (zh, zw) != (hp, wp):
-            raise InputError(f"preset {preset.name!r}: its network's input must be the image's size to take the image")
-        z = y_p.clone()
-    else:
-        z = make_input(preset.input, depth, zh, zw, scale=preset.input_scale, generator=cpu_gen).to(dev)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        net = build_network(cfg, net_depth, c)
-        # (its probe runs the network: a dropout's draws stay inside this fork too)
-        cost = estimate(net, net_depth, c, hp, wp, multiple=size_multiple(cfg), window=getattr(stop, "window", 0),
-                        input_divisor=hp // zh, batch=2 if sure_sigma else 1)
+    if preset.input == "measurement" and (zh, zw) != (hp, wp):
+        raise InputError(f"preset {preset.name!r}: its network's input must be the image's size to take the image")
+
+    def build(fit_seed: int, probe: bool):
+        """The input ``z`` and the network of the fit seeded ``fit_seed`` (and, if ``probe``, the cost)."""
+        if preset.input == "measurement":
+            z = y_p.clone()
+        else:
+            z = make_input(preset.input, depth, zh, zw, scale=preset.input_scale,
+                           generator=torch.Generator().manual_seed(fit_seed)).to(dev)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(fit_seed)
+            net = build_network(cfg, net_depth, c)
+            # (its probe runs the network: a dropout's draws stay inside this fork too)
+            cost = estimate(net, net_depth, c, hp, wp, multiple=size_multiple(cfg), window=getattr(stop, "window", 0),
+                            input_divisor=hp // zh, batch=2 if sure_sigma else 1) if probe else None
+        return z, net, cost
+
+    z, net, cost = build(seed, probe=True)
     if dev.type == "cpu":
         from .runtime import memory_factor
 
@@ -351,60 +367,84 @@ def restore(
             f"{preset.name!r}) but only {free / 2**30:.1f} GiB is free: use a smaller image, a smaller preset "
             "(deepprior presets), or --no-memory-check to try anyway"
         )
-    net = net.to(dev)
-    if dev.type in ("cpu", "cuda") and prefers_channels_last(cfg, dev):
-        net = net.to(memory_format=torch.channels_last)
-        z = z.contiguous(memory_format=torch.channels_last)
-    jitter_gen = torch.Generator(device=dev).manual_seed(seed + 1)
     ref = None if reference is None else reference.to(dev)
     precision = resolve_precision(preset.precision, dev)
     if sure_sigma is not None:  # "auto" too: fp32 (on CUDA TF32 only for a large enough step: fitting._NoTF32)
         precision = "fp32"
-    if objective is None:  # what each step scores: the preset's loss
-        if sure_sigma is not None:
-            objective = Sure(sure_sigma, preset.sure_epsilon, preset.sure_every)
-        elif blindspot:
-            objective = BlindSpot(preset.blindspot_keep, preset.blindspot_keep_final, preset.blindspot_keep_steps,
-                                  flips=preset.blindspot_flips, fill=preset.blindspot_fill,
-                                  block=preset.blindspot_block, shape=preset.blindspot_shape)
-        else:
-            objective = DataTerm()
-    # what the fit draws from torch's global generator (a network's dropout) comes from the seed too,
-    # and the caller's generator is left as it was
-    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-        torch.manual_seed(seed + 2)
-        result = fit(
-            net,
-            z,
-            forward,
-            y_p,
-            iters=preset.iters,
-            lr=preset.lr,
-            lr_final=preset.lr_final,
-            lr_decay_steps=preset.lr_decay_steps,
-            betas=preset.betas,
-            jitter=preset.jitter,
-            jitter_kind=preset.jitter_kind,
-            jitter_warmup=preset.jitter_warmup,
-            ema=preset.ema,
-            ema_warmup=preset.ema_warmup,
-            backtrack=preset.backtrack,
-            backtrack_db=preset.backtrack_db,
-            crop=(top * scale, left * scale, big_h, big_w),
-            reference=ref,
-            callback=callback,
-            generator=jitter_gen,
-            time_budget=time_budget,
-            stop=stop,
-            checkpoint=checkpoint,
-            checkpoint_every=checkpoint_every,
-            resume=resume,
-            precision=precision,
-            # deepprior's networks have no host syncs or data-dependent branches: safe to capture
-            cuda_graph=dev.type == "cuda" and precision == "fp32" and preset.sure_every == 1,
-            objective=objective,
-        )
+    own_objective = objective is None  # the preset's: a fresh one for each fit
+    members: list[FitResult] = []
+    started = time.perf_counter()
+    for k in range(preset.fits):
+        fit_seed = seed + FIT_SEED_STRIDE * k
+        if k:
+            z, net, _ = build(fit_seed, probe=False)
+        net = net.to(dev)
+        if dev.type in ("cpu", "cuda") and prefers_channels_last(cfg, dev):
+            net = net.to(memory_format=torch.channels_last)
+            z = z.contiguous(memory_format=torch.channels_last)
+        jitter_gen = torch.Generator(device=dev).manual_seed(fit_seed + 1)
+        if own_objective:  # what each step scores: the preset's loss
+            if sure_sigma is not None:
+                objective = Sure(sure_sigma, preset.sure_epsilon, preset.sure_every)
+            elif blindspot:
+                objective = BlindSpot(preset.blindspot_keep, preset.blindspot_keep_final, preset.blindspot_keep_steps,
+                                      flips=preset.blindspot_flips, fill=preset.blindspot_fill,
+                                      block=preset.blindspot_block, shape=preset.blindspot_shape)
+            else:
+                objective = DataTerm()
+        # the time left, shared among the fits still to run
+        budget = None if time_budget is None else \
+            max(0.0, time_budget - (time.perf_counter() - started)) / (preset.fits - k)
+        # what the fit draws from torch's global generator (a network's dropout) comes from the seed too,
+        # and the caller's generator is left as it was
+        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+            torch.manual_seed(fit_seed + 2)
+            members.append(fit(
+                net,
+                z,
+                forward,
+                y_p,
+                iters=preset.iters,
+                lr=preset.lr,
+                lr_final=preset.lr_final,
+                lr_decay_steps=preset.lr_decay_steps,
+                betas=preset.betas,
+                jitter=preset.jitter,
+                jitter_kind=preset.jitter_kind,
+                jitter_warmup=preset.jitter_warmup,
+                ema=preset.ema,
+                ema_warmup=preset.ema_warmup,
+                backtrack=preset.backtrack,
+                backtrack_db=preset.backtrack_db,
+                crop=(top * scale, left * scale, big_h, big_w),
+                reference=ref,
+                callback=callback,
+                generator=jitter_gen,
+                time_budget=budget,
+                stop=stop,
+                checkpoint=checkpoint,
+                checkpoint_every=checkpoint_every,
+                resume=resume,
+                precision=precision,
+                # deepprior's networks have no host syncs or data-dependent branches: safe to capture
+                cuda_graph=dev.type == "cuda" and precision == "fp32" and preset.sure_every == 1,
+                objective=objective,
+            ))
+        if members[-1].stop_reason in ("interrupted", "callback"):  # Ctrl-C, or a callback's stop (the app's
+            break  # cancel), ends them all: the average of those run
+    result = _averaged(members)
     return Restoration(
         image=result.image, fit=result, preset=preset, seed=seed, device=str(dev), padded_size=(hp, wp),
-        stop_rule=stop, estimate=cost, sigma=sure_sigma,
+        stop_rule=stop, estimate=cost, sigma=sure_sigma, members=tuple(members) if len(members) > 1 else (),
     )
+
+
+def _averaged(members: list[FitResult]) -> FitResult:
+    """One fit's result from ``members`` (a preset's ``fits``): their images' mean, their steps,
+    seconds and backtracks summed, the last one's stop reason, the first one's history."""
+    if len(members) == 1:
+        return members[0]
+    image = torch.stack([m.image for m in members]).mean(0)
+    return replace(members[-1], image=image, steps=sum(m.steps for m in members),
+                   seconds=sum(m.seconds for m in members), backtracks=sum(m.backtracks for m in members),
+                   history=members[0].history, network=None)

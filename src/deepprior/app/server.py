@@ -240,7 +240,7 @@ class Job:
                 "scale": self.scale,
                 "preset": self.preset.name,
                 "step": self.step,
-                "iters": self.preset.iters * self.tiles,
+                "iters": self.preset.iters * self.tiles * self.preset.fits,
                 "elapsed": round(self.elapsed, 2),
                 "psnr": self.curve[-1][1] if self.curve else None,
                 "curve": {"step": [s for s, _ in curve], "psnr": [p for _, p in curve]},
@@ -518,7 +518,8 @@ def parse_job(body: dict, *, device_kind: str, max_bytes: int, max_pixels: int) 
 
         # the CLI's default by the image (denoising: its noise level; inpainting: its mask) where it
         # is a fast recipe; otherwise (noise above 30, painted strokes) this device's fallback
-        chosen = choose_preset(task, image, sigma=None if sigma is None else sigma / 255, mask=mask)
+        chosen = choose_preset(task, image, sigma=None if sigma is None else sigma / 255, mask=mask,
+                               device=device_kind)
         if chosen.loss in ("sure", "blindspot"):
             preset = chosen
     if preset.loss == "sure" and sigma is None:  # refused now rather than failed once queued
@@ -673,7 +674,7 @@ class Handler(BaseHTTPRequestHandler):
                          "averages": p.ema is not None} for p in PRESETS.values()],
             "defaults": default_presets(kind),
             # a task whose default depends on the image: the page offers it as its first choice
-            "auto": {"denoise": f"{default_preset('denoise', sigma=SURE_MAX_SIGMA)} up to noise level "
+            "auto": {"denoise": f"{default_preset('denoise', sigma=SURE_MAX_SIGMA, device=kind)} up to noise level "
                                 f"{SURE_MAX_SIGMA * 255:.0f}, {default_presets(kind)['denoise']} above",
                      "inpaint": f"inpaint-blindspot for scattered pixels, text and fine scratches, "
                                 "inpaint-blindspot-blocks for 64 px text, "
