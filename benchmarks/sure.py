@@ -387,7 +387,9 @@ def cmd_whole(args) -> None:
            "lr": r.preset.lr,
            "ema": r.preset.ema,
            "sigma_estimated": None if r.sigma is None else round(r.sigma * 255, 3),
-           "steps": len(avg), "seconds": round(times[-1], 1),
+           # a preset with several fits: the curves are its first fit's, the time all of theirs
+           "steps": len(avg), "seconds": round(r.fit.seconds if r.members else times[-1], 1), "fits": r.preset.fits,
+           "fits_psnr": [round(psnr(m.image[0].permute(1, 2, 0).cpu().numpy(), clean), 4) for m in r.members],
            "sure_epsilon": r.preset.sure_epsilon, "sure_every": r.preset.sure_every,
            "psnr_average": [round(v, 4) for v in avg], "divergence": [None if v is None else round(v, 5) for v in div],
            "data_term": [float(f"{v:.6g}") for v in loss],

@@ -404,6 +404,17 @@ def test_the_default_denoising_preset_says_the_noise_level_it_was_picked_for(tin
     assert json.loads((tmp_path / "b.json").read_text())["preset"]["name"] == "denoise-sure-fast"
 
 
+def test_fits_averages_several_fits_and_is_refused_with_checkpoints(tiny, tmp_path, capsys):
+    out = tmp_path / "f.png"
+    assert run("denoise", tiny, "-o", out, "--preset", "denoise-small", "--iters", "3", "--fits", "2", "--seed", "0",
+               "--stop", "fixed", "--quiet") == 0
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["preset"]["fits"] == 2 and meta["iterations"] == 6  # the steps of both
+    _fails(capsys, tmp_path, "denoise", tiny, "-o", tmp_path / "g.png", "--fits", "0", match="--fits must be")
+    _fails(capsys, tmp_path, "denoise", tiny, "-o", tmp_path / "h.png", "--preset", "denoise-sure-pair", "--sigma", "20",
+           "--checkpoint-every", "2", match="cannot be checkpointed")
+
+
 def test_auto_stop_without_a_rule_runs_the_presets_steps(tiny, tmp_path, capsys):
     # super-resolution has no automatic rule (the stopping benchmark found none that saved a step)
     from deepprior.stopping import AUTO_STOP

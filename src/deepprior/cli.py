@@ -65,6 +65,8 @@ def _task_parser(sub, task):
     }.get(task, "the task's paper preset"))
     p.add_argument("--iters", type=int, help="number of steps (overrides the preset)")
     p.add_argument("--lr", type=float, help="Adam learning rate (overrides the preset)")
+    p.add_argument("--fits", type=int, metavar="N", help="average N independent fits (seeds) of the preset: steadier "
+                   "and a little better, N times the time (overrides the preset; denoise-sure-pair has 2)")
     p.add_argument("--seed", type=int, help="random seed (default: a fresh one, recorded in the sidecar; "
                    "0 for every image of a folder, so that reruns can resume)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
@@ -283,7 +285,7 @@ def _task_settings(args, *, several: bool):
     if args.task == "sr" and scale not in (2, 4, 8):
         raise CLIError(f"--scale must be 2, 4 or 8, got {scale}")
     for flag, value, least in [("--save-every", args.save_every, 1), ("--iters", args.iters, 1),
-                               ("--max-pixels", args.max_pixels, 1),
+                               ("--fits", args.fits, 1), ("--max-pixels", args.max_pixels, 1),
                                ("--checkpoint-every", args.checkpoint_every, 1), ("--threads", args.threads, 1),
                                ("--ray-cpus", args.ray_cpus, 1), ("--stop-window", args.stop_window, 2),
                                ("--stop-patience", args.stop_patience, 1), ("--tile", args.tile, 0),
@@ -306,14 +308,19 @@ def _task_settings(args, *, several: bool):
     from .pipeline import MAX_PIXELS
     from .presets import get_preset
 
+    fits = args.fits or (get_preset(args.preset).fits if args.preset else 1)
+    if fits > 1 and (args.checkpoint_every or args.resume):
+        raise CLIError(f"{'--fits' if args.fits else 'preset ' + args.preset} averages {fits} fits, which cannot be "
+                       "checkpointed or resumed: drop --checkpoint-every/--resume, or add --fits 1")
+
     inpaint = args.task == "inpaint"
     return Settings(
         task=args.task,
         # None: the task's default, chosen per image (denoising's by its noise level)
         preset=get_preset(args.preset) if args.preset else None,
         # None means "keep the preset's value"
-        changes={k: v for k, v in {"iters": args.iters, "lr": args.lr, "precision": args.precision}.items()
-                 if v is not None},
+        changes={k: v for k, v in {"iters": args.iters, "lr": args.lr, "precision": args.precision,
+                                   "fits": args.fits}.items() if v is not None},
         # several images: one fixed seed, so that a rerun recognises its finished images
         seed=args.seed if args.seed is not None or not several else 0,
         scale=scale,

@@ -329,7 +329,7 @@ def restore(
                          "estimate): drop --precision bf16")
     if preset.fits > 1 and (checkpoint_every or resume is not None):
         raise InputError(f"preset {preset.name!r} averages {preset.fits} fits, which cannot be checkpointed or "
-                         "resumed: choose a preset with one fit (deepprior presets)")
+                         "resumed: choose a preset with one fit (deepprior presets) or --fits 1")
     blindspot = preset.loss == "blindspot"
     depth = c if preset.input == "measurement" else 2 if preset.input == "meshgrid" else preset.input_depth
     # a blind-spot network also sees which pixels it is shown (the mask's channels)
