@@ -309,7 +309,8 @@ def run(jobs: list[Job], settings: Settings, executor=None, *, quiet: bool = Fal
     summary = Summary(total=len(jobs), skipped=len(jobs) - len(todo))
     if not quiet:
         p = settings.candidates()
-        recipe = (f"preset {p[0].name}, {p[0].iters} steps" if len(p) == 1 else
+        recipe = (f"preset {p[0].name}, {p[0].iters} steps" + (f" x{p[0].fits}" if p[0].fits > 1 else "")
+                  if len(p) == 1 else
                   f"preset per image ({' or '.join(q.name for q in p)})")
         print(f"deepprior {settings.task}: {len(jobs)} images, {recipe}, seed "
               f"{settings.seed}" + (f"; {summary.skipped} already done, skipped" if summary.skipped else ""),

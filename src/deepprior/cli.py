@@ -395,11 +395,12 @@ def _run_one_file(args) -> int:
                 preset.name, " for holes or thick strokes")
         print(f"deepprior {args.task}: {job.input} -> {job.output} (preset {preset.name}{why}, "
               f"{preset.iters} steps" + (f" in each of {tiles} tiles of {tile} px" if tiles > 1 else "")
+              + (f", {preset.fits} fits averaged" if preset.fits > 1 else "")
               + (f", mask {job.mask}" if job.mask else "") + ")", file=sys.stderr)
     def announce(cost):
         if not args.quiet:
-            print(f"estimate: {cost.describe(preset.iters)}" + (f", for each of the {tiles} tiles" if tiles > 1 else ""),
-                  file=sys.stderr)
+            print(f"estimate: {cost.describe(preset.iters)}" + (f", for each of the {tiles} tiles" if tiles > 1 else "")
+                  + (f", for each of the {preset.fits} fits" if preset.fits > 1 else ""), file=sys.stderr)
 
     try:
         computed = compute(job, loaded, settings, callbacks=[progress], announce=announce)
@@ -501,7 +502,8 @@ def cmd_presets(args) -> int:
 
     width = max(len(n) for n in PRESETS)
     for name, p in PRESETS.items():
-        print(f"{name:<{width}}  {p.task:<8} {p.iters:>6} steps  {p.description}")
+        steps = f"{p.iters} steps" + (f" x{p.fits}" if p.fits > 1 else "")
+        print(f"{name:<{width}}  {p.task:<8} {steps:>12}  {p.description}")
     print(f"\ndefaults: denoise: {default_preset('denoise', sigma=SURE_MAX_SIGMA)} "
           f"({default_preset('denoise', sigma=SURE_MAX_SIGMA, device='cuda')} on a CUDA GPU) up to noise level "
           f"{SURE_MAX_SIGMA * 255:.0f} (given with --sigma or estimated), {default_preset('denoise')} above; "

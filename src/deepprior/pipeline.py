@@ -2,7 +2,7 @@
 
 :func:`restore` pads the measurement to the network's size multiple (reflection), builds the
 network and the input ``z`` from the seed, runs :func:`deepprior.fitting.fit` and crops the result
-back.  It works on tensors of shape (1, C, H, W) in [0, 1]; :mod:`deepprior.api` converts arrays.
+back (a preset with ``fits`` > 1: that many fits from their own seeds, their results averaged).  It works on tensors of shape (1, C, H, W) in [0, 1]; :mod:`deepprior.api` converts arrays.
 """
 
 from __future__ import annotations
