@@ -79,7 +79,7 @@ class Preset:
     iters: int = 3000  # number of steps; with automatic stopping (the default) the cap
     # independent fits (each its own seed: weights, z, jitter) whose returned images are averaged:
     # their errors are partly independent, so the mean is better than either (on the GPU target's
-    # 512 px F16 two denoise-sure-fast fits averaged beat the better one by 0.07-0.23 dB: BENCHMARKS.md, GPU)
+    # 512 px F16 two denoise-sure-fast fits averaged beat the better one by 0.06-0.21 dB: BENCHMARKS.md, GPU)
     fits: int = 1
     ema: float | None = 0.99  # exponential average of outputs (exp_weight); None = return last output
     # the paper starts the average at the first output and decays it by ema: the early outputs
@@ -384,7 +384,7 @@ PRESETS["denoise-sure-fast"] = PRESETS["denoise-sure"].replace(
 # denoise-sure-fast twice, from two seeds, and the two images averaged: the default on a CUDA GPU,
 # where a 512 px fit takes about 2.3 s.  On the GPU target (F16 512 px, sigma 25; python -m
 # benchmarks.gpu --parts target) single fits ended 0.2 dB either side of the paper's best less
-# 0.2 dB, and two averaged were 0.07-0.23 dB above the better of the two (BENCHMARKS.md, GPU).
+# 0.2 dB, and two averaged were 0.06-0.21 dB above the better of the two (BENCHMARKS.md, GPU).
 PRESETS["denoise-sure-pair"] = PRESETS["denoise-sure-fast"].replace(
     name="denoise-sure-pair",
     description="denoise-sure-fast twice (two seeds), the images averaged: steadier and about 0.2 dB "
