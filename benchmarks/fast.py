@@ -90,7 +90,7 @@ def curve(task: FastTask, image: str, preset, steps: int, target: float | None =
     job, case = make_case(task, image)
     kind = paper.TABLES[task.table].task
     if preset == "default":  # as the CLI picks it, from the degraded image alone
-        preset = deepprior.choose_preset(kind, case.degraded, **case.dip_kwargs)  # scale= or mask=
+        preset = deepprior.choose_preset(kind, case.degraded, device="cpu", **case.dip_kwargs)  # scale= or mask=
     times, values = [], []
 
     def record(step, state):

@@ -311,7 +311,8 @@ def target(out: Path, image: Path, ref_steps: int, ref_seconds: float, candidate
     _write(out, "target", result)
     result["candidates"] = []
     for c in candidates:
-        if run_through:  # the preset's own steps, past the bar: what a user gets
+        if run_through or _resolve(c).fits > 1:  # the preset's own steps, past the bar: what a user gets
+            # (several fits: the average exists only at the end)
             r = _fit_curve(c, noisy, clean, None, 60.0, device, target=bar, stop_at_target=False)
         else:
             r = _fit_curve(c, noisy, clean, 5000, 30.0, device, target=bar)

@@ -387,7 +387,8 @@ def cmd_whole(args) -> None:
            "lr": r.preset.lr,
            "ema": r.preset.ema,
            "sigma_estimated": None if r.sigma is None else round(r.sigma * 255, 3),
-           # a preset with several fits: the curves are its first fit's, the time all of theirs
+           # a preset with several fits: psnr_average is its first fit's curve, divergence and data_term
+           # every fit's steps end to end, the time all of theirs
            "steps": len(avg), "seconds": round(r.fit.seconds if r.members else times[-1], 1), "fits": r.preset.fits,
            "fits_psnr": [round(psnr(m.image[0].permute(1, 2, 0).cpu().numpy(), clean), 4) for m in r.members],
            "sure_epsilon": r.preset.sure_epsilon, "sure_every": r.preset.sure_every,

@@ -108,7 +108,7 @@ def test_folder_results_beside_the_inputs_are_not_inputs_next_time(folder, capsy
 
 def test_denoising_picks_each_images_preset_by_its_noise_level_and_resumes(tmp_path, capsys):
     """Without --preset each image gets the default for its estimated noise level (denoise-sure-fast up
-    to 30, denoise-paper above), recorded in its sidecar; a rerun skips both, another --iters redoes both."""
+    to 30 on a CPU, denoise-paper above), recorded in its sidecar; a rerun skips both, another --iters redoes both."""
     inputs, out = tmp_path / "in", tmp_path / "out"
     inputs.mkdir()
     rng = np.random.default_rng(0)
@@ -116,16 +116,16 @@ def test_denoising_picks_each_images_preset_by_its_noise_level_and_resumes(tmp_p
     for name, sigma in [("low.png", 10), ("high.png", 60)]:
         noisy = np.clip(ramp + rng.normal(0, sigma / 255, ramp.shape), 0, 1)
         Image.fromarray((noisy * 255).round().astype(np.uint8)).save(inputs / name)
-    assert run("denoise", inputs, "-o", out, "--iters", "3", "--quiet") == 0
+    assert run("denoise", inputs, "-o", out, "--iters", "3", "--quiet", "--device", "cpu") == 0
     low, high = sidecar(out / "low_denoised.png"), sidecar(out / "high_denoised.png")
     assert (low["preset"]["name"], high["preset"]["name"]) == ("denoise-sure-fast", "denoise-paper")
     assert low["preset"]["iters"] == high["preset"]["iters"] == 3 and low["sure_sigma"] < 30
     # SURE runs its steps, guarded against its collapse; paper: the task's rule
     assert low["stop"]["auto"] == {"rule": "DataTermRise"} and high["stop"]["auto"]["rule"] == "emv"
     capsys.readouterr()
-    assert run("denoise", inputs, "-o", out, "--iters", "3", "--quiet") == 0
+    assert run("denoise", inputs, "-o", out, "--iters", "3", "--quiet", "--device", "cpu") == 0
     assert "0 done, 2 skipped, 0 failed of 2 images" in summary_line(capsys.readouterr().err)
-    assert run("denoise", inputs, "-o", out, "--iters", "4", "--quiet") == 0
+    assert run("denoise", inputs, "-o", out, "--iters", "4", "--quiet", "--device", "cpu") == 0
     assert "2 done, 0 skipped, 0 failed of 2 images" in summary_line(capsys.readouterr().err)
 
 
@@ -379,3 +379,18 @@ def test_a_result_recorded_before_a_preset_field_was_added_is_still_done(folder,
         path.write_text(json.dumps(meta))
     assert run("denoise", folder, "-o", out, *FAST) == 0
     assert "3 done, 0 skipped" in summary_line(capsys.readouterr().err)
+
+
+def test_denoisings_gpu_default_is_one_fit_where_the_run_checkpoints():
+    """On CUDA the default averages two fits (denoise-sure-pair); checkpoints are per fit, so a
+    checkpointed or resumed run gets it as one fit, and counts that among its candidates."""
+    from deepprior.job import Settings
+
+    rng = np.random.default_rng(0)
+    ramp = np.linspace(0.2, 0.8, 40)[None, :, None] * np.ones((36, 40, 3))
+    noisy = np.clip(ramp + rng.normal(0, 10 / 255, ramp.shape), 0, 1).astype(np.float32)
+    plain, kept = Settings(task="denoise", device="cuda"), Settings(task="denoise", device="cuda", checkpoint_every=5)
+    assert (plain.preset_for(noisy).name, plain.preset_for(noisy).fits) == ("denoise-sure-pair", 2)
+    assert (kept.preset_for(noisy).name, kept.preset_for(noisy).fits) == ("denoise-sure-pair", 1)
+    assert kept.preset_for(noisy) in kept.candidates()
+    assert Settings(task="denoise", device="cpu").preset_for(noisy).name == "denoise-sure-fast"

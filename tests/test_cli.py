@@ -399,7 +399,8 @@ def test_the_default_denoising_preset_says_the_noise_level_it_was_picked_for(tin
     # tiny is uniform noise: far above 30, so the paper recipe; --sigma 20 picks denoise-sure-fast
     assert run("denoise", tiny, "-o", tmp_path / "a.png", "--iters", "1", "--seed", "0") == 0
     assert "(preset denoise-paper for noise level ~" in capsys.readouterr().err
-    assert run("denoise", tiny, "-o", tmp_path / "b.png", "--iters", "1", "--seed", "0", "--sigma", "20") == 0
+    assert run("denoise", tiny, "-o", tmp_path / "b.png", "--iters", "1", "--seed", "0", "--sigma", "20",
+               "--device", "cpu") == 0  # (on a GPU: denoise-sure-pair)
     assert "(preset denoise-sure-fast for noise level 20 (given)" in capsys.readouterr().err
     assert json.loads((tmp_path / "b.json").read_text())["preset"]["name"] == "denoise-sure-fast"
 

@@ -103,6 +103,17 @@ def test_a_preset_with_several_fits_returns_the_mean_of_the_fits_from_their_own_
     r = restore(y, tiny_preset(fits=3, iters=5), rng=0, device="cpu",
                 callback=lambda step, state: calls.append(step) or len(calls) == 7)  # the second fit's step 2
     assert len(r.members) == 2 and r.fit.steps == 7 and r.fit.stop_reason == "callback"
+    assert torch.equal(r.image, r.members[0].image)  # the fit cut short is left out of the average
+
+    def ctrl_c(step, state):
+        calls.append(step)
+        if len(calls) == 3:  # Ctrl-C in the third fit: the average of the two that ran to their end
+            raise KeyboardInterrupt
+
+    calls = []
+    r = restore(y, tiny_preset(fits=3, iters=1), rng=0, device="cpu", callback=ctrl_c)
+    assert len(r.members) == 3 and r.fit.stop_reason == "interrupted"
+    assert torch.allclose(r.image, (r.members[0].image + r.members[1].image) / 2)
     with pytest.raises(InputError, match="cannot be checkpointed"):
         restore(y, tiny_preset(fits=2), rng=0, device="cpu", checkpoint=lambda state: None, checkpoint_every=2)
     with pytest.raises(ValueError, match="fits must be a positive integer"):

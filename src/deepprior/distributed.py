@@ -20,7 +20,7 @@ import logging
 
 import ray
 
-from .job import Settings, compute_or_error, describe_error
+from .job import Settings, _as_json, compute_or_error, describe_error
 
 __all__ = ["compute_on_ray"]
 
@@ -76,6 +76,12 @@ def compute_on_ray(pairs, settings: Settings, callbacks=(), *, address: str | No
 
         def submit() -> bool:
             for job, loaded in pairs:  # the next readable image, if any
+                if settings.preset is None:  # the default for the workers' device (denoising: one fit or two)
+                    preset = task_settings.preset_for(loaded.image, loaded.mask)
+                    if preset != loaded.preset:
+                        again = {"preset": preset.to_dict(), "stop": settings.stop_config(preset)}
+                        loaded = dataclasses.replace(loaded, preset=preset,
+                                                     fingerprint=dict(loaded.fingerprint, **_as_json(again)))
                 pending[task.remote(job, loaded, task_settings)] = (job, loaded)
                 return True
             return False

@@ -89,8 +89,15 @@ class Settings:
         """Every recipe this run may use: the preset, or each default an image may get."""
         from .presets import default_choices, get_preset
 
-        names = [self.preset] if self.preset is not None else default_choices(self.task, scale=self.scale)
-        return [get_preset(p).replace(**self.changes) for p in names]
+        if self.preset is not None:
+            return [self.preset.replace(**self.changes)]
+        return [self._one_fit(get_preset(p).replace(**self.changes))
+                for p in default_choices(self.task, scale=self.scale)]
+
+    def _one_fit(self, chosen: Preset) -> Preset:
+        """A default that averages several fits, as one fit where this run checkpoints (checkpoints
+        are per fit; an explicit preset or --fits is refused instead: pipeline.restore)."""
+        return chosen.replace(fits=1) if chosen.fits > 1 and (self.checkpoint_every or self.resume) else chosen
 
     def preset_for(self, image: np.ndarray, mask: np.ndarray | None = None) -> Preset:
         """The recipe for ``image`` (H, W, C) and its ``mask``: the preset, or the task's default for
@@ -100,9 +107,9 @@ class Settings:
             return self.preset.replace(**self.changes)
         from .api import choose_preset
 
-        return choose_preset(self.task, image, scale=self.scale, sigma=self.sigma_scaled, mask=mask,
-                             mask_keeps=bool(self.mask_keeps), mask_dilate=self.mask_dilate or 0,
-                             device=self.device).replace(**self.changes)
+        return self._one_fit(choose_preset(self.task, image, scale=self.scale, sigma=self.sigma_scaled, mask=mask,
+                                           mask_keeps=bool(self.mask_keeps), mask_dilate=self.mask_dilate or 0,
+                                           device=self.device).replace(**self.changes))
 
     def stop_config(self, preset: Preset) -> dict:
         """The stopping rule of a fit with ``preset`` as recorded in the sidecar (part of the resume
@@ -257,7 +264,8 @@ def is_done(job: Job, settings: Settings) -> bool:
     if meta is None or not meta.get("complete") or not job.output.is_file():
         return False
     # the recipe it recorded must be one this run may pick; the choice is then the same (same input
-    # contents and settings), so the image need not be read again
+    # contents and settings), so the image need not be read again.  (Denoising's default depends on
+    # the device too, one fit or two: a result of either counts as done on the other.)
     preset = {p.name: p for p in settings.candidates()}.get((meta.get("preset") or {}).get("name"))
     if preset is None:
         return False
@@ -435,6 +443,7 @@ def _start_state(job: Job, settings: Settings, fp: dict) -> dict | None:
 
     saved = torch.load(path, map_location="cpu", weights_only=True)
     mine = saved.get("fingerprint", {})
+    mine = dict(mine, preset=_with_defaults(mine.get("preset")))  # written before a field was added
     differ = [k for k in FINGERPRINT_KEYS if mine.get(k) != fp[k] and not (k == "seed" and fp[k] is None)]
     if differ:
         if settings.overwrite:
@@ -700,7 +709,7 @@ def save(job: Job, loaded: Loaded, computed: Computed, settings: Settings) -> di
         "estimate": computed.estimate,
         "backtracks": computed.backtracks,
         "seconds": round(computed.seconds, 3),
-        "final": final,
+        "final": final,  # (with a preset's fits > 1: the first fit's, as the curve and "stopped" the last's)
         "curve": _curve(hist),
         "versions": computed.versions,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -373,66 +373,78 @@ def restore(
         precision = "fp32"
     own_objective = objective is None  # the preset's: a fresh one for each fit
     members: list[FitResult] = []
+    between = False  # Ctrl-C came between two fits
     started = time.perf_counter()
     for k in range(preset.fits):
-        fit_seed = seed + FIT_SEED_STRIDE * k
-        if k:
-            z, net, _ = build(fit_seed, probe=False)
-        net = net.to(dev)
-        if dev.type in ("cpu", "cuda") and prefers_channels_last(cfg, dev):
-            net = net.to(memory_format=torch.channels_last)
-            z = z.contiguous(memory_format=torch.channels_last)
-        jitter_gen = torch.Generator(device=dev).manual_seed(fit_seed + 1)
-        if own_objective:  # what each step scores: the preset's loss
-            if sure_sigma is not None:
-                objective = Sure(sure_sigma, preset.sure_epsilon, preset.sure_every)
-            elif blindspot:
-                objective = BlindSpot(preset.blindspot_keep, preset.blindspot_keep_final, preset.blindspot_keep_steps,
-                                      flips=preset.blindspot_flips, fill=preset.blindspot_fill,
-                                      block=preset.blindspot_block, shape=preset.blindspot_shape)
-            else:
-                objective = DataTerm()
-        # the time left, shared among the fits still to run
-        budget = None if time_budget is None else \
-            max(0.0, time_budget - (time.perf_counter() - started)) / (preset.fits - k)
-        # what the fit draws from torch's global generator (a network's dropout) comes from the seed too,
-        # and the caller's generator is left as it was
-        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-            torch.manual_seed(fit_seed + 2)
-            members.append(fit(
-                net,
-                z,
-                forward,
-                y_p,
-                iters=preset.iters,
-                lr=preset.lr,
-                lr_final=preset.lr_final,
-                lr_decay_steps=preset.lr_decay_steps,
-                betas=preset.betas,
-                jitter=preset.jitter,
-                jitter_kind=preset.jitter_kind,
-                jitter_warmup=preset.jitter_warmup,
-                ema=preset.ema,
-                ema_warmup=preset.ema_warmup,
-                backtrack=preset.backtrack,
-                backtrack_db=preset.backtrack_db,
-                crop=(top * scale, left * scale, big_h, big_w),
-                reference=ref,
-                callback=callback,
-                generator=jitter_gen,
-                time_budget=budget,
-                stop=stop,
-                checkpoint=checkpoint,
-                checkpoint_every=checkpoint_every,
-                resume=resume,
-                precision=precision,
-                # deepprior's networks have no host syncs or data-dependent branches: safe to capture
-                cuda_graph=dev.type == "cuda" and precision == "fp32" and preset.sure_every == 1,
-                objective=objective,
-            ))
+        try:
+            fit_seed = seed + FIT_SEED_STRIDE * k
+            if k:
+                z, net, _ = build(fit_seed, probe=False)
+            net = net.to(dev)
+            if dev.type in ("cpu", "cuda") and prefers_channels_last(cfg, dev):
+                net = net.to(memory_format=torch.channels_last)
+                z = z.contiguous(memory_format=torch.channels_last)
+            jitter_gen = torch.Generator(device=dev).manual_seed(fit_seed + 1)
+            if own_objective:  # what each step scores: the preset's loss
+                if sure_sigma is not None:
+                    objective = Sure(sure_sigma, preset.sure_epsilon, preset.sure_every)
+                elif blindspot:
+                    objective = BlindSpot(preset.blindspot_keep, preset.blindspot_keep_final,
+                                          preset.blindspot_keep_steps,
+                                          flips=preset.blindspot_flips, fill=preset.blindspot_fill,
+                                          block=preset.blindspot_block, shape=preset.blindspot_shape)
+                else:
+                    objective = DataTerm()
+            # the time left, shared among the fits still to run
+            budget = None if time_budget is None else \
+                max(0.0, time_budget - (time.perf_counter() - started)) / (preset.fits - k)
+            # what the fit draws from torch's global generator (a network's dropout) comes from the seed too,
+            # and the caller's generator is left as it was
+            with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+                torch.manual_seed(fit_seed + 2)
+                members.append(fit(
+                    net,
+                    z,
+                    forward,
+                    y_p,
+                    iters=preset.iters,
+                    lr=preset.lr,
+                    lr_final=preset.lr_final,
+                    lr_decay_steps=preset.lr_decay_steps,
+                    betas=preset.betas,
+                    jitter=preset.jitter,
+                    jitter_kind=preset.jitter_kind,
+                    jitter_warmup=preset.jitter_warmup,
+                    ema=preset.ema,
+                    ema_warmup=preset.ema_warmup,
+                    backtrack=preset.backtrack,
+                    backtrack_db=preset.backtrack_db,
+                    crop=(top * scale, left * scale, big_h, big_w),
+                    reference=ref,
+                    callback=callback,
+                    generator=jitter_gen,
+                    time_budget=budget,
+                    stop=stop,
+                    checkpoint=checkpoint,
+                    checkpoint_every=checkpoint_every,
+                    resume=resume,
+                    precision=precision,
+                    # deepprior's networks have no host syncs or data-dependent branches: safe to capture
+                    cuda_graph=dev.type == "cuda" and precision == "fp32" and preset.sure_every == 1,
+                    objective=objective,
+                ))
+        except KeyboardInterrupt:  # Ctrl-C while the next fit is built (or its CUDA graphs captured)
+            if not members:
+                raise
+            between = True
+            break
         if members[-1].stop_reason in ("interrupted", "callback"):  # Ctrl-C, or a callback's stop (the app's
-            break  # cancel), ends them all: the average of those run
+            break  # cancel), ends them all: the average of those that ran to their end (_averaged)
+    if len(members) > 1:
+        members = [replace(m, network=None) for m in members]
     result = _averaged(members)
+    if between:
+        result = replace(result, stop_reason="interrupted")
     return Restoration(
         image=result.image, fit=result, preset=preset, seed=seed, device=str(dev), padded_size=(hp, wp),
         stop_rule=stop, estimate=cost, sigma=sure_sigma, members=tuple(members) if len(members) > 1 else (),
@@ -440,11 +452,14 @@ def restore(
 
 
 def _averaged(members: list[FitResult]) -> FitResult:
-    """One fit's result from ``members`` (a preset's ``fits``): their images' mean, their steps,
-    seconds and backtracks summed, the last one's stop reason, the first one's history."""
+    """One fit's result from ``members`` (a preset's ``fits``): the mean image of the fits that ran
+    to their end (a fit cut short by Ctrl-C or a callback's stop after the first would spoil it; the
+    first one alone is returned as it is), their steps, seconds and backtracks summed, the last one's
+    stop reason, the first one's history."""
     if len(members) == 1:
         return members[0]
-    image = torch.stack([m.image for m in members]).mean(0)
+    whole = [m for m in members if m.stop_reason not in ("interrupted", "callback")] or members[:1]
+    image = torch.stack([m.image for m in whole]).mean(0)
     return replace(members[-1], image=image, steps=sum(m.steps for m in members),
                    seconds=sum(m.seconds for m in members), backtracks=sum(m.backtracks for m in members),
                    history=members[0].history, network=None)

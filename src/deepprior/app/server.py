@@ -539,7 +539,8 @@ def default_presets(device_kind: str) -> dict:
     CLI's defaults).
 
     Denoising's is the one for noise above 30 (0..255): a request without a preset gets
-    ``denoise-sure-fast`` where the noise is lower (:func:`parse_job`, as the CLI).  Inpainting's is the
+    ``denoise-sure-fast`` (on a GPU ``denoise-sure-pair``) where the noise is lower (:func:`parse_job`,
+    as the CLI).  Inpainting's is the
     one for painted strokes (on a CPU ``inpaint-blindspot-strokes``: minutes where the paper's text
     recipe takes hours, up to ~1.7 dB lower; presets.py): a request without a preset whose mask has
     every pixel to fill near known ones (scattered pixels, text, fine scratches:
