@@ -30,8 +30,9 @@ target
     the step count the in-process run needed), timed from process start to the written file, and
     the PSNR of the written PNG is measured.
 profile
-    Not run by default: ``torch.profiler`` over 20 steps of the default (``denoise-sure-fast``) on the target's noisy
-    image, with CUDA graphs (as the CLI fits) and without; the kernels' table of each.
+    Not run by default: ``torch.profiler`` over 20 steps of ``denoise-sure-fast`` (one fit of the
+    default on CUDA, ``denoise-sure-pair``) on the target's noisy image, with CUDA graphs (as the CLI
+    fits) and without; the kernels' table of each.
 
 Scratch images go to a temporary folder.  ``--device cpu`` with a small ``--size`` tries the script
 out on a machine without a GPU.
@@ -397,13 +398,13 @@ def startup(out: Path, device: str) -> dict:
             "bytecode": bytecode, "profile_top": text}
 
 
-def profile(out: Path, image: Path, device: str, size: int, preset: str | None = None, warmup: int = 30,
+def profile(out: Path, image: Path, device: str, size: int, preset: str = "denoise-sure-fast", warmup: int = 30,
             steps: int = 20) -> dict:
     """Where a step of ``preset``'s fit goes on the device: ``torch.profiler`` over ``steps`` steps
     after ``warmup``, the fit as the CLI runs it (CUDA graphs on) and eager (graphs off, every
     kernel launched from Python), on the target's noisy image (sigma 25 given).  The tables go to
     ``DIR/gpu-profile-<mode>.txt``; the part's JSON has each mode's milliseconds per step and its
-    top kernels.  ``preset``: the CLI's default at sigma 25 when None."""
+    top kernels."""
     import statistics
 
     import numpy as np
@@ -414,9 +415,7 @@ def profile(out: Path, image: Path, device: str, size: int, preset: str | None =
     from deepprior import pipeline
     from deepprior.degrade import add_noise
     from deepprior.io import read_image
-    from deepprior.presets import default_preset
 
-    preset = preset or default_preset("denoise", sigma=25 / 255)
     clean, _ = read_image(image)
     clean = np.ascontiguousarray(clean[:size, :size, :3], dtype=np.float32)
     noisy = np.asarray(add_noise(clean, 25, rng=0), dtype=np.float32)
@@ -538,8 +537,9 @@ def report(out: Path, before: list[Path] = ()) -> str:
             continue
         if "command" in t and d != out:
             label += f", `{t['command']}`"
-        if _device_of(d):
-            label += f", {_device_of(d)}"
+        card = _device_of(d)
+        if card:
+            label += f", {card}"
         ref = t["reference"]
         lines += [f"**512x512 target, {label}** ({t['image']}, sigma {t['sigma']}, seed 0, noisy "
                   f"{t['noisy_db']:.2f} dB): `denoise-paper` peaks at **{ref['best_db']:.2f} dB at step "

@@ -2,7 +2,8 @@
 
 :func:`restore` pads the measurement to the network's size multiple (reflection), builds the
 network and the input ``z`` from the seed, runs :func:`deepprior.fitting.fit` and crops the result
-back (a preset with ``fits`` > 1: that many fits from their own seeds, their results averaged).  It works on tensors of shape (1, C, H, W) in [0, 1]; :mod:`deepprior.api` converts arrays.
+back (a preset with ``fits`` > 1: that many fits from their own seeds, their results averaged).
+It works on tensors of shape (1, C, H, W) in [0, 1]; :mod:`deepprior.api` converts arrays.
 """
 
 from __future__ import annotations
@@ -455,11 +456,11 @@ def _averaged(members: list[FitResult]) -> FitResult:
     """One fit's result from ``members`` (a preset's ``fits``): the mean image of the fits that ran
     to their end (a fit cut short by Ctrl-C or a callback's stop after the first would spoil it; the
     first one alone is returned as it is), their steps, seconds and backtracks summed, the last one's
-    stop reason, the first one's history."""
+    stop reason, the first one's history (the members have dropped their networks: restore)."""
     if len(members) == 1:
         return members[0]
     whole = [m for m in members if m.stop_reason not in ("interrupted", "callback")] or members[:1]
     image = torch.stack([m.image for m in whole]).mean(0)
     return replace(members[-1], image=image, steps=sum(m.steps for m in members),
                    seconds=sum(m.seconds for m in members), backtracks=sum(m.backtracks for m in members),
-                   history=members[0].history, network=None)
+                   history=members[0].history)

@@ -532,8 +532,8 @@ def default_preset(task: str, *, scale: int | None = None, sigma: float | None =
     ``sr``: by ``scale``: ``sr-x4-fast`` for x2 and x4 (the paper's x4 quality about 25x sooner on
     held-out crops: BENCHMARKS.md), ``sr-x8-paper`` for x8.  ``denoise``: by the noise level
     ``sigma`` (image scale [0, 1]): ``denoise-sure-fast`` up to :data:`SURE_MAX_SIGMA` (on a CUDA
-    ``device``, where a fit takes seconds, ``denoise-sure-pair``: two fits averaged), ``denoise-paper`` above it or when
-    ``sigma`` is None (unknown; e.g. a flat image, with no texture to estimate it from) or not positive.
+    ``device``, where a fit takes seconds, ``denoise-sure-pair``: two fits averaged), ``denoise-paper``
+    above it or when ``sigma`` is None (unknown; e.g. a flat image, with no texture to estimate it from) or not positive.
     ``inpaint``: by how far the pixels to fill lie from known ones (``reach``, pixels:
     :func:`deepprior.masks.fill_reach`; None: unknown): ``inpaint-blindspot`` up to
     :data:`~deepprior.masks.NEAR_MAX_REACH` (scattered pixels, 32 px text, fine scratches),
