@@ -345,6 +345,7 @@ def target(out: Path, image: Path, ref_steps: int, ref_seconds: float, candidate
         print(f"  CLI {c} {' '.join(extra)}{' --sigma 25' if sigma else ''}: {row.get('psnr_db')} dB, "
               f"{row['wall_seconds_from_process_start']} s from process start", flush=True)
         _write(out, "target", result)
+    result["bytecode"] = _bytecode()  # the CLI runs' start-up depends on it
     return result
 
 
@@ -389,13 +390,27 @@ def startup(out: Path, device: str) -> dict:
                      if "/" in line or "{" in line)
     print(f"CLI one step: {wall:.2f} s from process start; python + torch + CUDA context + imports: {bare:.2f} s")
     print(text[:6000], flush=True)
+    return {"cli_one_step_seconds": round(wall, 2), "bare_import_and_context_seconds": round(bare, 2),
+            "bytecode": _bytecode(), "profile_top": text}
+
+
+def _bytecode() -> dict:
+    """Whether Python could cache bytecode: without it every process compiles torch's sources anew
+    (about 3.5 s of a CLI run on an H100 machine whose environment sets PYTHONDONTWRITEBYTECODE)."""
     import os
 
-    # whether Python could cache bytecode: without it every process compiles torch's sources anew
-    bytecode = {"dont_write_bytecode": sys.flags.dont_write_bytecode, "pycache_prefix": sys.pycache_prefix,
-                "PYTHONDONTWRITEBYTECODE": os.environ.get("PYTHONDONTWRITEBYTECODE")}
-    return {"cli_one_step_seconds": round(wall, 2), "bare_import_and_context_seconds": round(bare, 2),
-            "bytecode": bytecode, "profile_top": text}
+    return {"dont_write_bytecode": sys.flags.dont_write_bytecode, "pycache_prefix": sys.pycache_prefix,
+            "PYTHONDONTWRITEBYTECODE": os.environ.get("PYTHONDONTWRITEBYTECODE")}
+
+
+def _bytecode_cached(run: Path) -> bool | None:
+    """Whether a run's processes could cache bytecode (from its target's or start-up's JSON), or None."""
+    for name in ("gpu-target.json", "gpu-startup.json"):
+        f = run / name
+        b = json.loads(f.read_text()).get("bytecode") if f.exists() else None
+        if b:
+            return bool(b.get("pycache_prefix") or not b["dont_write_bytecode"])
+    return None
 
 
 def profile(out: Path, image: Path, device: str, size: int, preset: str = "denoise-sure-fast", warmup: int = 30,
@@ -513,13 +528,16 @@ def report(out: Path, before: list[Path] = ()) -> str:
                      or not start.get("bytecode", {"dont_write_bytecode": 1})["dont_write_bytecode"]
                      else " (no bytecode cache: every process compiled torch's Python sources)."), ""]
     lines += _target_summary(out, before)
-    prof = load(out, "gpu-profile.json") or next((p for p in (load(b, "gpu-profile.json") for b in before) if p), None)
-    if prof:
-        m = prof["modes"]
+    profs = [(label, d, p) for label, d in (("this run", out), *((b.name, b) for b in before))
+             for p in [load(d, "gpu-profile.json")] if p]
+    if profs:
+        prof = profs[0][2]
         lines += [f"**Profile** (`--parts profile`: `torch.profiler` over {prof['steps']} steps of "
-                  f"`{prof['preset']}` at {prof['size']} px after {prof['warmup']}; tables in `gpu-profile-*.txt`): "
-                  f"{m['graph']['ms_per_step_median']:.1f} ms per step with CUDA graphs (as the CLI fits), "
-                  f"{m['eager']['ms_per_step_median']:.1f} ms eager.", ""]
+                  f"`{prof['preset']}` at {prof['size']} px after {prof['warmup']}; tables in `gpu-profile-*.txt`), "
+                  "milliseconds per step with CUDA graphs (as the CLI fits) and eager: "
+                  + "; ".join(f"{label} ({_device_of(d) or 'card not recorded'}) "
+                              f"{p['modes']['graph']['ms_per_step_median']:.1f} and "
+                              f"{p['modes']['eager']['ms_per_step_median']:.1f}" for label, d, p in profs) + ".", ""]
     seeds = next((e for e in (load(d, "ens.json") for d in (out, *before)) if e), None)
     if seeds:
         singles = [r["db"] for r in seeds["single"]]
@@ -613,18 +631,22 @@ def _target_summary(out: Path, before: list[Path]) -> list[str]:
                 rows.append((d.name if d != out else "this run", _device_of(d), c.get("preset_run", "?"),
                              c.get("sigma_given", True), c["psnr_db"], t["bar_db"],
                              c["wall_seconds_from_process_start"],
-                             "reused" if "reused_from" in t["reference"] else "this run"))
+                             "reused" if "reused_from" in t["reference"] else "this run", _bytecode_cached(d)))
     if not rows:
         return []
     lines = ["**The GPU target, every run**: `deepprior denoise noisy.png --device cuda` with the default preset, "
              "timed from process start to the written PNG, whose PSNR is measured; the bar is the paper preset's best "
-             "less 0.2 dB (its reference fitted in the same run, or where marked reused with `--ref-from` from run "
-             "2026-11-27-run7, whose results were then in `benchmarks/results/gpu/`).", "",
+             "less 0.2 dB (its reference fitted in the same run, or where marked reused with `--ref-from` from an "
+             "earlier run: 2026-11-27-run7 (an H100) for the H200 runs 2026-11-28-run1 to -run7, 2026-11-28-h100-run1 "
+             "for the later ones). Bytecode cached: whether Python could write and reuse its "
+             "compiled modules, as after `pip install` (no: the machine's environment set PYTHONDONTWRITEBYTECODE, "
+             "and every process compiled torch anew; blank: not recorded).", "",
              "| run | GPU | preset the CLI picked | --sigma 25 | PSNR (dB) | bar (dB) | above the bar | seconds | "
-             "reference |", "|---|---|---|---|---:|---:|---|---:|---|"]
-    for run, dev, preset, sigma, db, bar, sec, ref in rows:
+             "reference | bytecode cached |", "|---|---|---|---|---:|---:|---|---:|---|---|"]
+    for run, dev, preset, sigma, db, bar, sec, ref, cached in rows:
         lines.append(f"| {run} | {dev} | {preset} | {'yes' if sigma else 'no'} | {db:.2f} | {bar:.2f} | "
-                     f"{'yes' if db >= bar else 'no'} ({db - bar:+.3f}) | {sec:.1f} | {ref} |")
+                     f"{'yes' if db >= bar else 'no'} ({db - bar:+.3f}) | {sec:.1f} | {ref} | "
+                     f"{'' if cached is None else 'yes' if cached else 'no'} |")
     return lines + [""]
 
 

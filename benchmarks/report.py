@@ -362,7 +362,8 @@ def build(results: Path, output: Path) -> str:
                         ("sure-rise-heldout.md", "SURE: the data-term guard on other crops"),
                         ("sure-rise-high.md", "SURE: the data-term guard above sigma 30 (outside the SURE presets' domain)"),
                         ("sure-versus.md", "SURE above sigma 30: the presets as the CLI runs them on crops"),
-                        ("gpu.md", "GPU (CUDA)")):
+                        ("gpu.md", "GPU (CUDA)"),
+                        ("gpu-host-copies.md", "GPU (CUDA): the host's copies per step")):
         part = results / name  # written by benchmarks.stopping / benchmarks.memory / benchmarks.precision
         if part.is_file():
             lines += ["", f"## {title}", "", *part.read_text().strip().splitlines(), ""]

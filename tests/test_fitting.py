@@ -216,6 +216,21 @@ def test_fused_adam_matches_the_loop():
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
+def test_copy_all_copies_a_mixed_dtype_state():
+    from deepprior.fitting import _copy_all
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    live = list(net.state_dict(keep_vars=True).values())
+    snapshot = [t.detach().clone() for t in live]
+    assert {t.dtype for t in live} == {torch.float32, torch.int64}
+    with torch.no_grad():
+        for t in live:
+            t.add_(1)
+    _copy_all(live, snapshot)
+    for a, b in zip(live, snapshot):
+        assert torch.equal(a, b)
+
+
 def test_fused_adam_is_torchs_fused_adam_without_torch_optim():
     # deepprior.fitting.FusedAdam calls torch.optim.Adam(fused=True)'s kernel itself (torch.optim's
     # methods import torch._dynamo, ~1 s per process): the same numbers, a learning-rate change
