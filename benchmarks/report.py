@@ -351,6 +351,8 @@ def build(results: Path, output: Path) -> str:
                         ("fast-search-inpaint-strokes-baselines.md", "Inpainting of brush strokes: classical fills"),
                         ("fast-search-inpaint-strokes-small.md", "Inpainting of brush strokes: `inpaint-small`, "
                          "the web app's CPU default until 2026-11-28"),
+                        ("blindspot-net.md", "Inpainting of scattered pixels: a blind-spot network instead of "
+                         "blind-spot masking (a negative result)"),
                         ("fast-seeds-denoise.md", "Several seeds averaged (denoising, tune images)"),
                         ("fast-seeds-inpaint.md", "Several seeds averaged (blind-spot inpainting, tune images)"),
                         ("sure.md", "SURE: a stopping rule, and a loss (DIP-SURE)"),
