@@ -190,3 +190,20 @@ def test_the_strokes_crops_are_strokes_past_the_blind_spot_presets_reach():
     _, text = fast.make_case(fast.TASKS["inpaint-text"], "set14/comic")
     assert not np.array_equal(text.dip_kwargs["mask"], mask)
     assert deepprior.choose_preset("inpaint", case.degraded, mask=mask).name == "inpaint-text-paper"
+
+
+def test_the_blind_spot_network_of_the_negative_result_is_blind():
+    # benchmarks.blindspot_net's network: the output at a pixel depends on the input around it, never
+    # on that pixel (else its data term would say nothing about the missing pixels)
+    import torch
+
+    from benchmarks.blindspot_net import build
+
+    torch.manual_seed(0)
+    net = build(2, 1)
+    for i, j in [(0, 0), (13, 17), (16, 16), (31, 30)]:
+        x = torch.rand(1, 2, 32, 32, requires_grad=True)
+        net(x)[0, 0, i, j].backward()
+        g = x.grad[0].abs().sum(0)
+        assert g[i, j] == 0
+        assert g[max(i - 1, 0), j] + g[min(i + 1, 31), j] > 0 and g.sum() > 0
