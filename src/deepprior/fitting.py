@@ -344,9 +344,10 @@ def _graphed(network: nn.Module, sample: torch.Tensor):
 def _copy_all(dst: list[torch.Tensor], src: list[torch.Tensor]) -> None:
     """``d.copy_(s)`` for each pair, in one ``_foreach_copy_`` per dtype.  On CUDA a list with an
     integer tensor in it (BatchNorm's step counters among the float weights) takes a slow path, one
-    copy per tensor: before this split, the snapshot of denoise-sure-fast's ~165 tensors took about
-    6 ms of the host's time per 11 ms step on an H100 (python -m benchmarks.gpu --parts profile:
-    168 cudaMemcpyAsync calls per step)."""
+    copy per tensor: before this split, the snapshot of denoise-sure-fast's 162 tensors took about
+    6 ms of the host's time per 11 ms step on an H100, and leaving the integers out made a graphed
+    step 1.32x faster there (python -m benchmarks.gpu --parts profile; BENCHMARKS.md, "the host's
+    copies per step")."""
     groups: dict = {}
     for d, s in zip(dst, src, strict=True):
         pair = groups.setdefault((d.dtype, s.dtype, d.device, s.device), ([], []))
@@ -500,7 +501,6 @@ def fit(
     if reference is not None:
         reference = reference.to(device=device, dtype=torch.float32)
     params = [p for p in network.parameters()]
-    trained = [p for p in params if p.requires_grad]
     optimizer = make_adam(params, lr, tuple(betas))
     # the last good weights (and BatchNorm buffers), for backtracking and non-finite losses
     live = list(network.state_dict(keep_vars=True).values())
@@ -617,10 +617,7 @@ def fit(
                     nonfinite_run = 0
                     _copy_all(snapshot_f, live_f)
                     last_good_psnr = meas_psnr
-                    # the gradients handed to Adam as they come: backward() would accumulate
-                    # each into .grad through a copy (with CUDA graphs, of the graph's buffers)
-                    for p, g in zip(trained, torch.autograd.grad(objective_t, trained, allow_unused=True)):
-                        p.grad = g
+                    objective_t.backward()
                     optimizer.step()
                     if ema is not None:
                         o = out.detach()
