@@ -353,6 +353,7 @@ def build(results: Path, output: Path) -> str:
                          "the web app's CPU default until 2026-11-28"),
                         ("blindspot-net.md", "Inpainting of scattered pixels: a blind-spot network instead of "
                          "blind-spot masking (a negative result)"),
+                        ("context.md", "Inpainting a hole: fitting only the region around it (a negative result)"),
                         ("inpaint-ensembles.md", "Inpainting of scattered pixels: other ensembles than the "
                          "running average, and blends with other methods (a negative result)"),
                         ("fast-seeds-denoise.md", "Several seeds averaged (denoising, tune images)"),
