@@ -216,8 +216,8 @@ def test_fused_adam_matches_the_loop():
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
-def test_copy_all_copies_a_mixed_dtype_state():
-    from deepprior.fitting import _copy_all
+def test_the_copier_copies_a_mixed_dtype_state():
+    from deepprior.fitting import _copier
 
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
     live = list(net.state_dict(keep_vars=True).values())
@@ -226,7 +226,7 @@ def test_copy_all_copies_a_mixed_dtype_state():
     with torch.no_grad():
         for t in live:
             t.add_(1)
-    _copy_all(live, snapshot)
+    _copier(live, snapshot)()
     for a, b in zip(live, snapshot):
         assert torch.equal(a, b)
 

@@ -341,21 +341,27 @@ def _graphed(network: nn.Module, sample: torch.Tensor):
             network.__dict__.pop("forward", None)  # the graphs go with it
 
 
-def _copy_all(dst: list[torch.Tensor], src: list[torch.Tensor]) -> None:
-    """``d.copy_(s)`` for each pair, in one ``_foreach_copy_`` per dtype.  On CUDA a list with an
-    integer tensor in it (BatchNorm's step counters among the float weights) takes a slow path, one
-    copy per tensor: before this split, the snapshot of denoise-sure-fast's 162 tensors took about
-    6 ms of the host's time per 11 ms step on an H100, and leaving the integers out made a graphed
-    step 1.32x faster there (python -m benchmarks.gpu --parts profile; BENCHMARKS.md, "the host's
-    copies per step")."""
+def _copier(dst: list[torch.Tensor], src: list[torch.Tensor]):
+    """A function that does ``d.copy_(s)`` for each pair, in one ``_foreach_copy_`` per dtype (the
+    pairs grouped once, not at every step).  On CUDA a list with an integer tensor in it
+    (BatchNorm's step counters among the float weights) takes a slow path, one copy per tensor:
+    before this split, the snapshot of denoise-sure-fast's 162 tensors took about 6 ms of the
+    host's time per 11 ms step on an H100, and leaving the integers out made a graphed step 1.32x
+    faster there (python -m benchmarks.gpu --parts profile; BENCHMARKS.md, "the host's copies per
+    step")."""
     groups: dict = {}
     for d, s in zip(dst, src, strict=True):
         pair = groups.setdefault((d.dtype, s.dtype, d.device, s.device), ([], []))
         pair[0].append(d)
         pair[1].append(s)
-    with torch.no_grad():
-        for ds, ss in groups.values():
-            torch._foreach_copy_(ds, ss)
+    groups = list(groups.values())
+
+    def copy() -> None:
+        with torch.no_grad():
+            for ds, ss in groups:
+                torch._foreach_copy_(ds, ss)
+
+    return copy
 
 
 def fit(
@@ -508,9 +514,10 @@ def fit(
     # what each step saves and a rejected step restores: the floating-point tensors.  BatchNorm's
     # integer step counters are left out: they count steps, and only a BatchNorm with momentum=None
     # reads them, for running statistics that a network in train mode never uses; an integer in
-    # the list would send every copy down torch's slow path (_copy_all)
+    # the list would send every copy down torch's slow path (_copier)
     live_f = [t for t in live if t.is_floating_point()]
     snapshot_f = [t for t in snapshot if t.is_floating_point()]
+    save_snapshot, restore_snapshot = _copier(snapshot_f, live_f), _copier(live_f, snapshot_f)
     last_good_psnr = -math.inf
     average = None
     history: dict[str, list] = {"step": [], "loss": [], "psnr_measurement": []}
@@ -605,7 +612,7 @@ def fit(
                 rejected = not finite or (backtrack and meas_psnr < last_good_psnr - backtrack_db)
                 if rejected:
                     # restore the last good weights and skip this step's update
-                    _copy_all(live_f, snapshot_f)
+                    restore_snapshot()
                     backtracks += 1
                     nonfinite_run = nonfinite_run + 1 if not finite else 0
                     if nonfinite_run >= MAX_NONFINITE_IN_A_ROW:
@@ -615,7 +622,7 @@ def fit(
                         )
                 else:
                     nonfinite_run = 0
-                    _copy_all(snapshot_f, live_f)
+                    save_snapshot()
                     last_good_psnr = meas_psnr
                     objective_t.backward()
                     optimizer.step()

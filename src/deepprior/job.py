@@ -709,7 +709,9 @@ def save(job: Job, loaded: Loaded, computed: Computed, settings: Settings) -> di
         "estimate": computed.estimate,
         "backtracks": computed.backtracks,
         "seconds": round(computed.seconds, 3),
-        "final": final,  # (with a preset's fits > 1: the first fit's, as the curve and "stopped" the last's)
+        # (with a preset's fits > 1: the loss and psnr_measurement are the first fit's, as the curve, and
+        # "stopped" the last's; psnr_reference is the averaged result's)
+        "final": final,
         "curve": _curve(hist),
         "versions": computed.versions,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
